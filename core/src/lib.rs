@@ -1,0 +1,26 @@
+//! Waterline's domain model. No IO, no async runtime, no database, no dataframes.
+//!
+//! - [`ids`]: typed identifiers ([`SensorId`], [`DmaId`], [`DeviceId`], [`StationId`]).
+//! - [`units`]: [`SensorKind`], [`Unit`] and conversion to canonical units.
+//! - [`reading`]: [`Reading`], a value in canonical units at an instant.
+//! - [`network`]: the `network.toml` description ([`Network`]) with line-precise errors.
+//! - [`codec`]: wire payloads (the native JSON uplink) as pure functions.
+//! - [`event`]: the analytics event model of CONTRACTS §4.
+//! - [`auth`]: user roles.
+//! - [`health`]: a shared board of component states for `/health`.
+
+pub mod auth;
+pub mod codec;
+pub mod event;
+pub mod health;
+pub mod ids;
+pub mod network;
+pub mod reading;
+pub mod units;
+
+pub use auth::Role;
+pub use event::{Event, EventKind, EventState, Severity};
+pub use ids::{DeviceId, DmaId, IdError, SensorId, StationId};
+pub use network::{Dma, Network, NetworkError, NightWindow, Sensor, SignalRole};
+pub use reading::Reading;
+pub use units::{Quantity, SensorKind, Unit, UnitMismatch};
