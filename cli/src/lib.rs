@@ -1,1 +1,266 @@
-//! placeholder
+//! The `waterline` binary's commands, as a library so that tests can drive them.
+//!
+//! Subcommands (CONTRACTS §6): `serve` (the production daemon), `demo` (everything embedded),
+//! `token create`, `db migrate`, `device list|register|approve|retire`. Each wires the crates
+//! together; none holds domain logic of its own.
+
+pub mod broker;
+pub mod config;
+pub mod demo;
+pub mod services;
+pub mod telemetry;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use waterline_core::health::HealthBoard;
+use waterline_core::{DeviceId, Role};
+use waterline_store::DeviceStatus;
+
+use crate::config::{Config, Overrides};
+
+/// Waterline: telemetry and analytics for a water utility's network.
+#[derive(Debug, Parser)]
+#[command(name = "waterline", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by the commands that open the store or the services.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
+    /// Configuration file (TOML); env WATERLINE_CONFIG.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Store URL: postgres://USER@HOST:PORT/DB or sqlite://PATH.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the production daemon: ingest and the HTTP API.
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// MQTT broker, mqtt://HOST:PORT.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Network description (network.toml).
+        #[arg(long)]
+        network: Option<PathBuf>,
+        /// HTTP listen address, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        http: Option<String>,
+    },
+    /// Run everything in one process on embedded defaults (broker, SQLite, simulator).
+    Demo(demo::DemoArgs),
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Database administration.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// The device registry.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+}
+
+/// `waterline token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a bearer token and print it on stdout (shown once; only its hash is stored).
+    Create {
+        /// admin, engineer, dispatcher, lab or viewer.
+        #[arg(long)]
+        role: String,
+        /// What the token is for (kept in the audit log).
+        #[arg(long, default_value = "cli")]
+        label: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// `waterline db …`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply migrations (and the TimescaleDB layout when available), then exit.
+    Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// `waterline device …`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List devices with their status and first and last contact.
+    List {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Register a device ahead of its first contact (active).
+    Register {
+        id: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Approve a pending device: its data is stored from now on.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Retire a device: its uplinks are dead-lettered.
+    Retire {
+        id: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+fn load_config(common: &CommonArgs, flags: Overrides) -> anyhow::Result<Config> {
+    let file = common
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("WATERLINE_CONFIG").map(PathBuf::from));
+    let flags = Overrides {
+        database_url: common.database_url.clone(),
+        ..flags
+    };
+    Ok(Config::load(file.as_deref(), std::env::vars(), &flags)?)
+}
+
+async fn set_status(common: &CommonArgs, id: &str, status: DeviceStatus) -> anyhow::Result<()> {
+    let id = DeviceId::parse(id)?;
+    let cfg = load_config(common, Overrides::default())?;
+    let store = services::open_store(&cfg).await?;
+    store.set_device_status(&id, status, "cli").await?;
+    println!("device {id}: {}", status.as_str());
+    store.close().await;
+    Ok(())
+}
+
+/// Runs one command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            common,
+            broker,
+            network,
+            http,
+        } => {
+            let cfg = load_config(
+                &common,
+                Overrides {
+                    broker,
+                    network,
+                    http,
+                    ..Overrides::default()
+                },
+            )?;
+            serve(cfg).await
+        }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    role,
+                    label,
+                    common,
+                },
+        } => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let cfg = load_config(&common, Overrides::default())?;
+            let store = services::open_store(&cfg).await?;
+            let token = store.create_token(role, &label).await?;
+            println!("{token}");
+            store.close().await;
+            Ok(())
+        }
+        Command::Db {
+            command: DbCommand::Migrate { common },
+        } => {
+            let cfg = load_config(&common, Overrides::default())?;
+            let store = services::open_store(&cfg).await?;
+            println!("store migrated ({})", store.backend().as_str());
+            store.close().await;
+            Ok(())
+        }
+        Command::Device { command } => match command {
+            DeviceCommand::List { common } => {
+                let cfg = load_config(&common, Overrides::default())?;
+                let store = services::open_store(&cfg).await?;
+                for d in store.devices().await? {
+                    let t = |x: Option<chrono::DateTime<chrono::Utc>>| {
+                        x.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+                    };
+                    println!(
+                        "{}\t{}\t{}\tfirst {}\tlast {}",
+                        d.id,
+                        d.status.as_str(),
+                        d.protocol.as_deref().unwrap_or("-"),
+                        t(d.first_seen),
+                        t(d.last_seen)
+                    );
+                }
+                store.close().await;
+                Ok(())
+            }
+            DeviceCommand::Register { id, common } => {
+                set_status(&common, &id, DeviceStatus::Active).await
+            }
+            DeviceCommand::Approve { id, common } => {
+                set_status(&common, &id, DeviceStatus::Active).await
+            }
+            DeviceCommand::Retire { id, common } => {
+                set_status(&common, &id, DeviceStatus::Retired).await
+            }
+        },
+    }
+}
+
+/// `waterline serve`: runs until SIGTERM or Ctrl-C, then drains and stops.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let network = match &cfg.network.path {
+        Some(p) => Some(services::load_network(p)?),
+        None => None,
+    };
+    let store = services::open_store(&cfg).await?;
+    if let Some(net) = &network {
+        store
+            .upsert_described_sensors(net)
+            .await
+            .context("cannot store the network's sensors")?;
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let health = HealthBoard::new();
+    let running = services::start(&cfg, &store, &health, &stop_rx, None).await?;
+    tracing::info!(
+        http = ?running.http_addr,
+        broker = %cfg.mqtt.broker,
+        backend = store.backend().as_str(),
+        "waterline serving"
+    );
+    if let Some(addr) = running.http_addr {
+        eprintln!("waterline: serving HTTP on http://{addr}");
+    }
+    services::stop_signal().await;
+    tracing::info!("shutting down: draining in-flight batches");
+    let _ = stop_tx.send(true);
+    running.join().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

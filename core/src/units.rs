@@ -222,6 +222,16 @@ impl Unit {
         }
     }
 
+    /// The canonical unit of this unit's dimension (what the store holds values in).
+    pub fn canonical(self) -> Unit {
+        match self.dimension() {
+            Dimension::Flow => Unit::CubicMetrePerHour,
+            Dimension::Pressure => Unit::Metre,
+            Dimension::Volume => Unit::CubicMetre,
+            _ => self,
+        }
+    }
+
     /// Multiplier from this unit to the canonical unit of its dimension.
     fn factor(self) -> f64 {
         match self {
@@ -369,6 +379,15 @@ mod tests {
         assert!(close(Unit::Kilopascal.convert(100.0, Unit::Bar).unwrap(), 1.0));
         assert!((Unit::Psi.convert(1.0, Unit::Metre).unwrap() - 0.703_07).abs() < 1e-5);
         assert!(close(Unit::Metre.convert(10.197_162_129_779_283, Unit::Bar).unwrap(), 1.0));
+    }
+
+    #[test]
+    fn canonical_units_match_the_kinds() {
+        for k in SensorKind::ALL {
+            assert_eq!(k.canonical_unit().canonical(), k.canonical_unit(), "{k}");
+        }
+        assert_eq!(Unit::Psi.canonical(), Unit::Metre);
+        assert_eq!(Unit::LitrePerHour.canonical(), Unit::CubicMetrePerHour);
     }
 
     #[test]

@@ -1,1 +1,12 @@
-//! placeholder
+//! Waterline's firmware simulator: field devices that speak the real wire protocols, so that
+//! everything downstream is tested and demonstrated the way it runs in the field.
+//!
+//! - [`model`]: a small synthetic network (diurnal demand, head loss, FAVAD leakage, injected
+//!   leaks) for the demo.
+//! - [`demo`]: the demo's RTUs, smart meters and quality station publishing native JSON
+//!   uplinks over MQTT ([`demo::run`], [`demo::network_toml`]).
+//!
+//! This crate never imports ingest or the store: like a real device, it only speaks the wire.
+
+pub mod demo;
+pub mod model;

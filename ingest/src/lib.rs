@@ -1,1 +1,89 @@
-//! placeholder
+//! Waterline's ingest daemon: field data in, committed readings out.
+//!
+//! Data flow: [`mqtt`] source (persistent session, manual acks) → bounded channel → [`writer`]
+//! (decode and validate with [`uplink`], batch, commit through `waterline-store`, then
+//! acknowledge). Nothing is acknowledged before it is committed, and the store's
+//! (series, time) key makes redelivery harmless: at-least-once delivery, exactly-once storage.
+//!
+//! Main entry point: [`run_mqtt`]. Configuration: [`MqttConfig`], [`IngestConfig`].
+//! This crate does not serve HTTP, run analytics or know about dashboards.
+
+pub mod backoff;
+pub mod config;
+mod mqtt;
+pub mod registry;
+pub mod uplink;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+pub use config::{IngestConfig, MqttConfig};
+pub use mqtt::BROKER_COMPONENT;
+use rumqttc::AsyncClient;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use waterline_core::health::HealthBoard;
+use waterline_store::{Store, StoreError};
+pub use writer::STORE_COMPONENT;
+
+/// Why ingest could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("could not load the device and sensor registry: {0}")]
+    Registry(#[from] StoreError),
+}
+
+/// Starts MQTT ingest. The returned task ends after `shutdown` turns true and every committed
+/// message has been acknowledged.
+pub async fn run_mqtt(
+    store: Store,
+    mqtt: MqttConfig,
+    cfg: IngestConfig,
+    health: HealthBoard,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, IngestError> {
+    mqtt.validate().map_err(IngestError::Config)?;
+    cfg.validate().map_err(IngestError::Config)?;
+    let registry = registry::Registry::load(&store).await?;
+    let opts = mqtt::options(&mqtt).map_err(IngestError::Config)?;
+    // Room for every acknowledgement of a full channel plus a full batch, so the writer's
+    // non-blocking acks rarely have to wait.
+    let request_capacity = cfg.channel_capacity + 2 * cfg.batch_max_messages + 64;
+    let (client, eventloop) = AsyncClient::new(opts, request_capacity);
+    let (tx, rx) = mpsc::channel(cfg.channel_capacity);
+    let (done_tx, done_rx) = oneshot::channel();
+    let generation = Arc::new(AtomicU64::new(0));
+
+    let writer = writer::Writer {
+        store,
+        client: client.clone(),
+        cfg,
+        topic_prefix: mqtt.topic_prefix.clone(),
+        registry,
+        generation: generation.clone(),
+        health: health.clone(),
+        shutdown: shutdown.clone(),
+        unsent_acks: Default::default(),
+    };
+    let writer_task = tokio::spawn(async move {
+        writer.run(rx).await;
+        let _ = done_tx.send(());
+    });
+    let source_task = tokio::spawn(mqtt::run_source(
+        client,
+        eventloop,
+        mqtt.subscription(),
+        tx,
+        generation,
+        health,
+        shutdown,
+        done_rx,
+    ));
+    Ok(tokio::spawn(async move {
+        let _ = writer_task.await;
+        let _ = source_task.await;
+    }))
+}

@@ -1,1 +1,339 @@
-//! placeholder
+//! Waterline's storage: the only crate that talks SQL.
+//!
+//! One interface, [`Store`], over three backends chosen by the database URL:
+//! - **TimescaleDB** (`postgres://…` on a server with the extension): `readings` is a
+//!   hypertable with compression segmented by series, rollups are continuous aggregates with
+//!   refresh policies, raw data may have a retention policy ([`timescale`]).
+//! - **plain PostgreSQL** (`postgres://…` without it): the same schema as ordinary tables; the
+//!   rollups are kept exact by the service inside each write transaction.
+//! - **embedded SQLite** (`sqlite://PATH`, bundled): the zero-setup store for `demo`.
+//!
+//! Migrations are embedded and applied by [`Store::open`]. Readings are keyed by
+//! (series, time): [`Store::commit_batch`] is idempotent, so a redelivered message adds no row,
+//! and it writes readings, rollups, dead letters, held-back uplinks and device sightings in a
+//! single transaction, so an ingest that acknowledges after it returns never loses data.
+//!
+//! Main types: [`Store`], [`Batch`], [`Bucket`], [`StoreError`] (with
+//! [`StoreError::is_retryable`]).
+
+mod decode;
+mod error;
+mod model;
+mod pg;
+mod rollup;
+mod sqlite;
+pub mod timescale;
+mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+pub use error::{StoreError, redact_url};
+pub use model::*;
+pub use rollup::Bucket;
+pub use timescale::TimescaleOptions;
+pub use token::TOKEN_PREFIX;
+use waterline_core::{DeviceId, Event, EventKind, Network, Reading, Role, SensorId};
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+    Timescale,
+}
+
+impl BackendKind {
+    /// A name for logs and `/health`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+            BackendKind::Timescale => "timescaledb",
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Pool size for PostgreSQL.
+    pub max_connections: u32,
+    /// Use TimescaleDB when the server offers it.
+    pub use_timescale: bool,
+    /// TimescaleDB policies.
+    pub timescale: TimescaleOptions,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            use_timescale: true,
+            timescale: TimescaleOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Pg(pg::PgStore),
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Runs the same call on whichever backend this store has.
+macro_rules! on_backend {
+    ($self:ident, $b:ident => $call:expr) => {
+        match &$self.inner {
+            Inner::Pg($b) => $call,
+            Inner::Sqlite($b) => $call,
+        }
+    };
+}
+
+/// A handle to the store; cheap to clone and share between tasks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Inner,
+    kind: BackendKind,
+    /// Sensor id → series id, filled lazily; series ids never change once assigned.
+    series: Arc<RwLock<HashMap<SensorId, i32>>>,
+}
+
+impl Store {
+    /// Connects to `url`, applies migrations and, on PostgreSQL with the extension available
+    /// (and `opts.use_timescale`), the TimescaleDB layout.
+    pub async fn open(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
+        let (inner, kind) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut pg = pg::PgStore::connect(url, opts.max_connections).await?;
+            pg.migrate().await?;
+            let avail = timescale::availability(pg.pool()).await?;
+            let kind = if opts.use_timescale && avail != timescale::Availability::NotAvailable {
+                timescale::enable(pg.pool(), opts.timescale).await?;
+                pg.refresh_mode().await?;
+                BackendKind::Timescale
+            } else {
+                BackendKind::Postgres
+            };
+            (Inner::Pg(pg), kind)
+        } else if url.starts_with("sqlite:") {
+            let s = sqlite::SqliteStore::connect(url).await?;
+            s.migrate().await?;
+            (Inner::Sqlite(s), BackendKind::Sqlite)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        tracing::info!(backend = kind.as_str(), url = %redact_url(url), "store opened");
+        Ok(Store {
+            inner,
+            kind,
+            series: Arc::default(),
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// Whether rollups are maintained by this service (not by TimescaleDB).
+    pub fn service_rollups(&self) -> bool {
+        match &self.inner {
+            Inner::Pg(p) => p.service_rollups(),
+            Inner::Sqlite(_) => true,
+        }
+    }
+
+    /// A trivial round trip, for `/health`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_backend!(self, b => b.ping().await)
+    }
+
+    /// Closes the connection pool, waiting for in-flight queries.
+    pub async fn close(&self) {
+        on_backend!(self, b => b.close().await)
+    }
+
+    /// Writes the sensors `network.toml` describes (kind, unit, DMA, station, set points).
+    pub async fn upsert_described_sensors(&self, net: &Network) -> Result<(), StoreError> {
+        on_backend!(self, b => b.upsert_described_sensors(net).await)
+    }
+
+    /// Registers sensors first seen in payloads (kind unknown, unit from the payload).
+    pub async fn register_sensors(&self, sensors: &[NewSensor]) -> Result<(), StoreError> {
+        if sensors.is_empty() {
+            return Ok(());
+        }
+        on_backend!(self, b => b.register_sensors(sensors).await)
+    }
+
+    /// Every sensor with its newest reading.
+    pub async fn sensors(&self) -> Result<Vec<SensorRecord>, StoreError> {
+        on_backend!(self, b => b.sensor_records(None).await)
+    }
+
+    /// One sensor, if known.
+    pub async fn sensor(&self, id: &SensorId) -> Result<Option<SensorRecord>, StoreError> {
+        let mut v = on_backend!(self, b => b.sensor_records(Some(id)).await)?;
+        Ok(v.pop())
+    }
+
+    async fn resolve_series(
+        &self,
+        readings: &[Reading],
+    ) -> Result<HashMap<SensorId, i32>, StoreError> {
+        let mut map = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.series.read().unwrap_or_else(|e| e.into_inner());
+            for r in readings {
+                if map.contains_key(&r.sensor) {
+                    continue;
+                }
+                match cache.get(&r.sensor) {
+                    Some(&id) => {
+                        map.insert(r.sensor.clone(), id);
+                    }
+                    None => {
+                        if !missing.contains(&&r.sensor) {
+                            missing.push(&r.sensor);
+                        }
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let found = on_backend!(self, b => b.series_ids(&missing).await)?;
+            let mut cache = self.series.write().unwrap_or_else(|e| e.into_inner());
+            for (k, v) in found {
+                cache.insert(k.clone(), v);
+                map.insert(k, v);
+            }
+        }
+        Ok(map)
+    }
+
+    async fn series_id(&self, sensor: &SensorId) -> Result<Option<i32>, StoreError> {
+        if self.sensor(sensor).await?.is_none() {
+            return Ok(None);
+        }
+        let probe = [Reading::new(sensor.clone(), Utc::now(), 0.0)];
+        Ok(self.resolve_series(&probe).await?.get(sensor).copied())
+    }
+
+    /// Commits one ingest batch atomically; duplicates of stored readings are ignored.
+    pub async fn commit_batch(&self, batch: &Batch) -> Result<BatchOutcome, StoreError> {
+        if batch.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let series = self.resolve_series(&batch.readings).await?;
+        on_backend!(self, b => b.commit_batch(batch, &series).await)
+    }
+
+    /// Raw readings of `sensor` in `[from, to)`, oldest first, at most `limit`.
+    pub async fn readings(
+        &self,
+        sensor: &SensorId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Point>, StoreError> {
+        let Some(id) = self.series_id(sensor).await? else {
+            return Err(StoreError::NotFound(format!("sensor `{sensor}`")));
+        };
+        on_backend!(self, b => b.readings(id, from, to, limit).await)
+    }
+
+    /// Aggregates of `sensor` per `bucket` for buckets starting in `[floor(from), to)`.
+    pub async fn bucketed(
+        &self,
+        sensor: &SensorId,
+        bucket: Bucket,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<BucketPoint>, StoreError> {
+        let Some(id) = self.series_id(sensor).await? else {
+            return Err(StoreError::NotFound(format!("sensor `{sensor}`")));
+        };
+        on_backend!(self, b => b.bucketed(id, bucket, from, to, limit).await)
+    }
+
+    /// Dead letters received in `[from, to)`.
+    pub async fn dead_letters(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        on_backend!(self, b => b.dead_letters(from, to, limit).await)
+    }
+
+    /// Stores a new (open) event and returns its id.
+    pub async fn insert_event(&self, event: &Event) -> Result<i64, StoreError> {
+        on_backend!(self, b => b.insert_event(event).await)
+    }
+
+    /// Events whose span `[start, end]` overlaps `[from, to)` (open events have no end).
+    pub async fn events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        kind: Option<EventKind>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, b => b.events(from, to, kind).await)
+    }
+
+    /// Creates a bearer token for `role` and returns it; only its hash is stored.
+    pub async fn create_token(&self, role: Role, label: &str) -> Result<String, StoreError> {
+        let token = on_backend!(self, b => b.create_token(role, label).await)?;
+        self.audit(
+            "cli",
+            "token.create",
+            Some(label),
+            &serde_json::json!({ "role": role.as_str() }),
+        )
+        .await?;
+        Ok(token)
+    }
+
+    /// Who `token` speaks for, if it is valid and not revoked.
+    pub async fn principal(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        on_backend!(self, b => b.principal(token).await)
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.audit(actor, action, target, detail).await)
+    }
+
+    /// Every device in the registry.
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        on_backend!(self, b => b.devices().await)
+    }
+
+    /// Sets a device's status (registering it if new), with an audit record.
+    pub async fn set_device_status(
+        &self,
+        device: &DeviceId,
+        status: DeviceStatus,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.set_device_status(device, status, actor).await)
+    }
+
+    /// How many raw readings are stored (for tests and the demo's summary).
+    pub async fn count_readings(&self) -> Result<i64, StoreError> {
+        on_backend!(self, b => b.count_readings().await)
+    }
+}

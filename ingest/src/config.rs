@@ -1,0 +1,191 @@
+//! Ingest configuration: the `[mqtt]` and `[ingest]` sections of the service config.
+
+use serde::Deserialize;
+
+/// How to reach the MQTT broker and what to subscribe to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Broker URL, `mqtt://HOST:PORT`.
+    pub broker: String,
+    /// Client id; with a persistent session the broker keeps unacknowledged messages for it.
+    pub client_id: String,
+    /// Topic prefix of native uplinks: `<prefix>/<device>/up`.
+    pub topic_prefix: String,
+    /// Share one subscription between several ingest processes (`$share/<group>/…`).
+    pub shared_group: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Keep-alive interval in seconds.
+    pub keep_alive_secs: u64,
+    /// Largest MQTT packet accepted from the broker, in bytes.
+    pub max_packet_bytes: usize,
+    /// Unacknowledged QoS 1 messages held in flight at once.
+    pub inflight: u16,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            broker: "mqtt://127.0.0.1:1883".into(),
+            client_id: "waterline-ingest".into(),
+            topic_prefix: "waterline".into(),
+            shared_group: None,
+            username: None,
+            password: None,
+            keep_alive_secs: 30,
+            max_packet_bytes: 16 * 1024 * 1024,
+            inflight: 1000,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// Host and port of `broker`.
+    pub fn broker_addr(&self) -> Result<(String, u16), String> {
+        parse_broker_url(&self.broker)
+    }
+
+    /// The topic filter subscribed to, shared when `shared_group` is set.
+    pub fn subscription(&self) -> String {
+        let filter = format!("{}/+/up", self.topic_prefix);
+        match &self.shared_group {
+            Some(g) => format!("$share/{g}/{filter}"),
+            None => filter,
+        }
+    }
+
+    /// Checks the values once, at start-up.
+    pub fn validate(&self) -> Result<(), String> {
+        self.broker_addr()?;
+        if self.client_id.is_empty() {
+            return Err("mqtt.client_id must not be empty".into());
+        }
+        if self.topic_prefix.is_empty() || self.topic_prefix.contains(['+', '#']) {
+            return Err(format!(
+                "mqtt.topic_prefix `{}` must be non-empty and free of wildcards",
+                self.topic_prefix
+            ));
+        }
+        if let Some(g) = &self.shared_group
+            && (g.is_empty() || g.contains(['/', '+', '#']))
+        {
+            return Err(format!("mqtt.shared_group `{g}` must be a single topic level"));
+        }
+        if self.keep_alive_secs == 0 {
+            return Err("mqtt.keep_alive_secs must be at least 1".into());
+        }
+        if self.inflight == 0 {
+            return Err("mqtt.inflight must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses `mqtt://HOST:PORT` (port defaults to 1883).
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| format!("broker URL `{url}` must start with mqtt://"))?;
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err(format!("broker URL `{url}` has no host"));
+    }
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => {
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("broker URL `{url}`: `{port}` is not a port number"))?;
+            Ok((host.trim_matches(['[', ']']).to_owned(), port))
+        }
+        Some(_) => Err(format!("broker URL `{url}` has no host")),
+        None => Ok((rest.to_owned(), 1883)),
+    }
+}
+
+/// What to do with what arrives.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Run the ingest pipeline in this process.
+    pub enabled: bool,
+    /// Commit when a batch holds this many readings.
+    pub batch_max_readings: usize,
+    /// Commit when a batch holds this many messages.
+    pub batch_max_messages: usize,
+    /// Commit at the latest this long after the first message of a batch arrived.
+    pub batch_linger_ms: u64,
+    /// Messages buffered between the MQTT connection and the writer.
+    pub channel_capacity: usize,
+    /// Payloads larger than this go to the dead-letter table.
+    pub max_payload_bytes: usize,
+    /// Readings stamped further than this in the future are rejected.
+    pub max_future_secs: i64,
+    /// Readings older than this are rejected.
+    pub max_age_days: i64,
+    /// New devices wait for approval before their data is stored.
+    pub require_device_approval: bool,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            batch_max_readings: 20_000,
+            batch_max_messages: 1_000,
+            batch_linger_ms: 50,
+            channel_capacity: 2_000,
+            max_payload_bytes: 8 * 1024 * 1024,
+            max_future_secs: 300,
+            max_age_days: 400,
+            require_device_approval: false,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks the values once, at start-up.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("ingest.batch_max_readings", self.batch_max_readings),
+            ("ingest.batch_max_messages", self.batch_max_messages),
+            ("ingest.channel_capacity", self.channel_capacity),
+            ("ingest.max_payload_bytes", self.max_payload_bytes),
+        ];
+        for (k, v) in positive {
+            if v == 0 {
+                return Err(format!("{k} must be at least 1"));
+            }
+        }
+        if self.max_future_secs < 0 || self.max_age_days <= 0 {
+            return Err("ingest.max_future_secs must be ≥ 0 and ingest.max_age_days ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1883"), Ok(("127.0.0.1".into(), 1883)));
+        assert_eq!(parse_broker_url("mqtt://broker"), Ok(("broker".into(), 1883)));
+        assert_eq!(parse_broker_url("mqtt://[::1]:1884"), Ok(("::1".into(), 1884)));
+        assert!(parse_broker_url("http://x:1").unwrap_err().contains("mqtt://"));
+        assert!(parse_broker_url("mqtt://x:notaport").unwrap_err().contains("notaport"));
+        assert!(parse_broker_url("mqtt://").is_err());
+    }
+
+    #[test]
+    fn shared_subscription() {
+        let mut c = MqttConfig::default();
+        assert_eq!(c.subscription(), "waterline/+/up");
+        c.shared_group = Some("ingest".into());
+        assert_eq!(c.subscription(), "$share/ingest/waterline/+/up");
+        c.shared_group = Some("a/b".into());
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! The MQTT connection: a persistent session with manual acknowledgements.
+//!
+//! The source task polls the connection, forwards each publish (tagged with the connection
+//! generation) into a bounded channel, re-subscribes after every reconnect and reports broker
+//! health. Acknowledgements are sent by the writer only after the batch holding the message
+//! has committed; a publish received on an earlier connection is never acknowledged on a later
+//! one (the broker redelivers it and the idempotent store ignores the duplicate).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, oneshot, watch};
+use waterline_core::health::HealthBoard;
+
+use crate::backoff::Backoff;
+use crate::config::MqttConfig;
+
+/// Health-board component name of the broker connection.
+pub const BROKER_COMPONENT: &str = "broker";
+
+/// A message received from the broker, not yet acknowledged.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) publish: Publish,
+    pub(crate) generation: u64,
+    pub(crate) received_at: DateTime<Utc>,
+}
+
+/// Builds the client options from the configuration.
+pub(crate) fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
+    let (host, port) = cfg.broker_addr()?;
+    let mut opts = MqttOptions::new(cfg.client_id.clone(), host, port);
+    opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_inflight(cfg.inflight)
+        .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes);
+    if let Some(user) = &cfg.username {
+        opts.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
+    }
+    Ok(opts)
+}
+
+/// Runs the connection until `writer_done` fires (the writer has drained and acknowledged
+/// everything after shutdown), then disconnects.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_source(
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    subscription: String,
+    tx: mpsc::Sender<Delivery>,
+    generation: Arc<AtomicU64>,
+    health: HealthBoard,
+    mut shutdown: watch::Receiver<bool>,
+    mut writer_done: oneshot::Receiver<()>,
+) {
+    let mut tx = Some(tx);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    health.set(BROKER_COMPONENT, false, "connecting");
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut writer_done => break,
+            _ = shutdown.changed(), if tx.is_some() => {
+                // Closing the channel lets the writer drain, commit and acknowledge, then stop.
+                tx = None;
+            }
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    let g = generation.fetch_add(1, Ordering::SeqCst) + 1;
+                    backoff.reset();
+                    health.set(BROKER_COMPONENT, true, "connected");
+                    tracing::info!(generation = g, session_present = ack.session_present, "connected to MQTT broker");
+                    if let Err(e) = client.try_subscribe(subscription.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "could not queue the subscription");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let refused = ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                    if refused {
+                        health.set(BROKER_COMPONENT, false, format!("subscription to {subscription} refused"));
+                        tracing::error!(%subscription, "broker refused the subscription");
+                    } else {
+                        tracing::info!(%subscription, "subscribed");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    metrics::counter!("waterline_mqtt_messages_received_total").increment(1);
+                    metrics::counter!("waterline_mqtt_bytes_received_total").increment(publish.payload.len() as u64);
+                    if let Some(tx) = &tx {
+                        let delivery = Delivery {
+                            publish,
+                            generation: generation.load(Ordering::SeqCst),
+                            received_at: Utc::now(),
+                        };
+                        if tx.send(delivery).await.is_err() {
+                            tracing::warn!("writer stopped; message left unacknowledged for redelivery");
+                        }
+                    }
+                    // After shutdown began, new messages stay unacknowledged: the broker keeps
+                    // them for this persistent session.
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    health.set(BROKER_COMPONENT, false, format!("disconnected: {e}"));
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost");
+                    metrics::counter!("waterline_mqtt_connection_errors_total").increment(1);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut writer_done => break,
+                    }
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+    // Let the disconnect (and any last acknowledgements) go out.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+    health.set(BROKER_COMPONENT, false, "stopped");
+}

@@ -1,0 +1,628 @@
+//! PostgreSQL backend (plain, or with TimescaleDB). Batch writes use `UNNEST` arrays in one
+//! transaction; rollups are maintained in that transaction unless TimescaleDB's continuous
+//! aggregates do it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
+use waterline_core::{DeviceId, Event, EventKind, Network, Role, SensorId};
+
+use crate::error::{StoreError, redact_url};
+use crate::model::*;
+use crate::rollup::{self, Bucket};
+use crate::token;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A PostgreSQL store.
+#[derive(Debug, Clone)]
+pub(crate) struct PgStore {
+    pool: PgPool,
+    service_rollups: bool,
+}
+
+impl PgStore {
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let opts: PgConnectOptions = url.parse().map_err(|e| StoreError::Connect {
+            url: redact_url(url),
+            source: e,
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Connect {
+                url: redact_url(url),
+                source: e,
+            })?;
+        Ok(Self {
+            pool,
+            service_rollups: true,
+        })
+    }
+
+    pub(crate) async fn migrate(&mut self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        self.refresh_mode().await
+    }
+
+    pub(crate) async fn refresh_mode(&mut self) -> Result<(), StoreError> {
+        let mode: String =
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'rollups'")
+                .fetch_one(&self.pool)
+                .await?;
+        self.service_rollups = mode == "service";
+        Ok(())
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn service_rollups(&self) -> bool {
+        self.service_rollups
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn upsert_described_sensors(&self, net: &Network) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for s in net.sensors.values() {
+            sqlx::query(
+                "INSERT INTO series (sensor, kind, unit, dma, station, role, alarm_low, alarm_high, resolution, described)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
+                 ON CONFLICT (sensor) DO UPDATE SET kind = EXCLUDED.kind, unit = EXCLUDED.unit,
+                   dma = EXCLUDED.dma, station = EXCLUDED.station, role = EXCLUDED.role,
+                   alarm_low = EXCLUDED.alarm_low, alarm_high = EXCLUDED.alarm_high,
+                   resolution = EXCLUDED.resolution, described = true",
+            )
+            .bind(s.id.as_str())
+            .bind(s.kind.as_str())
+            .bind(s.unit.as_str())
+            .bind(s.dma.as_ref().map(|d| d.as_str()))
+            .bind(s.station.as_ref().map(|d| d.as_str()))
+            .bind(s.role.map(|r| r.as_str()))
+            .bind(s.alarm_low)
+            .bind(s.alarm_high)
+            .bind(s.resolution)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn register_sensors(&self, sensors: &[NewSensor]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = sensors.iter().map(|s| s.id.as_str()).collect();
+        let units: Vec<&str> = sensors.iter().map(|s| s.unit.as_str()).collect();
+        let devices: Vec<Option<&str>> = sensors
+            .iter()
+            .map(|s| s.device.as_ref().map(|d| d.as_str()))
+            .collect();
+        sqlx::query(
+            "INSERT INTO series (sensor, unit, device)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
+             ON CONFLICT (sensor) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&units)
+        .bind(&devices)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn series_ids(
+        &self,
+        sensors: &[&SensorId],
+    ) -> Result<HashMap<SensorId, i32>, StoreError> {
+        let names: Vec<&str> = sensors.iter().map(|s| s.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO series (sensor) SELECT * FROM UNNEST($1::text[]) ON CONFLICT (sensor) DO NOTHING",
+        )
+        .bind(&names)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query("SELECT id, sensor FROM series WHERE sensor = ANY($1)")
+            .bind(&names)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let name: String = r.try_get("sensor")?;
+            if let Ok(id) = SensorId::parse(name) {
+                out.insert(id, r.try_get::<i32, _>("id")?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn sensor_records(
+        &self,
+        only: Option<&SensorId>,
+    ) -> Result<Vec<SensorRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.sensor, s.kind, s.unit, s.dma, s.station, s.role, s.described,
+                    l.time AS last_time, l.value AS last_value
+             FROM series s
+             LEFT JOIN LATERAL (
+                 SELECT time, value FROM readings r WHERE r.series_id = s.id
+                 ORDER BY time DESC LIMIT 1
+             ) l ON true
+             WHERE $1::text IS NULL OR s.sensor = $1
+             ORDER BY s.sensor",
+        )
+        .bind(only.map(|s| s.as_str()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(SensorRecord {
+                    id: r.try_get("sensor")?,
+                    kind: r.try_get("kind")?,
+                    unit: r.try_get("unit")?,
+                    dma: r.try_get("dma")?,
+                    station: r.try_get("station")?,
+                    role: r.try_get("role")?,
+                    described: r.try_get("described")?,
+                    last_time: r.try_get("last_time")?,
+                    last_value: r.try_get("last_value")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn commit_batch(
+        &self,
+        batch: &Batch,
+        series: &HashMap<SensorId, i32>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        upsert_devices(&mut tx, &batch.devices).await?;
+        let outcome = self.insert_readings(&mut tx, &batch.readings, series).await?;
+        insert_dead_letters(&mut tx, &batch.dead_letters).await?;
+        insert_pending(&mut tx, &batch.pending).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn insert_readings(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        readings: &[crate::Reading],
+        series: &HashMap<SensorId, i32>,
+    ) -> Result<BatchOutcome, StoreError> {
+        if readings.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let mut rows: Vec<(i32, DateTime<Utc>, f64)> = readings
+            .iter()
+            .map(|r| (series[&r.sensor], r.time, r.value))
+            .collect();
+        // One lock order for every writer: (series, time).
+        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let ids: Vec<i32> = rows.iter().map(|r| r.0).collect();
+        let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
+        let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO readings (series_id, time, value)
+             SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])
+             ON CONFLICT DO NOTHING
+             RETURNING series_id, time, value",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .bind(&values)
+        .fetch_all(&mut **tx)
+        .await?;
+        let new_rows: Vec<(i32, i64, f64)> = inserted
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i32, _>(0)?,
+                    r.try_get::<DateTime<Utc>, _>(1)?.timestamp_micros(),
+                    r.try_get::<f64, _>(2)?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        if self.service_rollups {
+            for bucket in Bucket::ALL {
+                upsert_rollup(tx, bucket, &new_rows).await?;
+            }
+        }
+        Ok(BatchOutcome {
+            inserted: new_rows.len() as u64,
+            duplicates: (rows.len() - new_rows.len()) as u64,
+        })
+    }
+
+    pub(crate) async fn readings(
+        &self,
+        series_id: i32,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Point>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT time, value FROM readings
+             WHERE series_id = $1 AND time >= $2 AND time < $3 ORDER BY time LIMIT $4",
+        )
+        .bind(series_id)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Point {
+                    time: r.try_get(0)?,
+                    value: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn bucketed(
+        &self,
+        series_id: i32,
+        bucket: Bucket,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<BucketPoint>, StoreError> {
+        let sql = format!(
+            "SELECT bucket, min, max, sum, count FROM {}
+             WHERE series_id = $1 AND bucket >= $2 AND bucket < $3 ORDER BY bucket LIMIT $4",
+            bucket.table()
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(series_id)
+            .bind(bucket.floor(from))
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let sum: f64 = r.try_get(3)?;
+                let count: i64 = r.try_get(4)?;
+                Ok(BucketPoint {
+                    time: r.try_get(0)?,
+                    min: r.try_get(1)?,
+                    max: r.try_get(2)?,
+                    avg: sum / count.max(1) as f64,
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn dead_letters(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, received_at, source, topic, reason, payload FROM dead_letters
+             WHERE received_at >= $1 AND received_at < $2 ORDER BY received_at, id LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredDeadLetter {
+                    id: r.try_get(0)?,
+                    letter: DeadLetter {
+                        received_at: r.try_get(1)?,
+                        source: r.try_get(2)?,
+                        topic: r.try_get(3)?,
+                        reason: r.try_get(4)?,
+                        payload: r.try_get(5)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn insert_event(&self, e: &Event) -> Result<i64, StoreError> {
+        let sensors = serde_json::to_value(&e.sensors).unwrap_or_default();
+        let id = sqlx::query_scalar(
+            "INSERT INTO events (kind, dma, sensor, station, sensors, start_time, detected_at, end_time,
+                                 severity, value, flow_m3h, confidence, message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(e.kind.as_str())
+        .bind(e.dma.as_ref().map(|x| x.as_str()))
+        .bind(e.sensor.as_ref().map(|x| x.as_str()))
+        .bind(e.station.as_ref().map(|x| x.as_str()))
+        .bind(sensors)
+        .bind(e.start)
+        .bind(e.detected_at)
+        .bind(e.end)
+        .bind(e.severity.map(|s| s.as_str()))
+        .bind(e.value)
+        .bind(e.flow_m3h)
+        .bind(e.confidence)
+        .bind(e.message.as_deref())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        kind: Option<EventKind>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, dma, sensor, station, sensors::text AS sensors, start_time, detected_at,
+                    end_time, severity, value, flow_m3h, confidence, message, state,
+                    acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution, resolution_note
+             FROM events
+             WHERE start_time < $2 AND (end_time IS NULL OR end_time >= $1)
+               AND ($3::text IS NULL OR kind = $3)
+             ORDER BY detected_at, id",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(kind.map(|k| k.as_str()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                crate::decode::stored_event(crate::decode::EventRow {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    dma: r.try_get("dma")?,
+                    sensor: r.try_get("sensor")?,
+                    station: r.try_get("station")?,
+                    sensors: r.try_get("sensors")?,
+                    start: r.try_get("start_time")?,
+                    detected_at: r.try_get("detected_at")?,
+                    end: r.try_get("end_time")?,
+                    severity: r.try_get("severity")?,
+                    value: r.try_get("value")?,
+                    flow_m3h: r.try_get("flow_m3h")?,
+                    confidence: r.try_get("confidence")?,
+                    message: r.try_get("message")?,
+                    state: r.try_get("state")?,
+                    acknowledged_by: r.try_get("acknowledged_by")?,
+                    acknowledged_at: r.try_get("acknowledged_at")?,
+                    resolved_by: r.try_get("resolved_by")?,
+                    resolved_at: r.try_get("resolved_at")?,
+                    resolution: r.try_get("resolution")?,
+                    resolution_note: r.try_get("resolution_note")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn create_token(&self, role: Role, label: &str) -> Result<String, StoreError> {
+        let token = token::generate();
+        sqlx::query("INSERT INTO api_tokens (token_hash, role, label) VALUES ($1, $2, $3)")
+            .bind(token::hash(&token))
+            .bind(role.as_str())
+            .bind(label)
+            .execute(&self.pool)
+            .await?;
+        Ok(token)
+    }
+
+    pub(crate) async fn principal(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, label, role FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(token::hash(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            crate::decode::principal(r.try_get(0)?, r.try_get(1)?, r.try_get::<String, _>(2)?)
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)")
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, status, protocol, first_seen, last_seen FROM devices ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeviceRecord {
+                    id: r.try_get(0)?,
+                    status: DeviceStatus::from_db(r.try_get::<&str, _>(1)?),
+                    protocol: r.try_get(2)?,
+                    first_seen: r.try_get(3)?,
+                    last_seen: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn set_device_status(
+        &self,
+        device: &DeviceId,
+        status: DeviceStatus,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (id, status, updated_by) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_by = EXCLUDED.updated_by",
+        )
+        .bind(device.as_str())
+        .bind(status.as_str())
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, 'device.status', $2, $3)")
+            .bind(actor)
+            .bind(device.as_str())
+            .bind(serde_json::json!({ "status": status.as_str() }))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn count_readings(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM readings")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+async fn upsert_devices(
+    tx: &mut Transaction<'_, Postgres>,
+    devices: &[DeviceSeen],
+) -> Result<(), StoreError> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let merged = crate::decode::merge_devices(devices);
+    let ids: Vec<&str> = merged.iter().map(|d| d.device.as_str()).collect();
+    let statuses: Vec<&str> = merged.iter().map(|d| d.status_if_new.as_str()).collect();
+    let protocols: Vec<&str> = merged.iter().map(|d| d.protocol).collect();
+    let at: Vec<DateTime<Utc>> = merged.iter().map(|d| d.at).collect();
+    sqlx::query(
+        "INSERT INTO devices (id, status, protocol, first_seen, last_seen)
+         SELECT i, s, p, a, a FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(i, s, p, a)
+         ON CONFLICT (id) DO UPDATE SET
+           last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
+           first_seen = COALESCE(devices.first_seen, EXCLUDED.first_seen),
+           protocol = COALESCE(devices.protocol, EXCLUDED.protocol)",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&protocols)
+    .bind(&at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_rollup(
+    tx: &mut Transaction<'_, Postgres>,
+    bucket: Bucket,
+    rows: &[(i32, i64, f64)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let agg = rollup::aggregate(rows, bucket);
+    let n = agg.len();
+    let (mut ids, mut buckets, mut mins, mut maxs, mut sums, mut counts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((series, b), p) in agg {
+        ids.push(series);
+        buckets.push(rollup::from_micros(b));
+        mins.push(p.min);
+        maxs.push(p.max);
+        sums.push(p.sum);
+        counts.push(p.count);
+    }
+    let sql = format!(
+        "INSERT INTO {t} AS r (series_id, bucket, min, max, sum, count)
+         SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::int8[])
+         ON CONFLICT (series_id, bucket) DO UPDATE SET
+           min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
+           sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count",
+        t = bucket.table()
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&ids)
+        .bind(&buckets)
+        .bind(&mins)
+        .bind(&maxs)
+        .bind(&sums)
+        .bind(&counts)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_dead_letters(
+    tx: &mut Transaction<'_, Postgres>,
+    letters: &[DeadLetter],
+) -> Result<(), StoreError> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let at: Vec<DateTime<Utc>> = letters.iter().map(|l| l.received_at).collect();
+    let sources: Vec<&str> = letters.iter().map(|l| l.source.as_str()).collect();
+    let topics: Vec<Option<&str>> = letters.iter().map(|l| l.topic.as_deref()).collect();
+    let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    let payloads: Vec<&[u8]> = letters.iter().map(|l| l.payload.as_slice()).collect();
+    sqlx::query(
+        "INSERT INTO dead_letters (received_at, source, topic, reason, payload)
+         SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::bytea[])",
+    )
+    .bind(&at)
+    .bind(&sources)
+    .bind(&topics)
+    .bind(&reasons)
+    .bind(&payloads)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_pending(
+    tx: &mut Transaction<'_, Postgres>,
+    pending: &[PendingUplink],
+) -> Result<(), StoreError> {
+    for p in pending {
+        sqlx::query(
+            "INSERT INTO pending_uplinks (device, received_at, source, topic, payload) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(p.device.as_str())
+        .bind(p.received_at)
+        .bind(&p.source)
+        .bind(p.topic.as_deref())
+        .bind(&p.payload)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

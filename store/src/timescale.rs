@@ -1,0 +1,170 @@
+//! TimescaleDB features, used only when the extension is available on the server.
+//!
+//! Idempotent: safe to run at every start-up. It
+//! 1. creates the extension if it is available but not yet created;
+//! 2. turns `readings` into a hypertable (7-day chunks, existing rows migrated);
+//! 3. enables compression segmented by `series_id`, ordered by `time`, with a policy;
+//! 4. replaces the service-maintained rollup tables by continuous aggregates with the same
+//!    names and columns (`series_id, bucket, min, max, sum, count`), real-time
+//!    (`materialized_only = false`), each with a refresh policy, and back-fills them;
+//! 5. adds a retention policy on raw readings when one is configured;
+//! 6. records `rollups = timescale` so that writers stop maintaining rollups themselves.
+//!
+//! Continuous aggregates cannot be created inside a transaction, so each step runs on its own.
+
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::error::StoreError;
+use crate::rollup::Bucket;
+
+/// What the TimescaleDB set-up should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimescaleOptions {
+    /// Compress chunks older than this many days.
+    pub compress_after_days: u32,
+    /// Drop raw readings older than this many days; `None` keeps them forever. Rollups are kept.
+    pub retain_raw_days: Option<u32>,
+}
+
+impl Default for TimescaleOptions {
+    fn default() -> Self {
+        Self {
+            compress_after_days: 7,
+            retain_raw_days: None,
+        }
+    }
+}
+
+/// Whether the server offers the extension, and whether it is created in this database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    NotAvailable,
+    Available,
+    Installed,
+}
+
+/// Asks the server whether TimescaleDB can be used.
+pub(crate) async fn availability(pool: &PgPool) -> Result<Availability, StoreError> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT installed_version FROM pg_available_extensions WHERE name = 'timescaledb'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        None => Availability::NotAvailable,
+        Some((None,)) => Availability::Available,
+        Some((Some(_),)) => Availability::Installed,
+    })
+}
+
+async fn step(pool: &PgPool, name: &'static str, sql: String) -> Result<(), StoreError> {
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .map_err(|source| StoreError::Timescale { step: name, source })?;
+    Ok(())
+}
+
+/// Applies the TimescaleDB layout. The caller has checked [`availability`].
+pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), StoreError> {
+    step(pool, "create extension", "CREATE EXTENSION IF NOT EXISTS timescaledb".into()).await?;
+    step(
+        pool,
+        "create hypertable",
+        "SELECT create_hypertable('readings', 'time', chunk_time_interval => INTERVAL '7 days',
+                                  migrate_data => true, if_not_exists => true)"
+            .into(),
+    )
+    .await?;
+    step(
+        pool,
+        "enable compression",
+        "ALTER TABLE readings SET (timescaledb.compress,
+             timescaledb.compress_segmentby = 'series_id', timescaledb.compress_orderby = 'time')"
+            .into(),
+    )
+    .await?;
+    step(
+        pool,
+        "compression policy",
+        format!(
+            "SELECT add_compression_policy('readings', INTERVAL '{} days', if_not_exists => true)",
+            opts.compress_after_days
+        ),
+    )
+    .await?;
+
+    let mode: String = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'rollups'")
+        .fetch_one(pool)
+        .await?;
+    if mode != "timescale" {
+        for bucket in Bucket::ALL {
+            let t = bucket.table();
+            let width = match bucket {
+                Bucket::Min15 => "15 minutes",
+                Bucket::Hour => "1 hour",
+                Bucket::Day => "1 day",
+            };
+            step(pool, "drop service rollup", format!("DROP TABLE IF EXISTS {t}")).await?;
+            step(
+                pool,
+                "create continuous aggregate",
+                format!(
+                    "CREATE MATERIALIZED VIEW {t}
+                     WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+                     SELECT series_id, time_bucket(INTERVAL '{width}', time) AS bucket,
+                            min(value) AS min, max(value) AS max, sum(value) AS sum, count(*) AS count
+                     FROM readings GROUP BY series_id, time_bucket(INTERVAL '{width}', time)
+                     WITH NO DATA"
+                ),
+            )
+            .await?;
+            // Late batches (meters upload hours late) land inside the start offset.
+            step(
+                pool,
+                "continuous aggregate policy",
+                format!(
+                    "SELECT add_continuous_aggregate_policy('{t}',
+                        start_offset => INTERVAL '7 days', end_offset => INTERVAL '{width}',
+                        schedule_interval => INTERVAL '5 minutes', if_not_exists => true)"
+                ),
+            )
+            .await?;
+            step(
+                pool,
+                "back-fill continuous aggregate",
+                format!("CALL refresh_continuous_aggregate('{t}', NULL, NULL)"),
+            )
+            .await?;
+        }
+        step(
+            pool,
+            "record rollup mode",
+            "UPDATE store_meta SET value = 'timescale' WHERE key = 'rollups'".into(),
+        )
+        .await?;
+    }
+
+    match opts.retain_raw_days {
+        Some(days) => {
+            step(
+                pool,
+                "retention policy",
+                format!(
+                    "SELECT remove_retention_policy('readings', if_exists => true);
+                     SELECT add_retention_policy('readings', INTERVAL '{days} days', if_not_exists => true)"
+                ),
+            )
+            .await?
+        }
+        None => {
+            step(
+                pool,
+                "retention policy",
+                "SELECT remove_retention_policy('readings', if_exists => true)".into(),
+            )
+            .await?
+        }
+    }
+    Ok(())
+}
