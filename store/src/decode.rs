@@ -85,18 +85,18 @@ pub(crate) fn principal(id: i64, label: String, role: String) -> Result<Principa
     })
 }
 
-/// One entry per device (latest `at`), sorted by id: an upsert may touch each row once.
-pub(crate) fn merge_devices(devices: &[DeviceSeen]) -> Vec<DeviceSeen> {
-    let mut by_id: BTreeMap<&DeviceId, DeviceSeen> = BTreeMap::new();
+/// One entry per device, sorted by id (an upsert may touch each row once), with the
+/// earliest sighting of the batch as `.1` and the latest as `.0.at`.
+pub(crate) fn merge_devices(devices: &[DeviceSeen]) -> Vec<(DeviceSeen, DateTime<Utc>)> {
+    let mut by_id: BTreeMap<&DeviceId, (DeviceSeen, DateTime<Utc>)> = BTreeMap::new();
     for d in devices {
         by_id
             .entry(&d.device)
-            .and_modify(|e| {
-                if d.at > e.at {
-                    e.at = d.at;
-                }
+            .and_modify(|(e, first)| {
+                e.at = e.at.max(d.at);
+                *first = (*first).min(d.at);
             })
-            .or_insert_with(|| d.clone());
+            .or_insert_with(|| (d.clone(), d.at));
     }
     by_id.into_values().collect()
 }

@@ -515,13 +515,14 @@ async fn upsert_devices(
         return Ok(());
     }
     let merged = crate::decode::merge_devices(devices);
-    let ids: Vec<&str> = merged.iter().map(|d| d.device.as_str()).collect();
-    let statuses: Vec<&str> = merged.iter().map(|d| d.status_if_new.as_str()).collect();
-    let protocols: Vec<&str> = merged.iter().map(|d| d.protocol).collect();
-    let at: Vec<DateTime<Utc>> = merged.iter().map(|d| d.at).collect();
+    let ids: Vec<&str> = merged.iter().map(|(d, _)| d.device.as_str()).collect();
+    let statuses: Vec<&str> = merged.iter().map(|(d, _)| d.status_if_new.as_str()).collect();
+    let protocols: Vec<&str> = merged.iter().map(|(d, _)| d.protocol).collect();
+    let first: Vec<DateTime<Utc>> = merged.iter().map(|(_, f)| *f).collect();
+    let last: Vec<DateTime<Utc>> = merged.iter().map(|(d, _)| d.at).collect();
     sqlx::query(
         "INSERT INTO devices (id, status, protocol, first_seen, last_seen)
-         SELECT i, s, p, a, a FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(i, s, p, a)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
          ON CONFLICT (id) DO UPDATE SET
            last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
            first_seen = COALESCE(devices.first_seen, EXCLUDED.first_seen),
@@ -530,7 +531,8 @@ async fn upsert_devices(
     .bind(&ids)
     .bind(&statuses)
     .bind(&protocols)
-    .bind(&at)
+    .bind(&first)
+    .bind(&last)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -176,9 +176,9 @@ impl SqliteStore {
         series: &HashMap<SensorId, i32>,
     ) -> Result<BatchOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        for d in crate::decode::merge_devices(&batch.devices) {
+        for (d, first) in crate::decode::merge_devices(&batch.devices) {
             sqlx::query(
-                "INSERT INTO devices (id, status, protocol, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4)
+                "INSERT INTO devices (id, status, protocol, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET
                    last_seen = MAX(COALESCE(devices.last_seen, excluded.last_seen), excluded.last_seen),
                    first_seen = COALESCE(devices.first_seen, excluded.first_seen),
@@ -187,6 +187,7 @@ impl SqliteStore {
             .bind(d.device.as_str())
             .bind(d.status_if_new.as_str())
             .bind(d.protocol)
+            .bind(us(first))
             .bind(us(d.at))
             .execute(&mut *tx)
             .await?;

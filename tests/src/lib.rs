@@ -1,1 +1,315 @@
-//! placeholder
+//! Shared harness for Waterline's cross-crate tests: real services, never mocks.
+//!
+//! - [`PgDb`]: a fresh PostgreSQL database per test (dropped afterwards), on the server named
+//!   by `WATERLINE_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! - [`SqliteDb`]: a fresh SQLite file in a temporary directory.
+//! - [`Mosquitto`]: a private Mosquitto broker on a free loopback port with a persistent-session
+//!   configuration (queue limits raised), stopped when dropped; it can be restarted on the same
+//!   port and persistence directory to test broker restarts.
+//! - [`waterline_bin`]: the built `waterline` binary, for process-level tests.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sqlx::Connection;
+use waterline_store::{Store, StoreOptions};
+
+/// The PostgreSQL server tests use.
+pub fn pg_admin_url() -> String {
+    std::env::var("WATERLINE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        rand::random::<u32>()
+    )
+}
+
+/// Replaces the database name at the end of a PostgreSQL URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let root = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+/// A fresh PostgreSQL database, dropped when this value is dropped.
+#[derive(Debug)]
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    /// Creates an empty database on the test server. Fails loudly when the server is
+    /// unreachable: CI starts it, so a missing server is a broken environment, not a skip.
+    pub async fn create() -> anyhow::Result<PgDb> {
+        let admin = pg_admin_url();
+        let name = unique_name("wl_test");
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .with_context(|| format!("PostgreSQL test server at {admin} is not reachable (set WATERLINE_TEST_DATABASE_URL)"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(PgDb {
+            url: with_database(&admin, &name),
+            name,
+        })
+    }
+
+    /// Opens the store on this database (migrating it).
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.url, StoreOptions::default()).await?)
+    }
+
+    /// Opens the store without TimescaleDB even where the server has it.
+    pub async fn plain_store(&self) -> anyhow::Result<Store> {
+        let opts = StoreOptions {
+            use_timescale: false,
+            ..StoreOptions::default()
+        };
+        Ok(Store::open(&self.url, opts).await?)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let admin = pg_admin_url();
+        let name = self.name.clone();
+        // A runtime of its own: Drop may run inside or outside one.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A fresh SQLite store file.
+#[derive(Debug)]
+pub struct SqliteDb {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl SqliteDb {
+    /// A new, empty database file in a temporary directory.
+    pub fn create() -> anyhow::Result<SqliteDb> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Ok(SqliteDb { dir, url })
+    }
+
+    /// Opens the store (migrating it).
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.url, StoreOptions::default()).await?)
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// A private Mosquitto broker for one test.
+#[derive(Debug)]
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto on a free loopback port. Persistent sessions keep up to 1,000,000
+    /// queued QoS 1 messages (the default 1,000 silently drops the rest).
+    pub fn start() -> anyhow::Result<Mosquitto> {
+        let mut last = None;
+        for _ in 0..5 {
+            let mut m = Mosquitto {
+                port: free_port(),
+                dir: tempfile::tempdir()?,
+                child: None,
+            };
+            match m.spawn() {
+                Ok(()) => return Ok(m),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("mosquitto did not start")))
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.conf")
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location {dir}/\n\
+             max_queued_messages 1000000\nmax_inflight_messages 1000\nmessage_size_limit 0\n\
+             log_dest file {dir}/mosquitto.log\n",
+            port = self.port,
+            dir = self.dir.path().display()
+        );
+        std::fs::write(self.config_path(), conf)?;
+        let child = Command::new(mosquitto_path())
+            .arg("-c")
+            .arg(self.config_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run mosquitto (is it installed? .ci/run installs it)")?;
+        self.child = Some(child);
+        if !wait_for_port(SocketAddr::from(([127, 0, 0, 1], self.port)), Duration::from_secs(10)) {
+            self.stop();
+            bail!("mosquitto is not listening on {}", self.port);
+        }
+        Ok(())
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (SIGTERM, so it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port with the same persistence.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// Where the broker keeps its files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn mosquitto_path() -> PathBuf {
+    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("mosquitto")
+}
+
+/// The `waterline` binary built alongside the tests (`target/<profile>/waterline`).
+pub fn waterline_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("test binary has no directory")?;
+    if dir.ends_with("deps") {
+        dir = dir.parent().context("deps has no parent")?;
+    }
+    let bin = dir.join("waterline");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build -p waterline, or run the tests through cargo nextest --workspace)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+    }
+}
