@@ -48,9 +48,8 @@ fn mqtt_handshake(addr: SocketAddr) -> bool {
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     let mut ack = [0u8; 4];
-    let ok = s.write_all(&CONNECT).is_ok()
-        && s.read_exact(&mut ack).is_ok()
-        && ack == [0x20, 2, 0, 0];
+    let ok =
+        s.write_all(&CONNECT).is_ok() && s.read_exact(&mut ack).is_ok() && ack == [0x20, 2, 0, 0];
     let _ = s.write_all(&DISCONNECT);
     ok
 }

@@ -202,8 +202,13 @@ impl Config {
                     (s.to_ascii_lowercase(), k.to_ascii_lowercase())
                 }
             };
+            // Typed first (numbers, booleans); a text key whose value only looks like a
+            // number (a password "123456") is taken as text.
             set(&mut table, &section, &key, env_value(&raw));
-            check(&table).map_err(|message| ConfigError::Env { var, message })?;
+            if let Err(message) = check(&table) {
+                set(&mut table, &section, &key, Value::String(raw));
+                check(&table).map_err(|_| ConfigError::Env { var, message })?;
+            }
         }
 
         let flag_values = [
@@ -238,8 +243,17 @@ impl Config {
                 waterline_store::redact_url(url)
             )));
         }
+        let days = self.database.retain_raw_days;
+        if days > 0 && days <= waterline_store::timescale::REFRESH_WINDOW_DAYS {
+            return Err(ConfigError::Invalid(format!(
+                "database.retain_raw_days = {days} must be 0 (keep all) or more than the {}-day window in which late data still reaches the rollups",
+                waterline_store::timescale::REFRESH_WINDOW_DAYS
+            )));
+        }
         if self.database.max_connections == 0 {
-            return Err(ConfigError::Invalid("database.max_connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "database.max_connections must be at least 1".into(),
+            ));
         }
         self.http_addr()?;
         self.mqtt.validate().map_err(ConfigError::Invalid)?;
@@ -276,7 +290,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
@@ -287,7 +304,9 @@ mod tests {
 
     #[test]
     fn defaults_then_file_then_env_then_flags() {
-        let f = file("[database]\nurl = \"sqlite://file.db\"\nmax_connections = 3\n[ingest]\nbatch_linger_ms = 7\n");
+        let f = file(
+            "[database]\nurl = \"sqlite://file.db\"\nmax_connections = 3\n[ingest]\nbatch_linger_ms = 7\n",
+        );
         let cfg = Config::load(Some(f.path()), env(&[]), &Overrides::default()).unwrap();
         assert_eq!(cfg.database.url, "sqlite://file.db");
         assert_eq!(cfg.database.max_connections, 3);
@@ -296,7 +315,10 @@ mod tests {
 
         let cfg = Config::load(
             Some(f.path()),
-            env(&[("WATERLINE_DATABASE__URL", "sqlite://env.db"), ("WATERLINE_INGEST__BATCH_LINGER_MS", "9")]),
+            env(&[
+                ("WATERLINE_DATABASE__URL", "sqlite://env.db"),
+                ("WATERLINE_INGEST__BATCH_LINGER_MS", "9"),
+            ]),
             &Overrides::default(),
         )
         .unwrap();
@@ -307,9 +329,19 @@ mod tests {
             database_url: Some("sqlite://flag.db".into()),
             ..Overrides::default()
         };
-        let cfg = Config::load(Some(f.path()), env(&[("WATERLINE_DATABASE_URL", "sqlite://alias.db")]), &flags).unwrap();
+        let cfg = Config::load(
+            Some(f.path()),
+            env(&[("WATERLINE_DATABASE_URL", "sqlite://alias.db")]),
+            &flags,
+        )
+        .unwrap();
         assert_eq!(cfg.database.url, "sqlite://flag.db");
-        let cfg = Config::load(None, env(&[("WATERLINE_DATABASE_URL", "sqlite://alias.db")]), &Overrides::default()).unwrap();
+        let cfg = Config::load(
+            None,
+            env(&[("WATERLINE_DATABASE_URL", "sqlite://alias.db")]),
+            &Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(cfg.database.url, "sqlite://alias.db");
     }
 
@@ -325,17 +357,30 @@ mod tests {
     #[test]
     fn bad_values_are_specific() {
         let f = file("[ingest]\nbatch_linger_ms = \"soon\"\n");
-        let msg = Config::load(Some(f.path()), env(&[]), &Overrides::default()).unwrap_err().to_string();
+        let msg = Config::load(Some(f.path()), env(&[]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("line 2"), "{msg}");
 
-        let msg = Config::load(None, env(&[("WATERLINE_MQTT__INFLIGHT", "lots")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
-        assert!(msg.starts_with("environment variable WATERLINE_MQTT__INFLIGHT"), "{msg}");
+        let msg = Config::load(
+            None,
+            env(&[("WATERLINE_MQTT__INFLIGHT", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.starts_with("environment variable WATERLINE_MQTT__INFLIGHT"),
+            "{msg}"
+        );
 
-        let msg = Config::load(None, env(&[("WATERLINE_DATABSE__URL", "x")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let msg = Config::load(
+            None,
+            env(&[("WATERLINE_DATABSE__URL", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("databse"), "{msg}");
 
         let msg = Config::load(None, env(&[("WATERLINE_FOO", "x")]), &Overrides::default())
@@ -347,27 +392,72 @@ mod tests {
             database_url: Some("mysql://x".into()),
             ..Overrides::default()
         };
-        let msg = Config::load(None, env(&[]), &flags).unwrap_err().to_string();
-        assert!(msg.contains("must start with postgres:// or sqlite://"), "{msg}");
+        let msg = Config::load(None, env(&[]), &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("must start with postgres:// or sqlite://"),
+            "{msg}"
+        );
 
         let flags = Overrides {
             http: Some("localhost".into()),
             ..Overrides::default()
         };
-        assert!(Config::load(None, env(&[]), &flags).unwrap_err().to_string().contains("http.listen"));
+        assert!(
+            Config::load(None, env(&[]), &flags)
+                .unwrap_err()
+                .to_string()
+                .contains("http.listen")
+        );
 
         let flags = Overrides {
             broker: Some("amqp://x".into()),
             ..Overrides::default()
         };
-        assert!(Config::load(None, env(&[]), &flags).unwrap_err().to_string().contains("mqtt://"));
+        assert!(
+            Config::load(None, env(&[]), &flags)
+                .unwrap_err()
+                .to_string()
+                .contains("mqtt://")
+        );
+    }
+
+    #[test]
+    fn numeric_looking_text_values_stay_text() {
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("WATERLINE_MQTT__PASSWORD", "123456"),
+                ("WATERLINE_MQTT__USERNAME", "true"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.mqtt.password.as_deref(), Some("123456"));
+        assert_eq!(cfg.mqtt.username.as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn retention_must_outlast_the_refresh_window() {
+        let msg = Config::load(
+            None,
+            env(&[("WATERLINE_DATABASE__RETAIN_RAW_DAYS", "3")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("retain_raw_days"), "{msg}");
     }
 
     #[test]
     fn reserved_variables_are_not_config_keys() {
         Config::load(
             None,
-            env(&[("WATERLINE_LOG", "debug"), ("WATERLINE_TEST_DATABASE_URL", "x")]),
+            env(&[
+                ("WATERLINE_LOG", "debug"),
+                ("WATERLINE_TEST_DATABASE_URL", "x"),
+            ]),
             &Overrides::default(),
         )
         .unwrap();

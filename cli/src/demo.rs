@@ -110,9 +110,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("Waterline demo is running.");
     println!("  broker:     {}", cfg.mqtt.broker);
-    println!("  store:      {} ({})", waterline_store::redact_url(&cfg.database.url), store.backend().as_str());
+    println!(
+        "  store:      {} ({})",
+        waterline_store::redact_url(&cfg.database.url),
+        store.backend().as_str()
+    );
     println!("  network:    {}", network_path.display());
-    println!("  devices:    3 DMA RTUs, 18 smart meters, 1 quality station ({} h of history, then live)", args.backfill_hours);
+    println!(
+        "  devices:    3 DMA RTUs, 18 smart meters, 1 quality station ({} h of history, then live)",
+        args.backfill_hours
+    );
     println!("  API:        http://{http}/api/v1/sensors");
     println!("  health:     http://{http}/health    metrics: http://{http}/metrics");
     println!("  login:      admin bearer token {token}");
@@ -123,7 +130,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("Stopping: draining ingest, closing the store…");
     let _ = stop_tx.send(true);
     match sim.await {
-        Ok(Ok(stats)) => tracing::info!(messages = stats.messages, readings = stats.readings, "simulator stopped"),
+        Ok(Ok(stats)) => tracing::info!(
+            messages = stats.messages,
+            readings = stats.readings,
+            "simulator stopped"
+        ),
         Ok(Err(e)) => tracing::warn!(error = %e, "simulator stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "simulator task failed"),
     }

@@ -152,6 +152,23 @@ async fn set_status(common: &CommonArgs, id: &str, status: DeviceStatus) -> anyh
     Ok(())
 }
 
+/// An error and its causes on one line, each cause once: libraries such as sqlx repeat their
+/// source inside their own message, which a plain `{:#}` would print twice.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -222,7 +239,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 set_status(&common, &id, DeviceStatus::Active).await
             }
             DeviceCommand::Approve { id, common } => {
-                set_status(&common, &id, DeviceStatus::Active).await
+                let device = DeviceId::parse(id.as_str())?;
+                let cfg = load_config(&common, Overrides::default())?;
+                let store = services::open_store(&cfg).await?;
+                let known = store.devices().await?.into_iter().find(|d| d.id == id);
+                store.close().await;
+                match known.map(|d| d.status) {
+                    None => anyhow::bail!(
+                        "device {device} has never been seen; use `waterline device register {device}` to register it ahead of its first contact"
+                    ),
+                    Some(DeviceStatus::Pending) => {
+                        set_status(&common, &id, DeviceStatus::Active).await
+                    }
+                    Some(other) => anyhow::bail!(
+                        "device {device} is {}, not pending approval",
+                        other.as_str()
+                    ),
+                }
             }
             DeviceCommand::Retire { id, common } => {
                 set_status(&common, &id, DeviceStatus::Retired).await

@@ -120,17 +120,22 @@ mod tests {
 
     #[test]
     fn accepts_typical_ids() {
-        for s in ["p227", "A-inlet-flow", "RTU-A-01", "n54", "m.001", "水厂1", "dev:eui"] {
+        for s in [
+            "p227",
+            "A-inlet-flow",
+            "RTU-A-01",
+            "n54",
+            "m.001",
+            "水厂1",
+            "dev:eui",
+        ] {
             SensorId::parse(s).unwrap();
         }
     }
 
     #[test]
     fn rejects_empty_long_and_odd_characters() {
-        assert_eq!(
-            SensorId::parse(""),
-            Err(IdError::Empty { what: "sensor" })
-        );
+        assert_eq!(SensorId::parse(""), Err(IdError::Empty { what: "sensor" }));
         assert!(matches!(
             DeviceId::parse("x".repeat(129)),
             Err(IdError::TooLong { .. })

@@ -131,7 +131,12 @@ impl NightWindow {
 
 impl fmt::Display for NightWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+        write!(
+            f,
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )
     }
 }
 
@@ -323,16 +328,16 @@ fn check_sensor(loc: &Locator<'_>, s: &Spanned<RawSensor>) -> Result<Sensor, Net
     let any = |v: &Option<Spanned<f64>>, key: &str| opt_finite(loc, v, key, f64::NEG_INFINITY);
     let alarm_low = any(&r.alarm_low, "alarm_low")?;
     let alarm_high = any(&r.alarm_high, "alarm_high")?;
-    if let (Some(lo), Some(hi), Some(span)) = (alarm_low, alarm_high, r.alarm_high.as_ref()) {
-        if lo >= hi {
-            return Err(loc.error(
-                span.span(),
-                format!(
-                    "sensor `{}`: alarm_high = {hi} must be above alarm_low = {lo}",
-                    r.id.get_ref()
-                ),
-            ));
-        }
+    if let (Some(lo), Some(hi), Some(span)) = (alarm_low, alarm_high, r.alarm_high.as_ref())
+        && lo >= hi
+    {
+        return Err(loc.error(
+            span.span(),
+            format!(
+                "sensor `{}`: alarm_high = {hi} must be above alarm_low = {lo}",
+                r.id.get_ref()
+            ),
+        ));
     }
     let resolution = opt_finite(loc, &r.resolution, "resolution", 0.0)?;
     if let (Some(0.0), Some(span)) = (resolution, r.resolution.as_ref()) {
@@ -439,17 +444,27 @@ fn check_dma(
             )
         })?),
     };
-    let min_p = opt_finite(loc, &r.min_service_pressure_m, "min_service_pressure_m", 0.0)?;
-    let max_p = opt_finite(loc, &r.max_service_pressure_m, "max_service_pressure_m", 0.0)?;
-    if let (Some(lo), Some(hi), Some(span)) = (min_p, max_p, r.max_service_pressure_m.as_ref()) {
-        if lo >= hi {
-            return Err(loc.error(
-                span.span(),
-                format!(
-                    "DMA `{id}`: max_service_pressure_m = {hi} must be above min_service_pressure_m = {lo}"
-                ),
-            ));
-        }
+    let min_p = opt_finite(
+        loc,
+        &r.min_service_pressure_m,
+        "min_service_pressure_m",
+        0.0,
+    )?;
+    let max_p = opt_finite(
+        loc,
+        &r.max_service_pressure_m,
+        "max_service_pressure_m",
+        0.0,
+    )?;
+    if let (Some(lo), Some(hi), Some(span)) = (min_p, max_p, r.max_service_pressure_m.as_ref())
+        && lo >= hi
+    {
+        return Err(loc.error(
+            span.span(),
+            format!(
+                "DMA `{id}`: max_service_pressure_m = {hi} must be above min_service_pressure_m = {lo}"
+            ),
+        ));
     }
     Ok(Dma {
         name: r.name.clone(),
@@ -564,7 +579,9 @@ resolution = 0.01
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let e = err("timezone = \"UTC\"\n[[sensor]]\nid = \"a\"\nkind = \"flow\"\nunit = \"m3/h\"\ncolour = \"red\"\n");
+        let e = err(
+            "timezone = \"UTC\"\n[[sensor]]\nid = \"a\"\nkind = \"flow\"\nunit = \"m3/h\"\ncolour = \"red\"\n",
+        );
         assert_eq!(e.line, 6, "{e}");
         assert!(e.message.contains("colour"), "{e}");
     }
@@ -600,7 +617,9 @@ resolution = 0.01
         assert_eq!(e.line, 3, "{e}");
         assert!(e.message.contains("mains_km"));
 
-        let e = err("[[dma]]\nid = \"A\"\nmin_service_pressure_m = 30.0\nmax_service_pressure_m = 20.0\n");
+        let e = err(
+            "[[dma]]\nid = \"A\"\nmin_service_pressure_m = 30.0\nmax_service_pressure_m = 20.0\n",
+        );
         assert_eq!(e.line, 4, "{e}");
 
         let e = err("[[sensor]]\nid = \"bad id\"\nkind = \"flow\"\nunit = \"m3/h\"\n");
@@ -616,13 +635,18 @@ resolution = 0.01
         let e = err(
             "[[dma]]\nid = \"A\"\ninlets = [\"p\"]\n[[sensor]]\nid = \"p\"\nkind = \"pressure\"\nunit = \"m\"\n",
         );
-        assert!(e.message.contains("of kind `pressure`; expected flow"), "{e}");
+        assert!(
+            e.message.contains("of kind `pressure`; expected flow"),
+            "{e}"
+        );
 
         let e = err("[[sensor]]\nid = \"a\"\nkind = \"flow\"\nunit = \"m3/h\"\ndma = \"Z\"\n");
         assert_eq!(e.line, 5, "{e}");
         assert!(e.message.contains("DMA `Z`"));
 
-        let e = err("[[sensor]]\nid = \"a\"\nkind = \"flow\"\nunit = \"m3/h\"\n[[sensor]]\nid = \"a\"\nkind = \"flow\"\nunit = \"m3/h\"\n");
+        let e = err(
+            "[[sensor]]\nid = \"a\"\nkind = \"flow\"\nunit = \"m3/h\"\n[[sensor]]\nid = \"a\"\nkind = \"flow\"\nunit = \"m3/h\"\n",
+        );
         assert_eq!(e.line, 6, "{e}");
         assert!(e.message.contains("twice"));
     }

@@ -83,7 +83,9 @@ impl SensorKind {
     /// Whether `unit` may be used for a sensor of this kind.
     pub fn accepts(self, unit: Unit) -> bool {
         unit.dimension() == self.canonical_unit().dimension()
-            && !(self == SensorKind::Level && unit.dimension() == Dimension::Pressure && unit != Unit::Metre)
+            && !(self == SensorKind::Level
+                && unit.dimension() == Dimension::Pressure
+                && unit != Unit::Metre)
     }
 }
 
@@ -95,7 +97,9 @@ impl fmt::Display for SensorKind {
 
 /// An unknown sensor kind name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown sensor kind `{0}`; expected one of flow, pressure, volume, level, chlorine, turbidity, ph, conductivity, temperature, redox, toc, battery")]
+#[error(
+    "unknown sensor kind `{0}`; expected one of flow, pressure, volume, level, chlorine, turbidity, ph, conductivity, temperature, redox, toc, battery"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for SensorKind {
@@ -277,7 +281,9 @@ pub struct UnitMismatch {
 
 /// An unknown unit spelling.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown unit `{0}`; expected one of m3/h, L/s, L/h, m, bar, kPa, MPa, psi, m3, L, mg/L, NTU, pH, uS/cm, degC, mV, %")]
+#[error(
+    "unknown unit `{0}`; expected one of m3/h, L/s, L/h, m, bar, kPa, MPa, psi, m3, L, mg/L, NTU, pH, uS/cm, degC, mV, %"
+)]
 pub struct UnknownUnit(pub String);
 
 impl FromStr for Unit {
@@ -366,19 +372,48 @@ mod tests {
 
     #[test]
     fn flow_conversions() {
-        assert!(close(Unit::LitrePerSecond.convert(10.0, Unit::CubicMetrePerHour).unwrap(), 36.0));
-        assert!(close(Unit::LitrePerHour.convert(1500.0, Unit::CubicMetrePerHour).unwrap(), 1.5));
-        assert!(close(Unit::CubicMetrePerHour.convert(36.0, Unit::LitrePerSecond).unwrap(), 10.0));
+        assert!(close(
+            Unit::LitrePerSecond
+                .convert(10.0, Unit::CubicMetrePerHour)
+                .unwrap(),
+            36.0
+        ));
+        assert!(close(
+            Unit::LitrePerHour
+                .convert(1500.0, Unit::CubicMetrePerHour)
+                .unwrap(),
+            1.5
+        ));
+        assert!(close(
+            Unit::CubicMetrePerHour
+                .convert(36.0, Unit::LitrePerSecond)
+                .unwrap(),
+            10.0
+        ));
     }
 
     #[test]
     fn pressure_conversions_use_standard_water_head() {
         // 1 bar = 10.197 16 m of water at 1000 kg/m3 and g = 9.806 65.
-        assert!(close(Unit::Bar.convert(1.0, Unit::Metre).unwrap(), 10.197_162_129_779_283));
-        assert!(close(Unit::Megapascal.convert(0.14, Unit::Metre).unwrap(), 14.276_026_981_690_996));
-        assert!(close(Unit::Kilopascal.convert(100.0, Unit::Bar).unwrap(), 1.0));
+        assert!(close(
+            Unit::Bar.convert(1.0, Unit::Metre).unwrap(),
+            10.197_162_129_779_283
+        ));
+        assert!(close(
+            Unit::Megapascal.convert(0.14, Unit::Metre).unwrap(),
+            14.276_026_981_690_996
+        ));
+        assert!(close(
+            Unit::Kilopascal.convert(100.0, Unit::Bar).unwrap(),
+            1.0
+        ));
         assert!((Unit::Psi.convert(1.0, Unit::Metre).unwrap() - 0.703_07).abs() < 1e-5);
-        assert!(close(Unit::Metre.convert(10.197_162_129_779_283, Unit::Bar).unwrap(), 1.0));
+        assert!(close(
+            Unit::Metre
+                .convert(10.197_162_129_779_283, Unit::Bar)
+                .unwrap(),
+            1.0
+        ));
     }
 
     #[test]
@@ -392,19 +427,31 @@ mod tests {
 
     #[test]
     fn volume_conversions() {
-        assert!(close(Unit::Litre.convert(2500.0, Unit::CubicMetre).unwrap(), 2.5));
+        assert!(close(
+            Unit::Litre.convert(2500.0, Unit::CubicMetre).unwrap(),
+            2.5
+        ));
     }
 
     #[test]
     fn mismatched_dimensions_are_refused() {
         let err = Unit::Bar.convert(1.0, Unit::CubicMetre).unwrap_err();
         assert_eq!(err.to_string(), "cannot convert bar to m3");
-        assert!(Quantity::new(1.0, Unit::LitrePerSecond)
-            .canonical_for(SensorKind::Pressure)
-            .is_err());
+        assert!(
+            Quantity::new(1.0, Unit::LitrePerSecond)
+                .canonical_for(SensorKind::Pressure)
+                .is_err()
+        );
         // A level is a length: a pressure unit other than metres makes no sense for it.
-        assert!(Quantity::new(1.0, Unit::Bar).canonical_for(SensorKind::Level).is_err());
-        assert_eq!(Quantity::new(3.0, Unit::Metre).canonical_for(SensorKind::Level), Ok(3.0));
+        assert!(
+            Quantity::new(1.0, Unit::Bar)
+                .canonical_for(SensorKind::Level)
+                .is_err()
+        );
+        assert_eq!(
+            Quantity::new(3.0, Unit::Metre).canonical_for(SensorKind::Level),
+            Ok(3.0)
+        );
     }
 
     #[test]
@@ -413,6 +460,12 @@ mod tests {
             "gal/min".parse::<Unit>().unwrap_err().0,
             "gal/min".to_owned()
         );
-        assert!("pressur".parse::<SensorKind>().unwrap_err().to_string().contains("`pressur`"));
+        assert!(
+            "pressur"
+                .parse::<SensorKind>()
+                .unwrap_err()
+                .to_string()
+                .contains("`pressur`")
+        );
     }
 }

@@ -25,12 +25,7 @@ pub const MAX_LIMIT: i64 = 1_000_000;
 /// Points a readings answer carries unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: i64 = 100_000;
 
-const READ_ROLES: &[Role] = &[
-    Role::Engineer,
-    Role::Dispatcher,
-    Role::Lab,
-    Role::Viewer,
-];
+const READ_ROLES: &[Role] = &[Role::Engineer, Role::Dispatcher, Role::Lab, Role::Viewer];
 
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let mut components: BTreeMap<String, Value> = state
@@ -48,11 +43,17 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
             true
         }
         Ok(Err(e)) => {
-            components.insert("store".into(), json!({ "ok": false, "detail": e.to_string() }));
+            components.insert(
+                "store".into(),
+                json!({ "ok": false, "detail": e.to_string() }),
+            );
             false
         }
         Err(_) => {
-            components.insert("store".into(), json!({ "ok": false, "detail": "ping timed out" }));
+            components.insert(
+                "store".into(),
+                json!({ "ok": false, "detail": "ping timed out" }),
+            );
             false
         }
     };
@@ -76,7 +77,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .map(|h| h.render())
         .unwrap_or_default();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -167,14 +171,18 @@ pub(crate) async fn readings(
             (serde_json::to_value(pts), cut)
         }
         Some(b) => {
-            let mut pts = state.store.bucketed(&sensor, b, from, to, limit + 1).await?;
+            let mut pts = state
+                .store
+                .bucketed(&sensor, b, from, to, limit + 1)
+                .await?;
             let cut = pts.len() as i64 > limit;
             pts.truncate(limit as usize);
             (serde_json::to_value(pts), cut)
         }
     };
     let points = points.map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut body = json!({ "sensor": sensor, "unit": unit, "points": points, "truncated": truncated });
+    let mut body =
+        json!({ "sensor": sensor, "unit": unit, "points": points, "truncated": truncated });
     if let Some(b) = bucket {
         body["bucket"] = json!(b.as_str());
     }

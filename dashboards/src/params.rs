@@ -10,7 +10,11 @@ use crate::error::ApiError;
 pub(crate) type Params = HashMap<String, String>;
 
 /// An RFC 3339 time parameter, or `default` when absent.
-pub(crate) fn time(p: &Params, name: &str, default: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn time(
+    p: &Params,
+    name: &str,
+    default: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
     match p.get(name) {
         None => Ok(default),
         Some(s) => DateTime::parse_from_rfc3339(s)

@@ -70,7 +70,9 @@ pub fn network_toml() -> String {
     );
     for d in model::demo_dmas() {
         let id = &d.id;
-        let meters: Vec<String> = (1..=d.meters).map(|i| format!("\"M-{id}-{i:02}\"")).collect();
+        let meters: Vec<String> = (1..=d.meters)
+            .map(|i| format!("\"M-{id}-{i:02}\""))
+            .collect();
         s.push_str(&format!(
             "\n[[dma]]\nid = \"{id}\"\nname = \"District {id}\"\ninlets = [\"{id}-inlet-flow\"]\n\
              customer_meters = [{}]\nmains_km = {:.1}\nconnections = {}\n\
@@ -158,9 +160,18 @@ impl Fleet {
                 format!("RTU-{id}"),
                 vec![
                     r(format!("{id}-inlet-flow"), flow),
-                    r(format!("{id}-inlet-p"), s.inlet_pressure_m + model::noise(&mut self.rng, 0.1)),
-                    r(format!("{id}-azp-p"), azp_bar + model::noise(&mut self.rng, 0.01)),
-                    r(format!("{id}-crit-p"), s.critical_pressure_m + model::noise(&mut self.rng, 0.1)),
+                    r(
+                        format!("{id}-inlet-p"),
+                        s.inlet_pressure_m + model::noise(&mut self.rng, 0.1),
+                    ),
+                    r(
+                        format!("{id}-azp-p"),
+                        azp_bar + model::noise(&mut self.rng, 0.01),
+                    ),
+                    r(
+                        format!("{id}-crit-p"),
+                        s.critical_pressure_m + model::noise(&mut self.rng, 0.1),
+                    ),
                 ],
             ));
         }
@@ -200,12 +211,20 @@ impl Fleet {
     /// Quality-station readings at `t`.
     fn quality(&mut self, t: DateTime<Utc>) -> Vec<NativeReading> {
         let hour = (t.timestamp() as f64 / 3600.0) % 24.0;
-        let cl = 0.55 + 0.05 * (hour / 24.0 * std::f64::consts::TAU).sin() + model::noise(&mut self.rng, 0.01);
+        let cl = 0.55
+            + 0.05 * (hour / 24.0 * std::f64::consts::TAU).sin()
+            + model::noise(&mut self.rng, 0.01);
         let values = [
             ("S1-chlorine", cl),
-            ("S1-turbidity", 0.18 + model::noise(&mut self.rng, 0.01).abs()),
+            (
+                "S1-turbidity",
+                0.18 + model::noise(&mut self.rng, 0.01).abs(),
+            ),
             ("S1-ph", 7.4 + model::noise(&mut self.rng, 0.02)),
-            ("S1-temperature", 14.0 + 1.5 * (hour / 24.0 * std::f64::consts::TAU).cos()),
+            (
+                "S1-temperature",
+                14.0 + 1.5 * (hour / 24.0 * std::f64::consts::TAU).cos(),
+            ),
         ];
         values
             .into_iter()
@@ -248,8 +267,15 @@ impl Publisher {
 }
 
 /// Publishes back-filled history, then live readings until `shutdown`.
-pub async fn run(cfg: DemoSimConfig, mut shutdown: watch::Receiver<bool>) -> Result<SimStats, SimError> {
-    let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.broker_host.clone(), cfg.broker_port);
+pub async fn run(
+    cfg: DemoSimConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SimStats, SimError> {
+    let mut opts = MqttOptions::new(
+        cfg.client_id.clone(),
+        cfg.broker_host.clone(),
+        cfg.broker_port,
+    );
     opts.set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
@@ -300,7 +326,11 @@ pub async fn run(cfg: DemoSimConfig, mut shutdown: watch::Receiver<bool>) -> Res
         publisher.send("QS-1", quality).await?;
         hour += TimeDelta::hours(1);
     }
-    tracing::info!(messages = publisher.stats.messages, readings = publisher.stats.readings, "demo history published");
+    tracing::info!(
+        messages = publisher.stats.messages,
+        readings = publisher.stats.readings,
+        "demo history published"
+    );
 
     let mut ticker = tokio::time::interval(cfg.live_interval);
     loop {

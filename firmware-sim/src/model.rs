@@ -51,7 +51,8 @@ pub struct DmaState {
 pub fn diurnal_factor(hour: f64) -> f64 {
     let g = |mu: f64, sigma: f64| (-(hour - mu).powi(2) / (2.0 * sigma * sigma)).exp();
     let raw = 0.35 + 1.1 * g(7.5, 1.5) + 0.7 * g(12.5, 2.0) + 1.0 * g(19.5, 2.0);
-    raw / 1.2
+    // Normalised so that the mean over a day is 1.0.
+    raw / 0.875
 }
 
 /// The demo network: three DMAs of different size.
@@ -85,7 +86,12 @@ pub fn demo_dmas() -> Vec<DemoDma> {
 }
 
 /// Evaluates a DMA at `t` (UTC; `utc_offset_h` shifts to local time for the demand pattern).
-pub fn evaluate(dma: &DemoDma, leaks: &[InjectedLeak], t: DateTime<Utc>, utc_offset_h: i32) -> DmaState {
+pub fn evaluate(
+    dma: &DemoDma,
+    leaks: &[InjectedLeak],
+    t: DateTime<Utc>,
+    utc_offset_h: i32,
+) -> DmaState {
     let local_h = (t.hour() as i32 + utc_offset_h).rem_euclid(24) as f64
         + t.minute() as f64 / 60.0
         + t.second() as f64 / 3600.0;
@@ -137,7 +143,10 @@ mod tests {
 
     #[test]
     fn diurnal_pattern_has_a_night_minimum_and_averages_near_one() {
-        let mean: f64 = (0..240).map(|i| diurnal_factor(i as f64 / 10.0)).sum::<f64>() / 240.0;
+        let mean: f64 = (0..240)
+            .map(|i| diurnal_factor(i as f64 / 10.0))
+            .sum::<f64>()
+            / 240.0;
         assert!((mean - 1.0).abs() < 0.1, "mean {mean}");
         assert!(diurnal_factor(3.0) < 0.5 * diurnal_factor(7.5));
     }
@@ -163,8 +172,18 @@ mod tests {
             start: at("2026-11-27T02:00:00Z"),
             flow_at_50m_m3h: 10.0,
         };
-        let before = evaluate(dma, std::slice::from_ref(&leak), at("2026-11-27T01:59:00Z"), 0);
-        let after = evaluate(dma, std::slice::from_ref(&leak), at("2026-11-27T02:01:00Z"), 0);
+        let before = evaluate(
+            dma,
+            std::slice::from_ref(&leak),
+            at("2026-11-27T01:59:00Z"),
+            0,
+        );
+        let after = evaluate(
+            dma,
+            std::slice::from_ref(&leak),
+            at("2026-11-27T02:01:00Z"),
+            0,
+        );
         assert!(after.inflow_m3h - before.inflow_m3h > 5.0);
         assert!(after.critical_pressure_m < before.critical_pressure_m);
     }

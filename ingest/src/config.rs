@@ -20,7 +20,9 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     /// Largest MQTT packet accepted from the broker, in bytes.
     pub max_packet_bytes: usize,
-    /// Unacknowledged QoS 1 messages held in flight at once.
+    /// QoS 1 messages this client publishes that may be unacknowledged at once. (How many
+    /// *incoming* messages are in flight is the broker's setting, e.g. Mosquitto's
+    /// `max_inflight_messages`, which also bounds how many messages one batch can gather.)
     pub inflight: u16,
 }
 
@@ -70,7 +72,9 @@ impl MqttConfig {
         if let Some(g) = &self.shared_group
             && (g.is_empty() || g.contains(['/', '+', '#']))
         {
-            return Err(format!("mqtt.shared_group `{g}` must be a single topic level"));
+            return Err(format!(
+                "mqtt.shared_group `{g}` must be a single topic level"
+            ));
         }
         if self.keep_alive_secs == 0 {
             return Err("mqtt.keep_alive_secs must be at least 1".into());
@@ -171,11 +175,28 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1883"), Ok(("127.0.0.1".into(), 1883)));
-        assert_eq!(parse_broker_url("mqtt://broker"), Ok(("broker".into(), 1883)));
-        assert_eq!(parse_broker_url("mqtt://[::1]:1884"), Ok(("::1".into(), 1884)));
-        assert!(parse_broker_url("http://x:1").unwrap_err().contains("mqtt://"));
-        assert!(parse_broker_url("mqtt://x:notaport").unwrap_err().contains("notaport"));
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1883"),
+            Ok(("127.0.0.1".into(), 1883))
+        );
+        assert_eq!(
+            parse_broker_url("mqtt://broker"),
+            Ok(("broker".into(), 1883))
+        );
+        assert_eq!(
+            parse_broker_url("mqtt://[::1]:1884"),
+            Ok(("::1".into(), 1884))
+        );
+        assert!(
+            parse_broker_url("http://x:1")
+                .unwrap_err()
+                .contains("mqtt://")
+        );
+        assert!(
+            parse_broker_url("mqtt://x:notaport")
+                .unwrap_err()
+                .contains("notaport")
+        );
         assert!(parse_broker_url("mqtt://").is_err());
     }
 

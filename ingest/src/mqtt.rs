@@ -6,6 +6,7 @@
 //! has committed; a publish received on an earlier connection is never acknowledged on a later
 //! one (the broker redelivers it and the idempotent store ignores the duplicate).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +21,9 @@ use crate::config::MqttConfig;
 
 /// Health-board component name of the broker connection.
 pub const BROKER_COMPONENT: &str = "broker";
+
+/// Most messages held between the connection and the writer's channel.
+const MAX_HELD: usize = 10_000;
 
 /// A message received from the broker, not yet acknowledged.
 #[derive(Debug)]
@@ -58,19 +62,38 @@ pub(crate) async fn run_source(
     mut writer_done: oneshot::Receiver<()>,
 ) {
     let mut tx = Some(tx);
+    // Messages received but not yet handed to the writer. The connection keeps being polled
+    // (so keep-alive pings go out) while the writer is busy, e.g. retrying during a database
+    // outage; only when this buffer is full does polling pause.
+    let mut held: VecDeque<Delivery> = VecDeque::new();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     health.set(BROKER_COMPONENT, false, "connecting");
     loop {
+        let sender = tx.clone();
         tokio::select! {
             biased;
             _ = &mut writer_done => break,
             _ = shutdown.changed(), if tx.is_some() => {
-                // Closing the channel lets the writer drain, commit and acknowledge, then stop.
+                // Closing the channel lets the writer drain, commit and acknowledge, then
+                // stop. Held messages stay unacknowledged; the broker keeps them for this
+                // persistent session.
                 tx = None;
+                held.clear();
             }
-            event = eventloop.poll() => match event {
+            permit = async { sender.as_ref().expect("guarded").reserve().await }, if sender.is_some() && !held.is_empty() => {
+                match permit {
+                    Ok(permit) => permit.send(held.pop_front().expect("guarded")),
+                    Err(_) => {
+                        tracing::warn!("writer stopped; held messages left unacknowledged for redelivery");
+                        held.clear();
+                    }
+                }
+            }
+            event = eventloop.poll(), if held.len() < MAX_HELD => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     let g = generation.fetch_add(1, Ordering::SeqCst) + 1;
+                    // Messages of the previous connection will be redelivered on this one.
+                    held.clear();
                     backoff.reset();
                     health.set(BROKER_COMPONENT, true, "connected");
                     tracing::info!(generation = g, session_present = ack.session_present, "connected to MQTT broker");
@@ -90,15 +113,12 @@ pub(crate) async fn run_source(
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     metrics::counter!("waterline_mqtt_messages_received_total").increment(1);
                     metrics::counter!("waterline_mqtt_bytes_received_total").increment(publish.payload.len() as u64);
-                    if let Some(tx) = &tx {
-                        let delivery = Delivery {
+                    if tx.is_some() {
+                        held.push_back(Delivery {
                             publish,
                             generation: generation.load(Ordering::SeqCst),
                             received_at: Utc::now(),
-                        };
-                        if tx.send(delivery).await.is_err() {
-                            tracing::warn!("writer stopped; message left unacknowledged for redelivery");
-                        }
+                        });
                     }
                     // After shutdown began, new messages stay unacknowledged: the broker keeps
                     // them for this persistent session.
@@ -116,6 +136,7 @@ pub(crate) async fn run_source(
                 }
             }
         }
+        metrics::gauge!("waterline_mqtt_held_messages").set(held.len() as f64);
     }
     let _ = client.try_disconnect();
     // Let the disconnect (and any last acknowledgements) go out.

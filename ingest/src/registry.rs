@@ -25,7 +25,9 @@ impl Registry {
     pub async fn load(store: &Store) -> Result<Registry, StoreError> {
         let mut reg = Registry::default();
         for s in store.sensors().await? {
-            let Ok(id) = SensorId::parse(s.id) else { continue };
+            let Ok(id) = SensorId::parse(s.id) else {
+                continue;
+            };
             reg.sensors.insert(
                 id,
                 SensorInfo {
@@ -45,6 +47,11 @@ impl Registry {
     /// The sensor, if registered.
     pub fn sensor(&self, id: &SensorId) -> Option<SensorInfo> {
         self.sensors.get(id).copied()
+    }
+
+    /// Records what is known of a sensor.
+    pub fn set_sensor(&mut self, id: SensorId, info: SensorInfo) {
+        self.sensors.insert(id, info);
     }
 
     /// Records a sensor registered on first contact.

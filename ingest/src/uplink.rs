@@ -47,7 +47,13 @@ fn letter(topic: &str, payload: &[u8], at: DateTime<Utc>, reason: String) -> Dea
     }
 }
 
-fn rejected(topic: &str, payload: &[u8], at: DateTime<Utc>, label: &'static str, reason: String) -> Processed {
+fn rejected(
+    topic: &str,
+    payload: &[u8],
+    at: DateTime<Utc>,
+    label: &'static str,
+    reason: String,
+) -> Processed {
     Processed {
         dead_letter: Some(letter(topic, payload, at, reason)),
         reject_label: Some(label),
@@ -88,7 +94,15 @@ pub fn process_native(
     };
     let device = match DeviceId::parse(device_str) {
         Ok(d) => d,
-        Err(e) => return rejected(topic, payload, now, "bad_topic", format!("topic `{topic}`: {e}")),
+        Err(e) => {
+            return rejected(
+                topic,
+                payload,
+                now,
+                "bad_topic",
+                format!("topic `{topic}`: {e}"),
+            );
+        }
     };
 
     let status = registry.device(&device);
@@ -153,7 +167,7 @@ pub fn process_native(
     let latest = now + Duration::seconds(cfg.max_future_secs);
     let mut pending_new: Vec<SensorId> = Vec::new();
 
-    for (index, r) in uplink.readings.into_iter().enumerate() {
+    for r in uplink.readings {
         if r.time > latest {
             problems.push(format!(
                 "sensor `{}`: time {} is more than {} s in the future",
@@ -176,16 +190,21 @@ pub fn process_native(
         let unit = r.unit.or(info.and_then(|i| i.unit));
         let Some(unit) = unit else {
             problems.push(format!(
-                "reading {index}: sensor `{}` is not registered and the reading gives no unit",
+                "sensor `{}` is not registered and the reading gives no unit",
                 r.sensor
             ));
             continue;
         };
-        let converted = match info.and_then(|i| i.kind) {
-            Some(kind) => Quantity::new(r.value, unit)
+        let converted = match (info.and_then(|i| i.kind), info.and_then(|i| i.unit)) {
+            (Some(kind), _) => Quantity::new(r.value, unit)
                 .canonical_for(kind)
                 .map_err(|e| format!("sensor `{}` ({kind}): {e}", r.sensor)),
-            None => unit
+            // Registered on first contact: later readings must measure the same dimension.
+            (None, Some(first)) if first.dimension() != unit.dimension() => Err(format!(
+                "sensor `{}` was first registered in {first}; {unit} measures something else",
+                r.sensor
+            )),
+            (None, _) => unit
                 .convert(r.value, unit.canonical())
                 .map_err(|e| format!("sensor `{}`: {e}", r.sensor)),
         };
@@ -229,7 +248,9 @@ mod tests {
     use waterline_core::{SensorKind, Unit};
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-27T02:00:30Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-27T02:00:30Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn registry() -> Registry {
@@ -264,7 +285,7 @@ mod tests {
     #[test]
     fn described_kind_refuses_wrong_unit() {
         let mut reg = Registry::default();
-        reg.sensors.insert(
+        reg.set_sensor(
             SensorId::parse("p1").unwrap(),
             crate::registry::SensorInfo {
                 kind: Some(SensorKind::Pressure),
@@ -283,11 +304,38 @@ mod tests {
     }
 
     #[test]
+    fn first_contact_sensors_keep_their_dimension() {
+        let p = run(
+            "waterline/d/up",
+            r#"{"device":"d","time":"2026-11-27T02:00:00Z","readings":[
+                {"sensor":"known-flow","value":1,"unit":"m3/h"},
+                {"sensor":"known-flow","value":1,"unit":"bar","time":"2026-11-27T02:00:01Z"}]}"#,
+            &registry(),
+            &IngestConfig::default(),
+        );
+        assert_eq!(p.readings.len(), 1);
+        let reason = p.dead_letter.unwrap().reason;
+        assert!(
+            reason.contains("first registered in L/s; bar measures something else"),
+            "{reason}"
+        );
+    }
+
+    #[test]
     fn malformed_payload_is_dead_lettered_with_raw_bytes() {
-        let p = run("waterline/d/up", "{oops", &registry(), &IngestConfig::default());
+        let p = run(
+            "waterline/d/up",
+            "{oops",
+            &registry(),
+            &IngestConfig::default(),
+        );
         let dl = p.dead_letter.unwrap();
         assert_eq!(dl.payload, b"{oops");
-        assert!(dl.reason.starts_with("payload is not valid JSON"), "{}", dl.reason);
+        assert!(
+            dl.reason.starts_with("payload is not valid JSON"),
+            "{}",
+            dl.reason
+        );
         assert_eq!(p.reject_label, Some("decode"));
         assert!(p.readings.is_empty());
     }
@@ -306,7 +354,10 @@ mod tests {
         );
         assert_eq!(p.readings.len(), 1);
         let reason = p.dead_letter.unwrap().reason;
-        assert!(reason.starts_with("3 of the message's readings rejected"), "{reason}");
+        assert!(
+            reason.starts_with("3 of the message's readings rejected"),
+            "{reason}"
+        );
         assert!(reason.contains("not registered and the reading gives no unit"));
         assert!(reason.contains("in the future"));
         assert!(reason.contains("older than 400 days"));
@@ -318,7 +369,12 @@ mod tests {
             max_payload_bytes: 10,
             ..IngestConfig::default()
         };
-        let p = run("waterline/d/up", r#"{"device":"d","readings":[]}"#, &registry(), &cfg);
+        let p = run(
+            "waterline/d/up",
+            r#"{"device":"d","readings":[]}"#,
+            &registry(),
+            &cfg,
+        );
         assert_eq!(p.reject_label, Some("too_large"));
         let p = run("other/d/up", "{}", &registry(), &IngestConfig::default());
         assert_eq!(p.reject_label, Some("bad_topic"));

@@ -43,7 +43,11 @@ pub(crate) fn stored_event(r: EventRow) -> Result<StoredEvent, StoreError> {
         serde_json::from_str(&r.sensors).map_err(|e| corrupt("event sensors", e))?;
     let mut event = Event::new(kind, r.start, r.detected_at);
     event.end = r.end;
-    event.dma = r.dma.map(DmaId::parse).transpose().map_err(|e| corrupt("DMA id", e))?;
+    event.dma = r
+        .dma
+        .map(DmaId::parse)
+        .transpose()
+        .map_err(|e| corrupt("DMA id", e))?;
     event.sensor = r
         .sensor
         .map(SensorId::parse)

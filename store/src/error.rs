@@ -3,9 +3,11 @@
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database URL `{0}` is not supported; use postgres://USER@HOST:PORT/DB or sqlite://PATH")]
+    #[error(
+        "database URL `{0}` is not supported; use postgres://USER@HOST:PORT/DB or sqlite://PATH"
+    )]
     UnsupportedUrl(String),
-    #[error("cannot connect to database {url}: {source}")]
+    #[error("cannot connect to database {url}")]
     Connect {
         url: String,
         #[source]
@@ -13,7 +15,7 @@ pub enum StoreError {
     },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("TimescaleDB set-up failed at `{step}`: {source}")]
+    #[error("TimescaleDB set-up failed at `{step}`")]
     Timescale {
         step: &'static str,
         #[source]

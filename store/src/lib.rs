@@ -12,6 +12,8 @@
 //! (series, time): [`Store::commit_batch`] is idempotent, so a redelivered message adds no row,
 //! and it writes readings, rollups, dead letters, held-back uplinks and device sightings in a
 //! single transaction, so an ingest that acknowledges after it returns never loses data.
+//! (Sensors first seen in a payload are registered just before, by
+//! [`Store::register_sensors`]; that is idempotent too.)
 //!
 //! Main types: [`Store`], [`Batch`], [`Bucket`], [`StoreError`] (with
 //! [`StoreError::is_retryable`]).

@@ -7,13 +7,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, Row, Transaction};
 use waterline_core::{DeviceId, Event, EventKind, Network, Role, SensorId};
 
 use crate::error::{StoreError, redact_url};
 use crate::model::*;
 use crate::rollup::{self, Bucket};
 use crate::token;
+
+/// Bounds a connection attempt to ten seconds.
+async fn tokio_timeout<T>(
+    fut: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -30,6 +39,20 @@ impl PgStore {
             url: redact_url(url),
             source: e,
         })?;
+        // One direct connection first: a refused or misaddressed server fails at once with
+        // its real cause, instead of after the pool's acquire timeout.
+        let probe = tokio_timeout(PgConnection::connect_with(&opts)).await;
+        match probe {
+            Ok(conn) => {
+                let _ = conn.close().await;
+            }
+            Err(e) => {
+                return Err(StoreError::Connect {
+                    url: redact_url(url),
+                    source: e,
+                });
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
@@ -51,10 +74,9 @@ impl PgStore {
     }
 
     pub(crate) async fn refresh_mode(&mut self) -> Result<(), StoreError> {
-        let mode: String =
-            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'rollups'")
-                .fetch_one(&self.pool)
-                .await?;
+        let mode: String = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'rollups'")
+            .fetch_one(&self.pool)
+            .await?;
         self.service_rollups = mode == "service";
         Ok(())
     }
@@ -190,7 +212,9 @@ impl PgStore {
     ) -> Result<BatchOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         upsert_devices(&mut tx, &batch.devices).await?;
-        let outcome = self.insert_readings(&mut tx, &batch.readings, series).await?;
+        let outcome = self
+            .insert_readings(&mut tx, &batch.readings, series)
+            .await?;
         insert_dead_letters(&mut tx, &batch.dead_letters).await?;
         insert_pending(&mut tx, &batch.pending).await?;
         tx.commit().await?;
@@ -211,7 +235,7 @@ impl PgStore {
             .map(|r| (series[&r.sensor], r.time, r.value))
             .collect();
         // One lock order for every writer: (series, time).
-        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        rows.sort_by_key(|r| (r.0, r.1));
         let ids: Vec<i32> = rows.iter().map(|r| r.0).collect();
         let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
         let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
@@ -445,13 +469,15 @@ impl PgStore {
         target: Option<&str>,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)")
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(detail)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -516,7 +542,10 @@ async fn upsert_devices(
     }
     let merged = crate::decode::merge_devices(devices);
     let ids: Vec<&str> = merged.iter().map(|(d, _)| d.device.as_str()).collect();
-    let statuses: Vec<&str> = merged.iter().map(|(d, _)| d.status_if_new.as_str()).collect();
+    let statuses: Vec<&str> = merged
+        .iter()
+        .map(|(d, _)| d.status_if_new.as_str())
+        .collect();
     let protocols: Vec<&str> = merged.iter().map(|(d, _)| d.protocol).collect();
     let first: Vec<DateTime<Utc>> = merged.iter().map(|(_, f)| *f).collect();
     let last: Vec<DateTime<Utc>> = merged.iter().map(|(d, _)| d.at).collect();

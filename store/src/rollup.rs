@@ -119,12 +119,28 @@ mod tests {
 
     #[test]
     fn floors_align_to_utc_boundaries() {
-        let t = DateTime::parse_from_rfc3339("2026-11-27T02:44:59Z").unwrap().with_timezone(&Utc);
-        assert_eq!(Bucket::Min15.floor(t).to_rfc3339(), "2026-11-27T02:30:00+00:00");
-        assert_eq!(Bucket::Hour.floor(t).to_rfc3339(), "2026-11-27T02:00:00+00:00");
-        assert_eq!(Bucket::Day.floor(t).to_rfc3339(), "2026-11-27T00:00:00+00:00");
-        let before_epoch = DateTime::parse_from_rfc3339("1969-12-31T23:59:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(Bucket::Hour.floor(before_epoch).to_rfc3339(), "1969-12-31T23:00:00+00:00");
+        let t = DateTime::parse_from_rfc3339("2026-11-27T02:44:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            Bucket::Min15.floor(t).to_rfc3339(),
+            "2026-11-27T02:30:00+00:00"
+        );
+        assert_eq!(
+            Bucket::Hour.floor(t).to_rfc3339(),
+            "2026-11-27T02:00:00+00:00"
+        );
+        assert_eq!(
+            Bucket::Day.floor(t).to_rfc3339(),
+            "2026-11-27T00:00:00+00:00"
+        );
+        let before_epoch = DateTime::parse_from_rfc3339("1969-12-31T23:59:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            Bucket::Hour.floor(before_epoch).to_rfc3339(),
+            "1969-12-31T23:00:00+00:00"
+        );
     }
 
     #[test]
@@ -133,7 +149,15 @@ mod tests {
         let rows = [(1, 0, 2.0), (1, m, 4.0), (1, 16 * m, 1.0), (2, 0, 7.0)];
         let agg = aggregate(&rows, Bucket::Min15);
         assert_eq!(agg.len(), 3);
-        assert_eq!(agg[&(1, 0)], Partial { min: 2.0, max: 4.0, sum: 6.0, count: 2 });
+        assert_eq!(
+            agg[&(1, 0)],
+            Partial {
+                min: 2.0,
+                max: 4.0,
+                sum: 6.0,
+                count: 2
+            }
+        );
         assert_eq!(agg[&(1, 15 * m)].count, 1);
         assert_eq!(aggregate(&rows, Bucket::Hour)[&(1, 0)].count, 3);
     }

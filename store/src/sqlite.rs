@@ -419,13 +419,15 @@ impl SqliteStore {
         target: Option<&str>,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)")
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(detail.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -493,7 +495,7 @@ async fn insert_readings(
         .iter()
         .map(|r| (series[&r.sensor], us(r.time), r.value))
         .collect();
-    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    rows.sort_by_key(|r| (r.0, r.1));
     let mut new_rows = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
         let mut sql = String::from("INSERT INTO readings (series_id, time, value) VALUES ");

@@ -17,6 +17,10 @@ use sqlx::{AssertSqlSafe, PgPool};
 use crate::error::StoreError;
 use crate::rollup::Bucket;
 
+/// Continuous aggregates are refreshed over this many past days: later data does not reach
+/// them until a manual refresh, and raw data must be retained longer than this.
+pub const REFRESH_WINDOW_DAYS: u32 = 7;
+
 /// What the TimescaleDB set-up should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimescaleOptions {
@@ -67,7 +71,12 @@ async fn step(pool: &PgPool, name: &'static str, sql: String) -> Result<(), Stor
 
 /// Applies the TimescaleDB layout. The caller has checked [`availability`].
 pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), StoreError> {
-    step(pool, "create extension", "CREATE EXTENSION IF NOT EXISTS timescaledb".into()).await?;
+    step(
+        pool,
+        "create extension",
+        "CREATE EXTENSION IF NOT EXISTS timescaledb".into(),
+    )
+    .await?;
     step(
         pool,
         "create hypertable",
@@ -84,66 +93,78 @@ pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), 
             .into(),
     )
     .await?;
+    // Replaced on every start so that a changed `compress_after_days` takes effect.
     step(
         pool,
         "compression policy",
         format!(
-            "SELECT add_compression_policy('readings', INTERVAL '{} days', if_not_exists => true)",
+            "SELECT remove_compression_policy('readings', if_exists => true);
+             SELECT add_compression_policy('readings', INTERVAL '{} days')",
             opts.compress_after_days
         ),
     )
     .await?;
 
-    let mode: String = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'rollups'")
+    for bucket in Bucket::ALL {
+        let t = bucket.table();
+        let width = match bucket {
+            Bucket::Min15 => "15 minutes",
+            Bucket::Hour => "1 hour",
+            Bucket::Day => "1 day",
+        };
+        // Step by step and re-entrant: a start interrupted half-way finishes on the next one.
+        let is_cagg: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_name = $1)",
+        )
+        .bind(t)
         .fetch_one(pool)
         .await?;
-    if mode != "timescale" {
-        for bucket in Bucket::ALL {
-            let t = bucket.table();
-            let width = match bucket {
-                Bucket::Min15 => "15 minutes",
-                Bucket::Hour => "1 hour",
-                Bucket::Day => "1 day",
-            };
-            step(pool, "drop service rollup", format!("DROP TABLE IF EXISTS {t}")).await?;
-            step(
-                pool,
-                "create continuous aggregate",
-                format!(
-                    "CREATE MATERIALIZED VIEW {t}
-                     WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-                     SELECT series_id, time_bucket(INTERVAL '{width}', time) AS bucket,
-                            min(value) AS min, max(value) AS max, sum(value) AS sum, count(*) AS count
-                     FROM readings GROUP BY series_id, time_bucket(INTERVAL '{width}', time)
-                     WITH NO DATA"
-                ),
-            )
-            .await?;
-            // Late batches (meters upload hours late) land inside the start offset.
-            step(
-                pool,
-                "continuous aggregate policy",
-                format!(
-                    "SELECT add_continuous_aggregate_policy('{t}',
-                        start_offset => INTERVAL '7 days', end_offset => INTERVAL '{width}',
-                        schedule_interval => INTERVAL '5 minutes', if_not_exists => true)"
-                ),
-            )
-            .await?;
-            step(
-                pool,
-                "back-fill continuous aggregate",
-                format!("CALL refresh_continuous_aggregate('{t}', NULL, NULL)"),
-            )
-            .await?;
+        if is_cagg {
+            continue;
         }
         step(
             pool,
-            "record rollup mode",
-            "UPDATE store_meta SET value = 'timescale' WHERE key = 'rollups'".into(),
+            "drop service rollup",
+            format!("DROP TABLE IF EXISTS {t}"),
+        )
+        .await?;
+        step(
+            pool,
+            "create continuous aggregate",
+            format!(
+                "CREATE MATERIALIZED VIEW {t}
+                 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+                 SELECT series_id, time_bucket(INTERVAL '{width}', time) AS bucket,
+                        min(value) AS min, max(value) AS max, sum(value) AS sum, count(*) AS count
+                 FROM readings GROUP BY series_id, time_bucket(INTERVAL '{width}', time)
+                 WITH NO DATA"
+            ),
+        )
+        .await?;
+        // Late batches (meters upload hours late) land inside the start offset.
+        step(
+            pool,
+            "continuous aggregate policy",
+            format!(
+                "SELECT add_continuous_aggregate_policy('{t}',
+                    start_offset => INTERVAL '{REFRESH_WINDOW_DAYS} days', end_offset => INTERVAL '{width}',
+                    schedule_interval => INTERVAL '5 minutes', if_not_exists => true)"
+            ),
+        )
+        .await?;
+        step(
+            pool,
+            "back-fill continuous aggregate",
+            format!("CALL refresh_continuous_aggregate('{t}', NULL, NULL)"),
         )
         .await?;
     }
+    step(
+        pool,
+        "record rollup mode",
+        "UPDATE store_meta SET value = 'timescale' WHERE key = 'rollups'".into(),
+    )
+    .await?;
 
     match opts.retain_raw_days {
         Some(days) => {

@@ -4,11 +4,9 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use waterline_core::{DeviceId, Event, EventKind, Reading, Role, SensorId, Unit};
-use waterline_store::{
-    Batch, Bucket, DeadLetter, DeviceSeen, DeviceStatus, NewSensor, Store,
-};
+use waterline_store::{Batch, Bucket, DeadLetter, DeviceSeen, DeviceStatus, NewSensor, Store};
 
-use crate::support;
+use waterline_tests::fixtures as support;
 
 fn sid(s: &str) -> SensorId {
     SensorId::parse(s).unwrap()
@@ -22,12 +20,21 @@ fn readings(sensor: &str, start: DateTime<Utc>, step_s: i64, values: &[f64]) -> 
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| Reading::new(sid(sensor), start + TimeDelta::seconds(step_s * i as i64), *v))
+        .map(|(i, v)| {
+            Reading::new(
+                sid(sensor),
+                start + TimeDelta::seconds(step_s * i as i64),
+                *v,
+            )
+        })
         .collect()
 }
 
 async fn prepared(store: &Store) -> Store {
-    store.upsert_described_sensors(&support::network()).await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
     store.clone()
 }
 
@@ -50,7 +57,10 @@ async fn batch_insert_is_idempotent(store: Store) {
         ..Batch::default()
     };
     store.commit_batch(&changed).await.unwrap();
-    let pts = store.readings(&sid("A-flow"), t, t + TimeDelta::hours(1), 10).await.unwrap();
+    let pts = store
+        .readings(&sid("A-flow"), t, t + TimeDelta::hours(1), 10)
+        .await
+        .unwrap();
     assert_eq!(pts[0].value, 1.0);
 }
 
@@ -79,17 +89,40 @@ async fn raw_reads_are_ordered_half_open_and_limited(store: Store) {
     let t = at("2026-01-10T00:00:00Z");
     let mut rs = readings("A-p", t, 60, &[5.0, 6.0, 7.0, 8.0, 9.0]);
     rs.reverse(); // arrival order does not matter
-    store.commit_batch(&Batch { readings: rs, ..Batch::default() }).await.unwrap();
+    store
+        .commit_batch(&Batch {
+            readings: rs,
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
     let pts = store
-        .readings(&sid("A-p"), t + TimeDelta::minutes(1), t + TimeDelta::minutes(4), 100)
+        .readings(
+            &sid("A-p"),
+            t + TimeDelta::minutes(1),
+            t + TimeDelta::minutes(4),
+            100,
+        )
         .await
         .unwrap();
     let values: Vec<f64> = pts.iter().map(|p| p.value).collect();
-    assert_eq!(values, vec![6.0, 7.0, 8.0], "from inclusive, to exclusive, oldest first");
+    assert_eq!(
+        values,
+        vec![6.0, 7.0, 8.0],
+        "from inclusive, to exclusive, oldest first"
+    );
     assert_eq!(pts[0].time, t + TimeDelta::minutes(1));
-    let limited = store.readings(&sid("A-p"), t, t + TimeDelta::hours(1), 2).await.unwrap();
+    let limited = store
+        .readings(&sid("A-p"), t, t + TimeDelta::hours(1), 2)
+        .await
+        .unwrap();
     assert_eq!(limited.len(), 2);
-    assert!(store.readings(&sid("nope"), t, t + TimeDelta::hours(1), 2).await.is_err());
+    assert!(
+        store
+            .readings(&sid("nope"), t, t + TimeDelta::hours(1), 2)
+            .await
+            .is_err()
+    );
 }
 
 async fn rollups_are_exact_and_survive_redelivery_and_late_data(store: Store) {
@@ -107,7 +140,10 @@ async fn rollups_are_exact_and_survive_redelivery_and_late_data(store: Store) {
         let mut expected: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
         for (i, v) in values.iter().enumerate() {
             let ts = (t + TimeDelta::seconds(300 * i as i64)).timestamp();
-            expected.entry(ts - ts.rem_euclid(bucket.seconds())).or_default().push(*v);
+            expected
+                .entry(ts - ts.rem_euclid(bucket.seconds()))
+                .or_default()
+                .push(*v);
         }
         assert_eq!(points.len(), expected.len(), "{bucket}");
         for (p, (start, vs)) in points.iter().zip(expected) {
@@ -121,19 +157,32 @@ async fn rollups_are_exact_and_survive_redelivery_and_late_data(store: Store) {
     };
     let to = t + TimeDelta::days(1);
     for b in Bucket::ALL {
-        let pts = store.bucketed(&sid("B-flow"), b, t, to, 1000).await.unwrap();
+        let pts = store
+            .bucketed(&sid("B-flow"), b, t, to, 1000)
+            .await
+            .unwrap();
         check(&pts, b, &values);
     }
     // A late reading inside an existing bucket (a batched meter upload hours late).
     let late = Batch {
-        readings: vec![Reading::new(sid("B-flow"), t + TimeDelta::seconds(30), 100.0)],
+        readings: vec![Reading::new(
+            sid("B-flow"),
+            t + TimeDelta::seconds(30),
+            100.0,
+        )],
         ..Batch::default()
     };
     store.commit_batch(&late).await.unwrap();
-    let h = store.bucketed(&sid("B-flow"), Bucket::Hour, t, to, 10).await.unwrap();
+    let h = store
+        .bucketed(&sid("B-flow"), Bucket::Hour, t, to, 10)
+        .await
+        .unwrap();
     assert_eq!(h[0].count, 13);
     assert_eq!(h[0].max, 100.0);
-    let limited = store.bucketed(&sid("B-flow"), Bucket::Min15, t, to, 3).await.unwrap();
+    let limited = store
+        .bucketed(&sid("B-flow"), Bucket::Min15, t, to, 3)
+        .await
+        .unwrap();
     assert_eq!(limited.len(), 3);
 }
 
@@ -151,13 +200,22 @@ async fn dead_letters_keep_raw_bytes_and_reason(store: Store) {
         ..Batch::default()
     };
     store.commit_batch(&batch).await.unwrap();
-    let got = store.dead_letters(t, t + TimeDelta::seconds(1), 10).await.unwrap();
+    let got = store
+        .dead_letters(t, t + TimeDelta::seconds(1), 10)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].letter.payload, payload);
     assert_eq!(got[0].letter.reason, "payload is not UTF-8");
     assert_eq!(got[0].letter.topic.as_deref(), Some("waterline/x/up"));
     assert_eq!(got[0].letter.received_at, t);
-    assert!(store.dead_letters(t + TimeDelta::seconds(1), t + TimeDelta::hours(1), 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .dead_letters(t + TimeDelta::seconds(1), t + TimeDelta::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn events_round_trip_and_filter(store: Store) {
@@ -166,22 +224,35 @@ async fn events_round_trip_and_filter(store: Store) {
     leak.dma = Some(waterline_core::DmaId::parse("A").unwrap());
     leak.flow_m3h = Some(4.5);
     leak.confidence = Some(0.8);
-    let mut q = Event::new(EventKind::QualityEvent, t + TimeDelta::days(2), t + TimeDelta::days(2));
+    let mut q = Event::new(
+        EventKind::QualityEvent,
+        t + TimeDelta::days(2),
+        t + TimeDelta::days(2),
+    );
     q.sensors = vec![sid("A-p"), sid("B-p")];
     q.end = Some(t + TimeDelta::days(3));
     q.severity = Some(waterline_core::Severity::Alarm);
     let id = store.insert_event(&leak).await.unwrap();
     store.insert_event(&q).await.unwrap();
-    let all = store.events(t, t + TimeDelta::days(10), None).await.unwrap();
+    let all = store
+        .events(t, t + TimeDelta::days(10), None)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].id, id);
     assert_eq!(all[0].event, leak);
     assert_eq!(all[0].state, waterline_core::EventState::Open);
     assert_eq!(all[1].event, q);
-    let leaks = store.events(t, t + TimeDelta::days(10), Some(EventKind::Leak)).await.unwrap();
+    let leaks = store
+        .events(t, t + TimeDelta::days(10), Some(EventKind::Leak))
+        .await
+        .unwrap();
     assert_eq!(leaks.len(), 1);
     // The quality event ended before this window; the open leak still overlaps it.
-    let later = store.events(t + TimeDelta::days(4), t + TimeDelta::days(5), None).await.unwrap();
+    let later = store
+        .events(t + TimeDelta::days(4), t + TimeDelta::days(5), None)
+        .await
+        .unwrap();
     assert_eq!(later.len(), 1);
     assert_eq!(later[0].event.kind, EventKind::Leak);
 }
@@ -191,9 +262,18 @@ async fn tokens_authenticate_by_hash(store: Store) {
     let p = store.principal(&token).await.unwrap().unwrap();
     assert_eq!(p.role, Role::Lab);
     assert_eq!(p.label, "lab bench");
-    assert!(store.principal("wl_not-a-real-token").await.unwrap().is_none());
+    assert!(
+        store
+            .principal("wl_not-a-real-token")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(store.principal("").await.unwrap().is_none());
-    let other = store.create_token(Role::Viewer, "wall screen").await.unwrap();
+    let other = store
+        .create_token(Role::Viewer, "wall screen")
+        .await
+        .unwrap();
     assert_ne!(other, token);
 }
 
@@ -212,18 +292,40 @@ async fn devices_register_on_first_contact(store: Store) {
     };
     store.commit_batch(&batch).await.unwrap();
     store
-        .commit_batch(&Batch { devices: vec![seen(t - TimeDelta::hours(1))], ..Batch::default() })
+        .commit_batch(&Batch {
+            devices: vec![seen(t - TimeDelta::hours(1))],
+            ..Batch::default()
+        })
         .await
         .unwrap();
     let d = &store.devices().await.unwrap()[0];
     assert_eq!(d.status, DeviceStatus::Pending);
     assert_eq!(d.first_seen, Some(t));
-    assert_eq!(d.last_seen, Some(t + TimeDelta::minutes(5)), "last_seen never goes back");
-    store.set_device_status(&dev, DeviceStatus::Active, "tester").await.unwrap();
-    assert_eq!(store.devices().await.unwrap()[0].status, DeviceStatus::Active);
+    assert_eq!(
+        d.last_seen,
+        Some(t + TimeDelta::minutes(5)),
+        "last_seen never goes back"
+    );
+    store
+        .set_device_status(&dev, DeviceStatus::Active, "tester")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.devices().await.unwrap()[0].status,
+        DeviceStatus::Active
+    );
     // A later sighting does not reset an approval.
-    store.commit_batch(&Batch { devices: vec![seen(t + TimeDelta::hours(1))], ..Batch::default() }).await.unwrap();
-    assert_eq!(store.devices().await.unwrap()[0].status, DeviceStatus::Active);
+    store
+        .commit_batch(&Batch {
+            devices: vec![seen(t + TimeDelta::hours(1))],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.devices().await.unwrap()[0].status,
+        DeviceStatus::Active
+    );
 }
 
 async fn sensors_list_described_and_first_contact_with_last_values(store: Store) {
@@ -238,7 +340,10 @@ async fn sensors_list_described_and_first_contact_with_last_values(store: Store)
         .unwrap();
     let t = at("2026-01-10T00:00:00Z");
     store
-        .commit_batch(&Batch { readings: readings("A-flow", t, 60, &[1.0, 2.0]), ..Batch::default() })
+        .commit_batch(&Batch {
+            readings: readings("A-flow", t, 60, &[1.0, 2.0]),
+            ..Batch::default()
+        })
         .await
         .unwrap();
     let all = store.sensors().await.unwrap();
@@ -304,10 +409,12 @@ macro_rules! on_every_backend {
 async fn timescale_available(db: &waterline_tests::PgDb) -> bool {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
     n > 0
 }
 
@@ -329,7 +436,9 @@ async fn timescale_layout_is_applied_when_the_extension_exists() {
     use sqlx::Connection;
     let db = waterline_tests::PgDb::create().await.unwrap();
     if !timescale_available(&db).await {
-        eprintln!("SKIPPED: TimescaleDB extension is not installed on the test PostgreSQL server; hypertable, compression, continuous aggregates and policies were not checked");
+        eprintln!(
+            "SKIPPED: TimescaleDB extension is not installed on the test PostgreSQL server; hypertable, compression, continuous aggregates and policies were not checked"
+        );
         return;
     }
     let store = db.store().await.unwrap();

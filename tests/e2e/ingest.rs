@@ -12,7 +12,7 @@ use waterline_ingest::{IngestConfig, MqttConfig};
 use waterline_store::Store;
 use waterline_tests::{Mosquitto, PgDb, SqliteDb, eventually};
 
-use crate::support::{self, publish_all, uplinks};
+use waterline_tests::fixtures::{self as support, publish_all, uplinks};
 
 /// A running ingest and the means to stop it.
 struct Running {
@@ -70,9 +70,12 @@ async fn wait_until_subscribed(store: &Store, broker: &Mosquitto) {
     );
     let before = store.count_readings().await.unwrap();
     for _ in 0..50 {
-        publish_all(broker.port, &[("waterline/probe/up".into(), probe.clone().into_bytes())])
-            .await
-            .unwrap();
+        publish_all(
+            broker.port,
+            &[("waterline/probe/up".into(), probe.clone().into_bytes())],
+        )
+        .await
+        .unwrap();
         let ok = eventually(Duration::from_millis(300), || async {
             (store.count_readings().await.unwrap() > before).then_some(())
         })
@@ -86,7 +89,10 @@ async fn wait_until_subscribed(store: &Store, broker: &Mosquitto) {
 
 async fn stores_every_reading_once(store: Store) {
     let broker = Mosquitto::start().unwrap();
-    store.upsert_described_sensors(&support::network()).await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
     let ingest = Running::start(&store, &broker, "ingest-once").await;
     wait_until_subscribed(&store, &broker).await;
     let base = store.count_readings().await.unwrap();
@@ -110,12 +116,20 @@ async fn stores_every_reading_once(store: Store) {
         .readings(&"A-flow".parse_id(), t, t + TimeDelta::minutes(1), 1)
         .await
         .unwrap();
-    assert!((a[0].value - 36.0).abs() < 1e-9, "10 L/s = 36 m3/h, got {}", a[0].value);
+    assert!(
+        (a[0].value - 36.0).abs() < 1e-9,
+        "10 L/s = 36 m3/h, got {}",
+        a[0].value
+    );
     let p = store
         .readings(&"A-p".parse_id(), t, t + TimeDelta::minutes(1), 1)
         .await
         .unwrap();
-    assert!((p[0].value - 40.788_648).abs() < 1e-5, "4 bar in m, got {}", p[0].value);
+    assert!(
+        (p[0].value - 40.788_648).abs() < 1e-5,
+        "4 bar in m, got {}",
+        p[0].value
+    );
     ingest.stop().await;
 }
 
@@ -148,7 +162,10 @@ async fn malformed_payload_is_dead_lettered_and_the_stream_continues() {
     let broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
     let store = db.plain_store().await.unwrap();
-    store.upsert_described_sensors(&support::network()).await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
     let ingest = Running::start(&store, &broker, "ingest-poison").await;
     wait_until_subscribed(&store, &broker).await;
     let base = store.count_readings().await.unwrap();
@@ -166,7 +183,10 @@ async fn malformed_payload_is_dead_lettered_and_the_stream_continues() {
     assert_eq!(wait_for_count(&store, base + 20).await, base + 20);
 
     let letters = eventually(Duration::from_secs(10), || async {
-        let l = store.dead_letters(since, Utc::now() + TimeDelta::seconds(1), 100).await.unwrap();
+        let l = store
+            .dead_letters(since, Utc::now() + TimeDelta::seconds(1), 100)
+            .await
+            .unwrap();
         (l.len() >= 2).then_some(l)
     })
     .await
@@ -174,9 +194,20 @@ async fn malformed_payload_is_dead_lettered_and_the_stream_continues() {
     assert_eq!(letters.len(), 2);
     assert_eq!(letters[0].letter.payload, garbage);
     assert_eq!(letters[0].letter.source, "mqtt");
-    assert_eq!(letters[0].letter.topic.as_deref(), Some("waterline/RTU-0/up"));
-    assert!(letters[0].letter.reason.contains("not UTF-8") || letters[0].letter.reason.contains("JSON"), "{}", letters[0].letter.reason);
-    assert!(letters[1].letter.reason.contains("someone-else"), "{}", letters[1].letter.reason);
+    assert_eq!(
+        letters[0].letter.topic.as_deref(),
+        Some("waterline/RTU-0/up")
+    );
+    assert!(
+        letters[0].letter.reason.contains("not UTF-8") || letters[0].letter.reason.contains("JSON"),
+        "{}",
+        letters[0].letter.reason
+    );
+    assert!(
+        letters[1].letter.reason.contains("someone-else"),
+        "{}",
+        letters[1].letter.reason
+    );
     ingest.stop().await;
     store.close().await;
 }
@@ -186,16 +217,25 @@ async fn messages_published_while_ingest_is_down_arrive_after_restart() {
     let broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
     let store = db.plain_store().await.unwrap();
-    store.upsert_described_sensors(&support::network()).await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
     // The first run creates the persistent session.
     let ingest = Running::start(&store, &broker, "ingest-session").await;
     wait_until_subscribed(&store, &broker).await;
     ingest.stop().await;
     let base = store.count_readings().await.unwrap();
 
-    publish_all(broker.port, &uplinks(support::t0(), 300, 5)).await.unwrap();
+    publish_all(broker.port, &uplinks(support::t0(), 300, 5))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(store.count_readings().await.unwrap(), base, "nothing stored while ingest is down");
+    assert_eq!(
+        store.count_readings().await.unwrap(),
+        base,
+        "nothing stored while ingest is down"
+    );
 
     let ingest = Running::start(&store, &broker, "ingest-session").await;
     assert_eq!(wait_for_count(&store, base + 1200).await, base + 1200);
@@ -208,17 +248,27 @@ async fn ingest_reconnects_and_resubscribes_after_a_broker_restart() {
     let mut broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
     let store = db.plain_store().await.unwrap();
-    store.upsert_described_sensors(&support::network()).await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
     let ingest = Running::start(&store, &broker, "ingest-restart").await;
     wait_until_subscribed(&store, &broker).await;
     let base = store.count_readings().await.unwrap();
-    publish_all(broker.port, &uplinks(support::t0(), 50, 5)).await.unwrap();
+    publish_all(broker.port, &uplinks(support::t0(), 50, 5))
+        .await
+        .unwrap();
     assert_eq!(wait_for_count(&store, base + 200).await, base + 200);
 
     broker.restart().unwrap();
     // Published after the restart, while ingest may still be reconnecting: the persistent
     // session (restored from the broker's persistence file) queues them.
-    publish_all(broker.port, &uplinks(support::t0() + TimeDelta::days(1), 50, 5)).await.unwrap();
+    publish_all(
+        broker.port,
+        &uplinks(support::t0() + TimeDelta::days(1), 50, 5),
+    )
+    .await
+    .unwrap();
     assert_eq!(wait_for_count(&store, base + 400).await, base + 400);
     ingest.stop().await;
     store.close().await;

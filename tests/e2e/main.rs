@@ -1,8 +1,7 @@
 //! Waterline's cross-crate tests, one binary (STYLE §9): store conformance on every backend,
-//! ingest end to end through a real Mosquitto, the HTTP API, and the `waterline` binary.
+//! ingest end to end through a real Mosquitto, and the HTTP API. The binary's own process
+//! tests live with it, in `cli/tests/`.
 
 mod api;
-mod cli;
 mod conformance;
 mod ingest;
-mod support;

@@ -6,7 +6,10 @@
 //! - [`Mosquitto`]: a private Mosquitto broker on a free loopback port with a persistent-session
 //!   configuration (queue limits raised), stopped when dropped; it can be restarted on the same
 //!   port and persistence directory to test broker restarts.
-//! - [`waterline_bin`]: the built `waterline` binary, for process-level tests.
+//! - [`fixtures`]: a test network, native uplinks, and a QoS 1 publisher that waits for the
+//!   broker's acknowledgements.
+
+pub mod fixtures;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -99,7 +102,10 @@ impl Drop for PgDb {
         let name = self.name.clone();
         // A runtime of its own: Drop may run inside or outside one.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -204,7 +210,10 @@ impl Mosquitto {
             .spawn()
             .context("cannot run mosquitto (is it installed? .ci/run installs it)")?;
         self.child = Some(child);
-        if !wait_for_port(SocketAddr::from(([127, 0, 0, 1], self.port)), Duration::from_secs(10)) {
+        if !wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_secs(10),
+        ) {
             self.stop();
             bail!("mosquitto is not listening on {}", self.port);
         }
@@ -254,29 +263,16 @@ impl Drop for Mosquitto {
 }
 
 fn mosquitto_path() -> PathBuf {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
         if Path::new(p).exists() {
             return PathBuf::from(p);
         }
     }
     PathBuf::from("mosquitto")
-}
-
-/// The `waterline` binary built alongside the tests (`target/<profile>/waterline`).
-pub fn waterline_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().context("test binary has no directory")?;
-    if dir.ends_with("deps") {
-        dir = dir.parent().context("deps has no parent")?;
-    }
-    let bin = dir.join("waterline");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it first (cargo build -p waterline, or run the tests through cargo nextest --workspace)",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

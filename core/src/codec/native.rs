@@ -138,7 +138,9 @@ fn decode_reading(r: &Value, message_time: Option<DateTime<Utc>>) -> Result<Nati
         .as_str()
         .ok_or("`sensor` must be a string")?;
     let sensor = SensorId::parse(sensor).map_err(|e| e.to_string())?;
-    let value = obj.get("value").ok_or_else(|| format!("sensor `{sensor}`: missing `value`"))?;
+    let value = obj
+        .get("value")
+        .ok_or_else(|| format!("sensor `{sensor}`: missing `value`"))?;
     let value = value
         .as_f64()
         .ok_or_else(|| format!("sensor `{sensor}`: `value` must be a number, found {value}"))?;
@@ -218,10 +220,16 @@ mod tests {
         assert!(up.rejected.is_empty());
         assert_eq!(up.readings.len(), 2);
         assert_eq!(up.readings[0].sensor.as_str(), "A-inlet-flow");
-        assert_eq!(up.readings[0].time.to_rfc3339(), "2026-11-27T02:00:00+00:00");
+        assert_eq!(
+            up.readings[0].time.to_rfc3339(),
+            "2026-11-27T02:00:00+00:00"
+        );
         assert_eq!(up.readings[0].unit, None);
         assert_eq!(up.readings[1].unit, Some(Unit::Metre));
-        assert_eq!(up.readings[1].time.to_rfc3339(), "2026-11-27T01:59:30+00:00");
+        assert_eq!(
+            up.readings[1].time.to_rfc3339(),
+            "2026-11-27T01:59:30+00:00"
+        );
     }
 
     #[test]
@@ -231,13 +239,22 @@ mod tests {
             br#"{"device":"d","readings":[{"sensor":"s","value":1,"time":"2026-11-27T10:00:00+08:00"}]}"#,
         )
         .unwrap();
-        assert_eq!(up.readings[0].time.to_rfc3339(), "2026-11-27T02:00:00+00:00");
+        assert_eq!(
+            up.readings[0].time.to_rfc3339(),
+            "2026-11-27T02:00:00+00:00"
+        );
     }
 
     #[test]
     fn envelope_errors_reject_the_message() {
-        assert_eq!(decode_native("d", b"\xff\xfe"), Err(DecodeError::NotUtf8(0)));
-        assert!(matches!(decode_native("d", b"{not json"), Err(DecodeError::Json(_))));
+        assert_eq!(
+            decode_native("d", b"\xff\xfe"),
+            Err(DecodeError::NotUtf8(0))
+        );
+        assert!(matches!(
+            decode_native("d", b"{not json"),
+            Err(DecodeError::Json(_))
+        ));
         assert_eq!(decode_native("d", b"[1,2]"), Err(DecodeError::NotObject));
         assert_eq!(
             decode_native("d", br#"{"readings":[]}"#),
@@ -256,7 +273,10 @@ mod tests {
         ));
         assert!(matches!(
             decode_native("d", br#"{"device":"d","readings":{}}"#),
-            Err(DecodeError::BadField { field: "readings", .. })
+            Err(DecodeError::BadField {
+                field: "readings",
+                ..
+            })
         ));
     }
 
@@ -281,15 +301,21 @@ mod tests {
 
     #[test]
     fn reading_without_any_time_is_rejected() {
-        let up = decode_native("d", br#"{"device":"d","readings":[{"sensor":"s","value":1}]}"#)
-            .unwrap();
+        let up = decode_native(
+            "d",
+            br#"{"device":"d","readings":[{"sensor":"s","value":1}]}"#,
+        )
+        .unwrap();
         assert!(up.readings.is_empty());
         assert!(up.rejected[0].reason.contains("no `time`"));
     }
 
     #[test]
     fn topic_parsing() {
-        assert_eq!(device_from_topic("waterline", "waterline/RTU-1/up"), Some("RTU-1"));
+        assert_eq!(
+            device_from_topic("waterline", "waterline/RTU-1/up"),
+            Some("RTU-1")
+        );
         assert_eq!(device_from_topic("a/b", "a/b/x/up"), Some("x"));
         assert_eq!(device_from_topic("waterline", "waterline/a/b/up"), None);
         assert_eq!(device_from_topic("waterline", "waterline//up"), None);

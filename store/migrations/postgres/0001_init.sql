@@ -90,7 +90,7 @@ CREATE TABLE dead_letters (
 );
 CREATE INDEX dead_letters_received_at ON dead_letters (received_at);
 
--- Uplinks from devices awaiting approval: kept aside, replayed when the device is approved.
+-- Uplinks from devices awaiting approval: kept aside (with their raw bytes) until approval.
 CREATE TABLE pending_uplinks (
     id           bigserial PRIMARY KEY,
     device       text NOT NULL,

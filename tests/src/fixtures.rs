@@ -1,4 +1,4 @@
-//! Helpers shared by the end-to-end tests.
+//! Test data and an MQTT publisher shared by the end-to-end tests.
 
 use std::time::Duration;
 
@@ -7,7 +7,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use waterline_core::Network;
 
 /// The network description used by the ingest tests: two flow and two pressure sensors.
-pub(crate) const NETWORK: &str = r#"
+/// A network description with two DMAs' flow and pressure sensors in assorted units.
+pub const NETWORK: &str = r#"
 timezone = "Asia/Shanghai"
 
 [[dma]]
@@ -38,11 +39,13 @@ kind = "pressure"
 unit = "m"
 "#;
 
-pub(crate) fn network() -> Network {
+/// [`NETWORK`], parsed.
+pub fn network() -> Network {
     Network::parse(NETWORK).expect("test network is valid")
 }
 
-pub(crate) fn t0() -> DateTime<Utc> {
+/// A start time three days back, on a whole minute.
+pub fn t0() -> DateTime<Utc> {
     // Recent enough to pass the ingest age bound, fixed to the minute for repeatability.
     let now = Utc::now() - TimeDelta::days(3);
     DateTime::from_timestamp(now.timestamp() / 60 * 60, 0).expect("valid time")
@@ -50,7 +53,7 @@ pub(crate) fn t0() -> DateTime<Utc> {
 
 /// `n` native uplinks from device `RTU-<k>` (k = i mod devices), each with the four test
 /// sensors at one instant; message i is at t0 + i minutes.
-pub(crate) fn uplinks(t0: DateTime<Utc>, n: usize, devices: usize) -> Vec<(String, Vec<u8>)> {
+pub fn uplinks(t0: DateTime<Utc>, n: usize, devices: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {
             let dev = format!("RTU-{}", i % devices);
@@ -70,7 +73,7 @@ pub(crate) fn uplinks(t0: DateTime<Utc>, n: usize, devices: usize) -> Vec<(Strin
 }
 
 /// Publishes every message with QoS 1 and returns once the broker acknowledged all of them.
-pub(crate) async fn publish_all(broker_port: u16, messages: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+pub async fn publish_all(broker_port: u16, messages: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
     let id = format!("test-pub-{}", rand::random::<u32>());
     let mut opts = MqttOptions::new(id, "127.0.0.1", broker_port);
     opts.set_keep_alive(Duration::from_secs(30))
@@ -81,7 +84,9 @@ pub(crate) async fn publish_all(broker_port: u16, messages: &[(String, Vec<u8>)]
     let msgs = messages.to_vec();
     let sender = tokio::spawn(async move {
         for (topic, payload) in msgs {
-            client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await?;
         }
         anyhow::Ok(client)
     });
@@ -90,7 +95,9 @@ pub(crate) async fn publish_all(broker_port: u16, messages: &[(String, Vec<u8>)]
     while acked < total {
         let ev = tokio::time::timeout_at(deadline, eventloop.poll())
             .await
-            .map_err(|_| anyhow::anyhow!("only {acked} of {total} publishes acknowledged in 60 s"))?;
+            .map_err(|_| {
+                anyhow::anyhow!("only {acked} of {total} publishes acknowledged in 60 s")
+            })?;
         match ev {
             Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
             Ok(_) => {}

@@ -1,0 +1,216 @@
+//! The `waterline` binary as an operator runs it (cargo builds it before these tests): `serve` against the real PostgreSQL and
+//! Mosquitto, `token create`, and the specific errors for bad input at start-up.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waterline_tests::fixtures::{self as support, publish_all, uplinks};
+use waterline_tests::{Mosquitto, PgDb, eventually, free_port};
+
+/// A minimal HTTP/1.1 GET: returns the status code and body.
+async fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_waterline"))
+        .args(args)
+        .env("WATERLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stores_every_published_reading_and_a_redelivery_adds_no_row() {
+    let broker = Mosquitto::start().unwrap();
+    let db = PgDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("network.toml");
+    std::fs::write(&net, support::NETWORK).unwrap();
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
+        .args([
+            "serve",
+            "--database-url",
+            &db.url,
+            "--broker",
+            &broker.url(),
+        ])
+        .arg("--network")
+        .arg(&net)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("WATERLINE_MQTT__CLIENT_ID", format!("serve-test-{port}"))
+        .env("WATERLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let healthy = eventually(Duration::from_secs(30), || async {
+        match http_get(port, "/health", None).await {
+            Some((200, _)) => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(
+        healthy.is_some(),
+        "serve became healthy (store and broker reachable)"
+    );
+
+    let store = db.plain_store().await.unwrap();
+    let msgs = uplinks(support::t0(), 250, 5);
+    // A malformed payload in the middle of the stream must not stop it.
+    let mut stream = msgs.clone();
+    stream.insert(
+        100,
+        ("waterline/RTU-1/up".into(), b"\xff not json".to_vec()),
+    );
+    publish_all(broker.port, &stream).await.unwrap();
+    let n = eventually(Duration::from_secs(30), || async {
+        let c = store.count_readings().await.unwrap();
+        (c >= 1000).then_some(c)
+    })
+    .await;
+    assert_eq!(n, Some(1000));
+
+    publish_all(broker.port, &msgs).await.unwrap();
+    publish_all(
+        broker.port,
+        &uplinks(support::t0() + TimeDelta::days(1), 5, 5),
+    )
+    .await
+    .unwrap();
+    let n = eventually(Duration::from_secs(30), || async {
+        let c = store.count_readings().await.unwrap();
+        (c >= 1020).then_some(c)
+    })
+    .await;
+    assert_eq!(n, Some(1020), "redelivered messages added no row");
+
+    // The dead letter is visible through the API with a token from `waterline token create`.
+    let (code, out, err) = run(&[
+        "token",
+        "create",
+        "--role",
+        "engineer",
+        "--database-url",
+        &db.url,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let token = out.trim();
+    assert!(token.starts_with("wl_"));
+    let (code, body) = http_get(port, "/api/v1/dead-letters", Some(token))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let letters: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(letters.as_array().unwrap().len(), 1);
+    assert_eq!(letters[0]["payload_base64"], "/yBub3QganNvbg==");
+    assert_eq!(
+        http_get(port, "/health", None).await.unwrap().0,
+        200,
+        "still running"
+    );
+
+    // SIGTERM: drains and exits cleanly.
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("serve stops within 15 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    store.close().await;
+}
+
+#[test]
+fn a_bad_network_description_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("bad-network.toml");
+    std::fs::write(&net, "timezone = \"UTC\"\n[[sensor]]\nid = \"x\"\nkind = \"flow\"\nunit = \"m3/h\"\ncolour = \"red\"\n").unwrap();
+    let db = format!("sqlite://{}", dir.path().join("w.db").display());
+    let (code, _, err) = run(&[
+        "serve",
+        "--database-url",
+        &db,
+        "--network",
+        net.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad-network.toml, line 6"), "{err}");
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn a_bad_config_file_names_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[mqtt]\nbroker = \"mqtt://127.0.0.1:1\"\nkeepalive = 5\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("keepalive"), "{err}");
+}
+
+#[test]
+fn bad_database_urls_give_specific_errors() {
+    let (code, _, err) = run(&[
+        "db",
+        "migrate",
+        "--database-url",
+        "mysql://root@localhost/x",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("must start with postgres:// or sqlite://"),
+        "{err}"
+    );
+
+    let port = free_port();
+    let url = format!("postgres://postgres:secret@127.0.0.1:{port}/nothing");
+    let (code, _, err) = run(&["db", "migrate", "--database-url", &url]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect to database"), "{err}");
+    assert!(!err.contains("secret"), "the password is redacted: {err}");
+}
+
+#[test]
+fn token_create_refuses_an_unknown_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("w.db").display());
+    let (code, out, err) = run(&["token", "create", "--role", "root", "--database-url", &db]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("unknown role `root`"), "{err}");
+}
