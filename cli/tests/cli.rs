@@ -214,3 +214,86 @@ fn token_create_refuses_an_unknown_role() {
     assert!(out.is_empty());
     assert!(err.contains("unknown role `root`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_readings_within_a_minute_and_stops_cleanly_on_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
+        .args([
+            "demo",
+            "--http",
+            "127.0.0.1:0",
+            "--backfill-hours",
+            "3",
+            "--live-interval-secs",
+            "1",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("WATERLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut port, mut token) = (None, None);
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("demo prints its banner")
+    {
+        if let Some(rest) = line.trim().strip_prefix("API:") {
+            let addr = rest.trim().trim_start_matches("http://");
+            port = addr
+                .split(['/', ':'])
+                .nth(1)
+                .and_then(|p| p.parse::<u16>().ok());
+        }
+        if let Some(rest) = line.trim().strip_prefix("login:") {
+            token = rest.split_whitespace().last().map(str::to_owned);
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let port = port.expect("banner names the API address");
+    let token = token.expect("banner prints an admin token");
+    assert!(token.starts_with("wl_"));
+
+    let points = eventually(Duration::from_secs(60), || async {
+        let (code, body) =
+            http_get(port, "/api/v1/readings?sensor=B-inlet-flow", Some(&token)).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let n = v["points"].as_array()?.len();
+        (code == 200 && n > 0).then_some(n)
+    })
+    .await
+    .expect("readings arrive through the embedded broker");
+    assert!(points > 60, "3 h of minute data back-filled, got {points}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "within a minute of starting"
+    );
+    let (code, _) = http_get(port, "/health", None).await.unwrap();
+    assert_eq!(code, 200);
+
+    // Ctrl-C.
+    Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("demo stops within 15 s of Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(rest.contains("Stopped cleanly"), "{rest}");
+}

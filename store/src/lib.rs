@@ -111,7 +111,24 @@ impl Store {
             let mut pg = pg::PgStore::connect(url, opts.max_connections).await?;
             pg.migrate().await?;
             let avail = timescale::availability(pg.pool()).await?;
-            let kind = if opts.use_timescale && avail != timescale::Availability::NotAvailable {
+            let use_it = match avail {
+                _ if !opts.use_timescale => false,
+                timescale::Availability::NotAvailable => false,
+                timescale::Availability::Installed => true,
+                // Offered by the server but not created here: create it if we can (it must be
+                // in shared_preload_libraries and we need the privilege); otherwise run on
+                // plain PostgreSQL and say why.
+                timescale::Availability::Available => {
+                    match timescale::create_extension(pg.pool()).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "TimescaleDB is offered by the server but cannot be created in this database; running on plain PostgreSQL");
+                            false
+                        }
+                    }
+                }
+            };
+            let kind = if use_it {
                 timescale::enable(pg.pool(), opts.timescale).await?;
                 pg.refresh_mode().await?;
                 BackendKind::Timescale

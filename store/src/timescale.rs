@@ -1,7 +1,8 @@
 //! TimescaleDB features, used only when the extension is available on the server.
 //!
 //! Idempotent: safe to run at every start-up. It
-//! 1. creates the extension if it is available but not yet created;
+//! 1. (in `Store::open`) creates the extension if the server offers it but this database does
+//!    not have it yet — when that fails, the store runs on plain PostgreSQL with a warning;
 //! 2. turns `readings` into a hypertable (7-day chunks, existing rows migrated);
 //! 3. enables compression segmented by `series_id`, ordered by `time`, with a policy;
 //! 4. replaces the service-maintained rollup tables by continuous aggregates with the same
@@ -69,14 +70,18 @@ async fn step(pool: &PgPool, name: &'static str, sql: String) -> Result<(), Stor
     Ok(())
 }
 
-/// Applies the TimescaleDB layout. The caller has checked [`availability`].
-pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), StoreError> {
+/// Creates the extension in this database.
+pub(crate) async fn create_extension(pool: &PgPool) -> Result<(), StoreError> {
     step(
         pool,
         "create extension",
         "CREATE EXTENSION IF NOT EXISTS timescaledb".into(),
     )
-    .await?;
+    .await
+}
+
+/// Applies the TimescaleDB layout. The extension exists in the database.
+pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), StoreError> {
     step(
         pool,
         "create hypertable",
@@ -112,35 +117,44 @@ pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), 
             Bucket::Hour => "1 hour",
             Bucket::Day => "1 day",
         };
-        // Step by step and re-entrant: a start interrupted half-way finishes on the next one.
+        // Step by step and re-entrant: each aggregate is marked ready in `store_meta` only
+        // after its policy and back-fill, so a start interrupted anywhere finishes next time.
+        let ready_key = format!("cagg_ready:{t}");
+        let ready: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM store_meta WHERE key = $1)")
+                .bind(&ready_key)
+                .fetch_one(pool)
+                .await?;
+        if ready {
+            continue;
+        }
         let is_cagg: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_name = $1)",
         )
         .bind(t)
         .fetch_one(pool)
         .await?;
-        if is_cagg {
-            continue;
+        if !is_cagg {
+            step(
+                pool,
+                "drop service rollup",
+                format!("DROP TABLE IF EXISTS {t}"),
+            )
+            .await?;
+            step(
+                pool,
+                "create continuous aggregate",
+                format!(
+                    "CREATE MATERIALIZED VIEW {t}
+                     WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+                     SELECT series_id, time_bucket(INTERVAL '{width}', time) AS bucket,
+                            min(value) AS min, max(value) AS max, sum(value) AS sum, count(*) AS count
+                     FROM readings GROUP BY series_id, time_bucket(INTERVAL '{width}', time)
+                     WITH NO DATA"
+                ),
+            )
+            .await?;
         }
-        step(
-            pool,
-            "drop service rollup",
-            format!("DROP TABLE IF EXISTS {t}"),
-        )
-        .await?;
-        step(
-            pool,
-            "create continuous aggregate",
-            format!(
-                "CREATE MATERIALIZED VIEW {t}
-                 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-                 SELECT series_id, time_bucket(INTERVAL '{width}', time) AS bucket,
-                        min(value) AS min, max(value) AS max, sum(value) AS sum, count(*) AS count
-                 FROM readings GROUP BY series_id, time_bucket(INTERVAL '{width}', time)
-                 WITH NO DATA"
-            ),
-        )
-        .await?;
         // Late batches (meters upload hours late) land inside the start offset.
         step(
             pool,
@@ -157,6 +171,12 @@ pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), 
             "back-fill continuous aggregate",
             format!("CALL refresh_continuous_aggregate('{t}', NULL, NULL)"),
         )
+        .await?;
+        sqlx::query(
+            "INSERT INTO store_meta (key, value) VALUES ($1, 'true') ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&ready_key)
+        .execute(pool)
         .await?;
     }
     step(
