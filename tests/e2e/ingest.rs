@@ -15,13 +15,13 @@ use waterline_tests::{Mosquitto, PgDb, SqliteDb, eventually};
 use waterline_tests::fixtures::{self as support, publish_all, uplinks};
 
 /// A running ingest and the means to stop it.
-struct Running {
+pub(crate) struct Running {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    async fn start(store: &Store, broker: &Mosquitto, client_id: &str) -> Running {
+    pub(crate) async fn start(store: &Store, broker: &Mosquitto, client_id: &str) -> Running {
         let mqtt = MqttConfig {
             broker: broker.url(),
             client_id: client_id.into(),
@@ -40,7 +40,7 @@ impl Running {
         Running { stop, task }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         tokio::time::timeout(Duration::from_secs(15), self.task)
             .await
@@ -49,7 +49,7 @@ impl Running {
     }
 }
 
-async fn wait_for_count(store: &Store, n: i64) -> i64 {
+pub(crate) async fn wait_for_count(store: &Store, n: i64) -> i64 {
     let got = eventually(Duration::from_secs(30), || async {
         let c = store.count_readings().await.unwrap();
         (c >= n).then_some(c)
@@ -62,7 +62,7 @@ async fn wait_for_count(store: &Store, n: i64) -> i64 {
 }
 
 /// Waits until ingest connected and subscribed: a probe message must come through.
-async fn wait_until_subscribed(store: &Store, broker: &Mosquitto) {
+pub(crate) async fn wait_until_subscribed(store: &Store, broker: &Mosquitto) {
     let t = Utc::now() - TimeDelta::minutes(1);
     let probe = format!(
         r#"{{"device":"probe","time":"{}","readings":[{{"sensor":"probe-level","value":1,"unit":"m"}}]}}"#,
@@ -97,21 +97,22 @@ async fn stores_every_reading_once(store: Store) {
     wait_until_subscribed(&store, &broker).await;
     let base = store.count_readings().await.unwrap();
 
-    let msgs = uplinks(support::t0(), 400, 7);
+    let t0 = support::t0();
+    let msgs = uplinks(t0, 400, 7);
     publish_all(broker.port, &msgs).await.unwrap();
     assert_eq!(wait_for_count(&store, base + 1600).await, base + 1600);
 
     // Redelivery of every message (as after a crash before the ack) adds no row; a sentinel
     // published afterwards on the same topics proves they were all processed.
     publish_all(broker.port, &msgs).await.unwrap();
-    let sentinel = uplinks(support::t0() + TimeDelta::days(1), 7, 7);
+    let sentinel = uplinks(t0 + TimeDelta::days(1), 7, 7);
     publish_all(broker.port, &sentinel).await.unwrap();
     assert_eq!(wait_for_count(&store, base + 1628).await, base + 1628);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.count_readings().await.unwrap(), base + 1628);
 
     // Units were converted to canonical: A-flow is declared in L/s, A-p in bar.
-    let t = support::t0();
+    let t = t0;
     let a = store
         .readings(&"A-flow".parse_id(), t, t + TimeDelta::minutes(1), 1)
         .await

@@ -4,4 +4,5 @@
 
 mod api;
 mod conformance;
+mod faults;
 mod ingest;

@@ -44,7 +44,8 @@ pub fn network() -> Network {
     Network::parse(NETWORK).expect("test network is valid")
 }
 
-/// A start time three days back, on a whole minute.
+/// A start time three days back, on a whole minute. It moves with the clock: call it once per
+/// test and keep the value.
 pub fn t0() -> DateTime<Utc> {
     // Recent enough to pass the ingest age bound, fixed to the minute for repeatability.
     let now = Utc::now() - TimeDelta::days(3);

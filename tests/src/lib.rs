@@ -6,10 +6,15 @@
 //! - [`Mosquitto`]: a private Mosquitto broker on a free loopback port with a persistent-session
 //!   configuration (queue limits raised), stopped when dropped; it can be restarted on the same
 //!   port and persistence directory to test broker restarts.
+//! - [`PgServer`]: a private PostgreSQL server (own data directory and port) that a
+//!   fault-injection test may stop, restart or kill.
 //! - [`fixtures`]: a test network, native uplinks, and a QoS 1 publisher that waits for the
 //!   broker's acknowledgements.
 
 pub mod fixtures;
+pub mod pg_server;
+
+pub use pg_server::PgServer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,109 @@
+//! Fault injection against real services: the database restarts or goes away while devices
+//! keep publishing with QoS 1. Every reading sent must be stored, none twice.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use waterline_store::{Store, StoreOptions};
+use waterline_tests::fixtures::{self, publish_all, uplinks};
+use waterline_tests::{Mosquitto, PgServer};
+
+use crate::ingest::{Running, wait_for_count, wait_until_subscribed};
+
+const READINGS_PER_MESSAGE: i64 = 4;
+
+async fn private_store(server: &PgServer) -> Store {
+    let url = server.create_database("faults").await.unwrap();
+    let opts = StoreOptions {
+        use_timescale: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&url, opts).await.unwrap();
+    store
+        .upsert_described_sensors(&fixtures::network())
+        .await
+        .unwrap();
+    store
+}
+
+/// Checks that exactly the expected minutes are stored for every sensor.
+async fn assert_exactly(store: &Store, t0: chrono::DateTime<chrono::Utc>, messages: i64) {
+    for sensor in ["A-flow", "A-p", "B-flow", "B-p"] {
+        let id = waterline_core::SensorId::parse(sensor).unwrap();
+        let pts = store
+            .readings(&id, t0, t0 + TimeDelta::minutes(messages), messages + 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            pts.len() as i64,
+            messages,
+            "{sensor}: every minute stored once"
+        );
+        for (i, p) in pts.iter().enumerate() {
+            assert_eq!(
+                p.time,
+                t0 + TimeDelta::minutes(i as i64),
+                "{sensor}: minute {i}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_during_a_stream_loses_and_duplicates_nothing() {
+    let server = PgServer::start().unwrap();
+    let store = private_store(&server).await;
+    let broker = Mosquitto::start().unwrap();
+    let ingest = Running::start(&store, &broker, "fault-restart").await;
+    wait_until_subscribed(&store, &broker).await;
+    let base = store.count_readings().await.unwrap();
+
+    let n = 3_000usize;
+    let t0 = fixtures::t0();
+    let msgs = uplinks(t0, n, 10);
+    let (first, second) = msgs.split_at(n / 2);
+    publish_all(broker.port, first).await.unwrap();
+    // Restart while the first half is being written and the second is arriving.
+    let restart = tokio::task::spawn_blocking(move || {
+        server.restart().unwrap();
+        server
+    });
+    publish_all(broker.port, second).await.unwrap();
+    let _server = restart.await.unwrap();
+
+    let want = base + n as i64 * READINGS_PER_MESSAGE;
+    assert_eq!(wait_for_count(&store, want).await, want);
+    assert_exactly(&store, t0, n as i64).await;
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_for_a_minute_loses_nothing() {
+    let outage = std::env::var("WATERLINE_TEST_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60u64);
+    let mut server = PgServer::start().unwrap();
+    let store = private_store(&server).await;
+    let broker = Mosquitto::start().unwrap();
+    let ingest = Running::start(&store, &broker, "fault-outage").await;
+    wait_until_subscribed(&store, &broker).await;
+    let base = store.count_readings().await.unwrap();
+
+    let n = 2_000usize;
+    let t0 = fixtures::t0();
+    let msgs = uplinks(t0, n, 10);
+    let (before, during) = msgs.split_at(500);
+    publish_all(broker.port, before).await.unwrap();
+    server.stop().unwrap();
+    let down = std::time::Instant::now();
+    publish_all(broker.port, during).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(outage).saturating_sub(down.elapsed())).await;
+    server.resume().unwrap();
+
+    let want = base + n as i64 * READINGS_PER_MESSAGE;
+    let got = wait_for_count(&store, want).await;
+    assert_eq!(got, want, "server log:\n{}", server.log());
+    assert_exactly(&store, t0, n as i64).await;
+    ingest.stop().await;
+}
