@@ -297,3 +297,76 @@ async fn demo_serves_readings_within_a_minute_and_stops_cleanly_on_ctrl_c() {
     assert!(status.success(), "exit status {status}");
     assert!(rest.contains("Stopped cleanly"), "{rest}");
 }
+
+/// Starts `waterline serve` on the given services; the caller owns the child.
+fn spawn_serve(db_url: &str, broker: &Mosquitto, network: &std::path::Path, client_id: &str, port: u16) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
+        .args(["serve", "--database-url", db_url, "--broker", &broker.url()])
+        .arg("--network")
+        .arg(network)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("WATERLINE_MQTT__CLIENT_ID", client_id)
+        .env("WATERLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_and_duplicates_nothing() {
+    let broker = Mosquitto::start().unwrap();
+    let db = PgDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("network.toml");
+    std::fs::write(&net, support::NETWORK).unwrap();
+    let store = db.plain_store().await.unwrap();
+    let client_id = format!("kill9-{}", free_port());
+
+    let port = free_port();
+    let mut first = spawn_serve(&db.url, &broker, &net, &client_id, port);
+    let healthy = eventually(Duration::from_secs(30), || async {
+        matches!(http_get(port, "/health", None).await, Some((200, _))).then_some(())
+    })
+    .await;
+    assert!(healthy.is_some());
+
+    let t0 = support::t0();
+    let n = 4_000usize;
+    let msgs = uplinks(t0, n, 20);
+    publish_all(broker.port, &msgs).await.unwrap();
+    let total = n as i64 * 4;
+    // Kill while the backlog is being written.
+    let partial = eventually(Duration::from_secs(30), || async {
+        let c = store.count_readings().await.unwrap();
+        (c > 0).then_some(c)
+    })
+    .await
+    .expect("ingest started writing");
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let at_kill = store.count_readings().await.unwrap();
+    eprintln!("killed with {at_kill} of {total} readings stored (first seen {partial})");
+
+    let port = free_port();
+    let mut second = spawn_serve(&db.url, &broker, &net, &client_id, port);
+    let n_stored = eventually(Duration::from_secs(60), || async {
+        let c = store.count_readings().await.unwrap();
+        (c >= total).then_some(c)
+    })
+    .await;
+    assert_eq!(n_stored, Some(total), "every reading of the acknowledged stream stored once");
+    for sensor in ["A-flow", "B-p"] {
+        let id = waterline_core::SensorId::parse(sensor).unwrap();
+        let pts = store
+            .readings(&id, t0, t0 + TimeDelta::minutes(n as i64), total)
+            .await
+            .unwrap();
+        assert_eq!(pts.len(), n, "{sensor}");
+    }
+    second.start_kill().unwrap();
+    let _ = second.wait().await;
+    store.close().await;
+}
