@@ -299,7 +299,13 @@ async fn demo_serves_readings_within_a_minute_and_stops_cleanly_on_ctrl_c() {
 }
 
 /// Starts `waterline serve` on the given services; the caller owns the child.
-fn spawn_serve(db_url: &str, broker: &Mosquitto, network: &std::path::Path, client_id: &str, port: u16) -> tokio::process::Child {
+fn spawn_serve(
+    db_url: &str,
+    broker: &Mosquitto,
+    network: &std::path::Path,
+    client_id: &str,
+    port: u16,
+) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
         .args(["serve", "--database-url", db_url, "--broker", &broker.url()])
         .arg("--network")
@@ -357,7 +363,11 @@ async fn kill_9_mid_stream_loses_and_duplicates_nothing() {
         (c >= total).then_some(c)
     })
     .await;
-    assert_eq!(n_stored, Some(total), "every reading of the acknowledged stream stored once");
+    assert_eq!(
+        n_stored,
+        Some(total),
+        "every reading of the acknowledged stream stored once"
+    );
     for sensor in ["A-flow", "B-p"] {
         let id = waterline_core::SensorId::parse(sensor).unwrap();
         let pts = store

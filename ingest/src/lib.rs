@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod config;
 mod mqtt;
 pub mod registry;
+pub mod spool;
 pub mod uplink;
 mod writer;
 

@@ -79,8 +79,8 @@ pub async fn publish_all(broker_port: u16, messages: &[(String, Vec<u8>)]) -> an
     let mut opts = MqttOptions::new(id, "127.0.0.1", broker_port);
     opts.set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(16 << 20, 16 << 20)
-        .set_inflight(200);
-    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        .set_inflight(1000);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
     let total = messages.len();
     let msgs = messages.to_vec();
     let sender = tokio::spawn(async move {
@@ -92,12 +92,12 @@ pub async fn publish_all(broker_port: u16, messages: &[(String, Vec<u8>)]) -> an
         anyhow::Ok(client)
     });
     let mut acked = 0usize;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     while acked < total {
         let ev = tokio::time::timeout_at(deadline, eventloop.poll())
             .await
             .map_err(|_| {
-                anyhow::anyhow!("only {acked} of {total} publishes acknowledged in 60 s")
+                anyhow::anyhow!("only {acked} of {total} publishes acknowledged in 300 s")
             })?;
         match ev {
             Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,

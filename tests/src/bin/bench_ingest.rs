@@ -1,0 +1,294 @@
+//! Ingest benchmark: backlog drain through a real Mosquitto into PostgreSQL, against a plain
+//! `COPY` of the same rows.
+//!
+//! ```sh
+//! cargo run --release -p waterline-tests --bin bench-ingest -- [--batched-messages N] [--readings-per-message R] [--single-messages N]
+//! ```
+//!
+//! Each scenario: start ingest once to create its persistent session, stop it, publish the
+//! backlog with QoS 1 (every message acknowledged by the broker), start ingest and time until
+//! every reading is committed and counted. Then `COPY` the same rows into an empty table with
+//! the same (series, time) key and report ingest's throughput as a fraction of it. The broker
+//! is a private Mosquitto with `max_queued_messages` raised (its default of 1,000 would drop
+//! most of the backlog) and `max_inflight_messages 1000`; PostgreSQL is the test server
+//! (`WATERLINE_TEST_DATABASE_URL`).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Connection;
+use tokio::sync::watch;
+use waterline_core::Network;
+use waterline_core::health::HealthBoard;
+use waterline_ingest::{IngestConfig, MqttConfig};
+use waterline_store::Store;
+use waterline_tests::fixtures::publish_all;
+use waterline_tests::{Mosquitto, PgDb};
+
+/// How many distinct sensors the generated traffic spreads over.
+const SENSORS: usize = 1_000;
+
+struct Args {
+    batched_messages: usize,
+    readings_per_message: usize,
+    single_messages: usize,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        batched_messages: 2_000,
+        readings_per_message: 50,
+        single_messages: 20_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let n: usize = value
+            .parse()
+            .with_context(|| format!("{flag}: `{value}` is not a whole number"))?;
+        match flag.as_str() {
+            "--batched-messages" => args.batched_messages = n,
+            "--readings-per-message" => args.readings_per_message = n,
+            "--single-messages" => args.single_messages = n,
+            other => anyhow::bail!(
+                "unknown flag {other}; expected --batched-messages, --readings-per-message, --single-messages"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+fn network() -> Network {
+    let mut toml = String::from("timezone = \"UTC\"\n");
+    for i in 0..SENSORS {
+        let _ = write!(
+            toml,
+            "[[sensor]]\nid = \"M-{i:05}\"\nkind = \"volume\"\nunit = \"m3\"\n"
+        );
+    }
+    Network::parse(&toml).expect("generated network is valid")
+}
+
+/// `messages` uplinks of `per_message` readings each; reading k of the whole stream is sensor
+/// k mod SENSORS at t0 + (k / SENSORS) minutes, so every (sensor, time) is distinct.
+fn traffic(t0: DateTime<Utc>, messages: usize, per_message: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(messages);
+    for m in 0..messages {
+        let device = format!("BENCH-{}", m % 100);
+        let mut body = format!("{{\"device\":\"{device}\",\"readings\":[");
+        for r in 0..per_message {
+            let k = m * per_message + r;
+            let t = t0 + TimeDelta::minutes((k / SENSORS) as i64);
+            if r > 0 {
+                body.push(',');
+            }
+            let _ = write!(
+                body,
+                "{{\"sensor\":\"M-{:05}\",\"value\":{}.{:03},\"time\":\"{}\"}}",
+                k % SENSORS,
+                k % 997,
+                k % 1000,
+                t.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+        }
+        body.push_str("]}");
+        out.push((format!("waterline/{device}/up"), body.into_bytes()));
+    }
+    out
+}
+
+struct Ingest {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_ingest(
+    store: &Store,
+    broker: &Mosquitto,
+    client_id: &str,
+) -> anyhow::Result<Ingest> {
+    let mqtt = MqttConfig {
+        broker: broker.url(),
+        client_id: client_id.into(),
+        ..MqttConfig::default()
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = waterline_ingest::run_mqtt(
+        store.clone(),
+        mqtt,
+        IngestConfig::default(),
+        HealthBoard::new(),
+        rx,
+    )
+    .await?;
+    Ok(Ingest { stop, task })
+}
+
+impl Ingest {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct Drain {
+    readings: usize,
+    messages: usize,
+    seconds: f64,
+}
+
+async fn drain(
+    store: &Store,
+    broker: &Mosquitto,
+    name: &str,
+    msgs: &[(String, Vec<u8>)],
+    readings: usize,
+) -> anyhow::Result<Drain> {
+    // The first run creates the persistent session and its subscription.
+    let session = start_ingest(store, broker, name).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    session.stop().await;
+    let before = store.count_readings().await? as usize;
+
+    let published = Instant::now();
+    publish_all(broker.port, msgs).await?;
+    println!(
+        "  published {} messages with QoS 1 in {:.2} s ({:.0} messages/s)",
+        msgs.len(),
+        published.elapsed().as_secs_f64(),
+        msgs.len() as f64 / published.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let ingest = start_ingest(store, broker, name).await?;
+    let target = before + readings;
+    loop {
+        let c = store.count_readings().await? as usize;
+        if c >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            anyhow::bail!(
+                "drain incomplete after 600 s: {} of {readings} readings",
+                c - before
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    ingest.stop().await;
+    Ok(Drain {
+        readings,
+        messages: msgs.len(),
+        seconds,
+    })
+}
+
+async fn copy_baseline(url: &str, t0: DateTime<Utc>, rows: usize) -> anyhow::Result<f64> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::query("CREATE TABLE bench_copy (series_id integer NOT NULL, time timestamptz NOT NULL, value double precision NOT NULL, PRIMARY KEY (series_id, time))")
+        .execute(&mut conn)
+        .await?;
+    let mut text = String::with_capacity(rows * 40);
+    for k in 0..rows {
+        let t = t0 + TimeDelta::minutes((k / SENSORS) as i64);
+        let _ = writeln!(
+            text,
+            "{}\t{}\t{}.{:03}",
+            k % SENSORS,
+            t.format("%Y-%m-%d %H:%M:%S+00"),
+            k % 997,
+            k % 1000
+        );
+    }
+    let started = Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY bench_copy (series_id, time, value) FROM STDIN")
+        .await?;
+    copy.send(text.as_bytes()).await?;
+    let n = copy.finish().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(n as usize == rows, "COPY stored {n} of {rows} rows");
+    conn.close().await?;
+    Ok(rows as f64 / seconds)
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let broker = Mosquitto::start()?;
+    let db = PgDb::create().await?;
+    let store = db.plain_store().await?;
+    store.upsert_described_sensors(&network()).await?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "ingest backlog-drain benchmark: publisher, Mosquitto, ingest and PostgreSQL ({}) on this machine ({cores} cores)",
+        store.backend().as_str()
+    );
+
+    let t0 = Utc::now() - TimeDelta::days(30);
+    let per = args.readings_per_message;
+    let batched = traffic(t0, args.batched_messages, per);
+    println!(
+        "batched: {} messages × {per} readings",
+        args.batched_messages
+    );
+    let b = drain(
+        &store,
+        &broker,
+        "bench-batched",
+        &batched,
+        args.batched_messages * per,
+    )
+    .await?;
+    drop(batched);
+    let rate_b = b.readings as f64 / b.seconds;
+    println!(
+        "  drained {} readings in {:.2} s: {:.0} readings/s ({:.0} messages/s)",
+        b.readings,
+        b.seconds,
+        rate_b,
+        b.messages as f64 / b.seconds
+    );
+
+    let t1 = t0 + TimeDelta::days(10);
+    let single = traffic(t1, args.single_messages, 1);
+    println!("single-reading: {} messages", args.single_messages);
+    let s = drain(
+        &store,
+        &broker,
+        "bench-single",
+        &single,
+        args.single_messages,
+    )
+    .await?;
+    println!(
+        "  drained {} messages in {:.2} s: {:.0} messages/s",
+        s.messages,
+        s.seconds,
+        s.messages as f64 / s.seconds
+    );
+
+    let copy_rate = copy_baseline(&db.url, t0, b.readings).await?;
+    println!(
+        "COPY of the same {} rows into an empty table keyed by (series, time): {:.0} rows/s",
+        b.readings, copy_rate
+    );
+    println!("ingest (batched) / COPY = {:.2}", rate_b / copy_rate);
+    if let Some(mib) = peak_rss_mib() {
+        println!("peak RSS of this process (ingest + publisher + generated traffic): {mib:.0} MiB");
+    }
+    store.close().await;
+    Ok(())
+}
