@@ -85,6 +85,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut cfg = Config::load(None, std::env::vars(), &flags)?;
     cfg.mqtt.client_id = format!("{}-demo", cfg.mqtt.client_id);
+    if std::env::var_os("WATERLINE_INGEST__SPOOL_DIR").is_none() {
+        cfg.ingest.spool_dir = Some(args.data_dir.join("spool"));
+    }
 
     let network = services::load_network(&network_path)?;
     let store = services::open_store(&cfg).await?;

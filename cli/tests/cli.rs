@@ -64,6 +64,7 @@ async fn serve_stores_every_published_reading_and_a_redelivery_adds_no_row() {
         .arg(&net)
         .args(["--http", &format!("127.0.0.1:{port}")])
         .env("WATERLINE_MQTT__CLIENT_ID", format!("serve-test-{port}"))
+        .env("WATERLINE_INGEST__SPOOL_DIR", dir.path().join("spool"))
         .env("WATERLINE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -306,12 +307,15 @@ fn spawn_serve(
     client_id: &str,
     port: u16,
 ) -> tokio::process::Child {
+    // The spool lives beside the network file, so a restarted process finds it again.
+    let spool = network.with_file_name("spool");
     tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
         .args(["serve", "--database-url", db_url, "--broker", &broker.url()])
         .arg("--network")
         .arg(network)
         .args(["--http", &format!("127.0.0.1:{port}")])
         .env("WATERLINE_MQTT__CLIENT_ID", client_id)
+        .env("WATERLINE_INGEST__SPOOL_DIR", &spool)
         .env("WATERLINE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -376,6 +380,67 @@ async fn kill_9_mid_stream_loses_and_duplicates_nothing() {
             .unwrap();
         assert_eq!(pts.len(), n, "{sensor}");
     }
+    second.start_kill().unwrap();
+    let _ = second.wait().await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_readings_survive_kill_9_during_a_database_outage() {
+    let broker = Mosquitto::start().unwrap();
+    let mut server = waterline_tests::PgServer::start().unwrap();
+    let db_url = server.create_database("spool").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("network.toml");
+    std::fs::write(&net, support::NETWORK).unwrap();
+
+    let port = free_port();
+    let mut first = spawn_serve(&db_url, &broker, &net, "spool-kill-a", port);
+    let healthy = eventually(Duration::from_secs(30), || async {
+        matches!(http_get(port, "/health", None).await, Some((200, _))).then_some(())
+    })
+    .await;
+    assert!(healthy.is_some());
+
+    server.stop().unwrap();
+    let t0 = support::t0();
+    let n = 1_000usize;
+    publish_all(broker.port, &uplinks(t0, n, 10)).await.unwrap();
+    // Wait until serve has spooled (and so acknowledged) the stream, then kill it hard.
+    let spool = dir.path().join("spool");
+    let spooled = eventually(Duration::from_secs(60), || async {
+        let bytes: u64 = std::fs::read_dir(&spool)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        (bytes > 100_000).then_some(bytes)
+    })
+    .await;
+    assert!(spooled.is_some(), "serve spooled the outage's messages");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+
+    // Database back; a new process with another MQTT client id, so only the spool can
+    // deliver the earlier stream.
+    server.resume().unwrap();
+    let port = free_port();
+    let mut second = spawn_serve(&db_url, &broker, &net, "spool-kill-b", port);
+    let opts = waterline_store::StoreOptions {
+        use_timescale: false,
+        ..waterline_store::StoreOptions::default()
+    };
+    let store = waterline_store::Store::open(&db_url, opts).await.unwrap();
+    let total = n as i64 * 4;
+    let stored = eventually(Duration::from_secs(60), || async {
+        let c = store.count_readings().await.ok()?;
+        (c >= total).then_some(c)
+    })
+    .await;
+    assert_eq!(stored, Some(total), "every spooled reading drained once");
     second.start_kill().unwrap();
     let _ = second.wait().await;
     store.close().await;

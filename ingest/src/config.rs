@@ -1,5 +1,7 @@
 //! Ingest configuration: the `[mqtt]` and `[ingest]` sections of the service config.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 /// How to reach the MQTT broker and what to subscribe to.
@@ -130,6 +132,27 @@ pub struct IngestConfig {
     pub max_age_days: i64,
     /// New devices wait for approval before their data is stored.
     pub require_device_approval: bool,
+    /// Directory of the on-disk spool that takes accepted messages while the store is
+    /// unavailable; `None` disables it (the broker then holds unacknowledged messages).
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may use.
+    pub spool_max_bytes: u64,
+    /// Size at which the spool starts a new segment file.
+    pub spool_segment_bytes: u64,
+    /// What happens when the spool is full: `block` (stop acknowledging; the broker holds new
+    /// messages) or `drop_oldest` (delete the oldest segment, counted in
+    /// `waterline_ingest_spool_dropped_bytes_total`).
+    pub spool_when_full: WhenFull,
+}
+
+/// The explicit choice for a full spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Stop acknowledging until the store drains the spool (nothing is lost).
+    Block,
+    /// Drop the oldest spooled data to make room (counted; data is lost).
+    DropOldest,
 }
 
 impl Default for IngestConfig {
@@ -144,6 +167,10 @@ impl Default for IngestConfig {
             max_future_secs: 300,
             max_age_days: 400,
             require_device_approval: false,
+            spool_dir: Some(PathBuf::from("waterline-spool")),
+            spool_max_bytes: 1 << 30,
+            spool_segment_bytes: 64 << 20,
+            spool_when_full: WhenFull::Block,
         }
     }
 }
@@ -161,6 +188,14 @@ impl IngestConfig {
             if v == 0 {
                 return Err(format!("{k} must be at least 1"));
             }
+        }
+        if self.spool_dir.is_some()
+            && self.spool_max_bytes < 2 * self.spool_segment_bytes.max(1 << 20)
+        {
+            return Err(format!(
+                "ingest.spool_max_bytes = {} must hold at least two segments of ingest.spool_segment_bytes = {} (and at least 2 MiB)",
+                self.spool_max_bytes, self.spool_segment_bytes
+            ));
         }
         if self.max_future_secs < 0 || self.max_age_days <= 0 {
             return Err("ingest.max_future_secs must be ≥ 0 and ingest.max_age_days ≥ 1".into());

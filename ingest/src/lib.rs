@@ -13,13 +13,14 @@ pub mod config;
 mod mqtt;
 pub mod registry;
 pub mod spool;
+pub mod spooled;
 pub mod uplink;
 mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-pub use config::{IngestConfig, MqttConfig};
+pub use config::{IngestConfig, MqttConfig, WhenFull};
 pub use mqtt::BROKER_COMPONENT;
 use rumqttc::AsyncClient;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,6 +36,8 @@ pub enum IngestError {
     Config(String),
     #[error("could not load the device and sensor registry: {0}")]
     Registry(#[from] StoreError),
+    #[error("cannot open the ingest spool: {0}")]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// Starts MQTT ingest. The returned task ends after `shutdown` turns true and every committed
@@ -49,6 +52,16 @@ pub async fn run_mqtt(
     mqtt.validate().map_err(IngestError::Config)?;
     cfg.validate().map_err(IngestError::Config)?;
     let registry = registry::Registry::load(&store).await?;
+    let spool = match &cfg.spool_dir {
+        Some(dir) => {
+            let s = spool::Spool::open(dir, cfg.spool_max_bytes, cfg.spool_segment_bytes)?;
+            if !s.is_empty() {
+                tracing::info!(dir = %dir.display(), bytes = s.bytes(), "spool holds data from an earlier run; draining it first");
+            }
+            Some(s)
+        }
+        None => None,
+    };
     let opts = mqtt::options(&mqtt).map_err(IngestError::Config)?;
     // Room for every acknowledgement of a full channel plus a full batch, so the writer's
     // non-blocking acks rarely have to wait.
@@ -68,6 +81,12 @@ pub async fn run_mqtt(
         health: health.clone(),
         shutdown: shutdown.clone(),
         unsent_acks: Default::default(),
+        spool,
+        next_drain: std::time::Instant::now(),
+        drain_backoff: backoff::Backoff::new(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(10),
+        ),
     };
     let writer_task = tokio::spawn(async move {
         writer.run(rx).await;

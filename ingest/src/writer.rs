@@ -1,28 +1,55 @@
 //! The batching writer: gathers messages into a batch (bounded by readings, messages and a
-//! linger time), commits it to the store in one transaction, and only then acknowledges the
-//! messages, in order. A store outage stops acknowledgements (the broker holds the messages)
-//! and the batch is retried with backoff; a batch the store refuses for its content is split so
-//! that only the offending messages are dead-lettered.
+//! linger time), commits it to the store, and only then acknowledges the messages, in order.
+//!
+//! When the store is unavailable and a spool is configured, the batch's raw messages are
+//! appended to the crash-safe [`Spool`] (fsync'd) and acknowledged; while the spool holds
+//! anything, new batches go to its end too, and the writer drains it in order, oldest first,
+//! as soon as the store answers again. Without a spool (or with a full spool under the
+//! `block` policy) nothing is acknowledged and the batch is retried with backoff: the broker
+//! holds the messages. A batch the store refuses for its content is split so that only the
+//! offending messages are dead-lettered.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, Publish};
 use tokio::sync::{mpsc, watch};
 use waterline_core::health::HealthBoard;
 use waterline_store::{Batch, BatchOutcome, DeadLetter, Store, StoreError};
 
 use crate::backoff::Backoff;
-use crate::config::IngestConfig;
+use crate::config::{IngestConfig, WhenFull};
 use crate::mqtt::Delivery;
 use crate::registry::Registry;
+use crate::spool::{Spool, SpoolError};
+use crate::spooled;
 use crate::uplink::{Processed, SOURCE_MQTT, process_native};
 
 /// Health-board component name of ingest's writes to the store.
 pub const STORE_COMPONENT: &str = "ingest";
+
+/// How often the registry is reloaded so that approvals made elsewhere take effect.
+const REGISTRY_REFRESH: Duration = Duration::from_secs(30);
+
+/// A message to write: live from the broker, or back from the spool.
+#[derive(Debug, Clone, Copy)]
+struct Raw<'a> {
+    topic: &'a str,
+    payload: &'a [u8],
+    received_at: DateTime<Utc>,
+}
+
+/// What became of a batch.
+enum Written {
+    Committed,
+    /// The store is unavailable: the caller should spool the batch.
+    StoreDown,
+    /// Shutdown interrupted a retry; nothing may be acknowledged.
+    Interrupted,
+}
 
 /// Everything the writer needs.
 pub(crate) struct Writer {
@@ -37,23 +64,47 @@ pub(crate) struct Writer {
     /// Acknowledgements (with the connection generation their message arrived on) that did
     /// not fit into the client's request queue yet, oldest first.
     pub(crate) unsent_acks: VecDeque<(u64, Publish)>,
+    pub(crate) spool: Option<Spool>,
+    /// When the next drain attempt may run (backs off while the store is down).
+    pub(crate) next_drain: Instant,
+    pub(crate) drain_backoff: Backoff,
 }
-
-/// How often the registry is reloaded so that approvals made elsewhere take effect.
-const REGISTRY_REFRESH: Duration = Duration::from_secs(30);
 
 impl Writer {
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) {
         let mut last_refresh = Instant::now();
-        loop {
+        let mut closed = false;
+        while !closed {
             self.flush_acks();
-            let first = if self.unsent_acks.is_empty() {
-                rx.recv().await
-            } else {
-                tokio::select! {
-                    d = rx.recv() => d,
-                    _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
+            if self.spool_pending() && Instant::now() >= self.next_drain {
+                self.drain_one().await;
+                // New messages keep flowing (to the spool's end) while it drains.
+                let mut ready = Vec::new();
+                while ready.len() < self.cfg.batch_max_messages {
+                    match rx.try_recv() {
+                        Ok(d) => ready.push(d),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
+                    }
                 }
+                if !ready.is_empty() && !self.handle(ready).await {
+                    break;
+                }
+                continue;
+            }
+            let wait = if self.spool_pending() {
+                self.next_drain.saturating_duration_since(Instant::now())
+            } else if !self.unsent_acks.is_empty() {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_secs(3600)
+            };
+            let first = tokio::select! {
+                d = rx.recv() => d,
+                _ = tokio::time::sleep(wait) => continue,
             };
             let Some(first) = first else { break };
             let mut deliveries = vec![first];
@@ -63,7 +114,7 @@ impl Writer {
                 tokio::select! {
                     d = rx.recv() => match d {
                         Some(d) => deliveries.push(d),
-                        None => break,
+                        None => { closed = true; break }
                     },
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
@@ -79,7 +130,7 @@ impl Writer {
                 }
             }
         }
-        // Shutting down: every committed message's acknowledgement goes out before we stop.
+        // Shutting down: every committed or spooled message's acknowledgement goes out first.
         while let Some((generation, p)) = self.unsent_acks.pop_front() {
             if generation != self.generation.load(Ordering::SeqCst) {
                 continue;
@@ -91,42 +142,105 @@ impl Writer {
         tracing::info!("ingest writer drained");
     }
 
-    /// Processes, commits and acknowledges one batch. Returns false when shutdown interrupted
-    /// a retry (the batch stays unacknowledged, for redelivery).
-    async fn handle(&mut self, deliveries: Vec<Delivery>) -> bool {
+    fn spool_pending(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    fn process(&self, raw: &[Raw<'_>]) -> Vec<Processed> {
         let now = Utc::now();
-        let mut parts: Vec<Processed> = deliveries
-            .iter()
-            .map(|d| {
+        raw.iter()
+            .map(|m| {
                 process_native(
-                    &d.publish.topic,
-                    &d.publish.payload,
+                    m.topic,
+                    m.payload,
                     &self.topic_prefix,
                     &self.registry,
                     &self.cfg,
-                    d.received_at.min(now),
+                    m.received_at.min(now),
                 )
             })
-            .collect();
-        let readings: usize = parts.iter().map(|p| p.readings.len()).sum();
-        metrics::histogram!("waterline_ingest_batch_messages").record(deliveries.len() as f64);
-        metrics::histogram!("waterline_ingest_batch_readings").record(readings as f64);
+            .collect()
+    }
 
-        let started = Instant::now();
+    /// Writes one batch of live messages (to the store, or to the spool) and queues their
+    /// acknowledgements. Returns false when shutdown interrupted it (nothing acknowledged).
+    async fn handle(&mut self, deliveries: Vec<Delivery>) -> bool {
+        let raw: Vec<Raw<'_>> = deliveries
+            .iter()
+            .map(|d| Raw {
+                topic: &d.publish.topic,
+                payload: &d.publish.payload,
+                received_at: d.received_at,
+            })
+            .collect();
         let mut ack = vec![true; deliveries.len()];
-        let Some(outcome) = self
-            .commit_with_retry(&mut parts, &deliveries, &mut ack)
-            .await
-        else {
-            return false;
+        let stored = if self.spool_pending() {
+            // Keep order: nothing overtakes what is already spooled.
+            self.spool_batch(&raw).await
+        } else {
+            match self.write(&raw, &mut ack, self.spool.is_none()).await {
+                Written::Committed => true,
+                Written::StoreDown => self.spool_batch(&raw).await,
+                Written::Interrupted => false,
+            }
         };
+        drop(raw);
+        if !stored {
+            return false;
+        }
+        for (d, ack) in deliveries.into_iter().zip(ack) {
+            if ack {
+                self.unsent_acks.push_back((d.generation, d.publish));
+            }
+        }
+        self.flush_acks();
+        true
+    }
+
+    /// Processes and commits `raw`. With `retry`, a store outage is retried until it ends (or
+    /// shutdown); without, it is reported as [`Written::StoreDown`] at once.
+    async fn write(&mut self, raw: &[Raw<'_>], ack: &mut [bool], retry: bool) -> Written {
+        let mut parts = self.process(raw);
+        let readings: usize = parts.iter().map(|p| p.readings.len()).sum();
+        metrics::histogram!("waterline_ingest_batch_messages").record(raw.len() as f64);
+        metrics::histogram!("waterline_ingest_batch_readings").record(readings as f64);
+        let started = Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let outcome = loop {
+            match self.commit(&parts).await {
+                Ok(o) => break o,
+                Err(e) if e.is_retryable() => {
+                    self.health
+                        .set(STORE_COMPONENT, false, format!("store unavailable: {e}"));
+                    metrics::counter!("waterline_ingest_commit_retries_total").increment(1);
+                    if !retry {
+                        tracing::warn!(error = %e, "store unavailable; spooling");
+                        return Written::StoreDown;
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unavailable; batch held unacknowledged");
+                    if !self.pause(delay).await {
+                        return Written::Interrupted;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store refused the batch; committing message by message");
+                    match self.commit_one_by_one(&mut parts, raw, ack, &e).await {
+                        Some(o) => break o,
+                        None => return Written::Interrupted,
+                    }
+                }
+            }
+        };
+        if !self.spool_pending() {
+            self.health.set(STORE_COMPONENT, true, "writing");
+        }
         metrics::histogram!("waterline_ingest_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("waterline_ingest_readings_inserted_total").increment(outcome.inserted);
         metrics::counter!("waterline_ingest_readings_duplicate_total")
             .increment(outcome.duplicates);
-        metrics::counter!("waterline_ingest_messages_committed_total")
-            .increment(deliveries.len() as u64);
+        metrics::counter!("waterline_ingest_messages_committed_total").increment(raw.len() as u64);
         for p in &parts {
             if let Some(label) = p.reject_label {
                 metrics::counter!("waterline_ingest_dead_letters_total", "reason" => label)
@@ -141,13 +255,153 @@ impl Writer {
                 self.registry.set_device(d.device.clone(), d.status_if_new);
             }
         }
-        for (d, ack) in deliveries.into_iter().zip(ack) {
-            if ack {
-                self.unsent_acks.push_back((d.generation, d.publish));
+        Written::Committed
+    }
+
+    /// Appends the raw messages to the spool (durably). When it is full, the configured
+    /// policy decides: wait for the store (`block`) or drop the oldest segment. Returns false
+    /// only when shutdown interrupted the wait.
+    async fn spool_batch(&mut self, raw: &[Raw<'_>]) -> bool {
+        let record = spooled::encode(raw.iter().map(|m| (m.topic, m.payload, m.received_at)));
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        loop {
+            let Some(spool) = self.spool.as_mut() else {
+                // No spool: wait for the store instead.
+                let mut ack = vec![true; raw.len()];
+                return matches!(self.write(raw, &mut ack, true).await, Written::Committed);
+            };
+            match spool.append(&record) {
+                Ok(()) => {
+                    metrics::counter!("waterline_ingest_spooled_messages_total")
+                        .increment(raw.len() as u64);
+                    metrics::gauge!("waterline_ingest_spool_bytes").set(spool.bytes() as f64);
+                    self.health.set(
+                        STORE_COMPONENT,
+                        false,
+                        format!(
+                            "store unavailable; spooling ({} bytes spooled)",
+                            spool.bytes()
+                        ),
+                    );
+                    return true;
+                }
+                Err(SpoolError::Full { .. })
+                    if self.cfg.spool_when_full == WhenFull::DropOldest =>
+                {
+                    match spool.drop_oldest() {
+                        Ok(0) => {
+                            tracing::error!(
+                                "spool full and nothing left to drop; waiting for the store"
+                            );
+                            if !self.pause(backoff.next_delay()).await {
+                                return false;
+                            }
+                            self.drain_one().await;
+                        }
+                        Ok(lost) => {
+                            metrics::counter!("waterline_ingest_spool_dropped_bytes_total")
+                                .increment(lost);
+                            tracing::warn!(
+                                lost_bytes = lost,
+                                "spool full: dropped its oldest segment"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not drop the oldest spool segment");
+                            if !self.pause(backoff.next_delay()).await {
+                                return false;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Full under `block`, or a disk error: hold the batch unacknowledged and
+                    // keep trying to drain into the store, which frees space.
+                    tracing::warn!(error = %e, "cannot spool; batch held unacknowledged");
+                    if !self.pause(backoff.next_delay()).await {
+                        return false;
+                    }
+                    self.drain_one().await;
+                }
             }
         }
-        self.flush_acks();
-        true
+    }
+
+    /// Commits the oldest spool record if the store answers; backs off if it does not.
+    async fn drain_one(&mut self) {
+        if self.spool.is_none() {
+            return;
+        }
+        // A cheap probe first: while the store is down a failed batch would wait for the
+        // pool's connect timeout, and the writer would stop spooling meanwhile.
+        let probe = tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await;
+        if !matches!(probe, Ok(Ok(()))) {
+            self.next_drain = Instant::now() + self.drain_backoff.next_delay();
+            return;
+        }
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        let (record, next) = match spool.peek() {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the spool");
+                self.next_drain = Instant::now() + self.drain_backoff.next_delay();
+                return;
+            }
+        };
+        let written = match spooled::decode(&record) {
+            Ok(messages) => {
+                let raw: Vec<Raw<'_>> = messages
+                    .iter()
+                    .map(|m| Raw {
+                        topic: &m.topic,
+                        payload: &m.payload,
+                        received_at: m.received_at,
+                    })
+                    .collect();
+                let mut ack = vec![true; raw.len()];
+                self.write(&raw, &mut ack, false).await
+            }
+            Err(reason) => {
+                // Passed its checksum yet does not decode: keep its bytes where people look.
+                let letter = Processed {
+                    dead_letter: Some(DeadLetter {
+                        received_at: Utc::now(),
+                        source: "spool".into(),
+                        topic: None,
+                        reason: format!("undecodable spool record: {reason}"),
+                        payload: record.clone(),
+                    }),
+                    ..Processed::default()
+                };
+                match self.commit(std::slice::from_ref(&letter)).await {
+                    Ok(_) => Written::Committed,
+                    Err(_) => Written::StoreDown,
+                }
+            }
+        };
+        match written {
+            Written::Committed => {
+                let Some(spool) = self.spool.as_mut() else {
+                    return;
+                };
+                if let Err(e) = spool.consume(next) {
+                    tracing::error!(error = %e, "cannot advance the spool checkpoint");
+                }
+                metrics::gauge!("waterline_ingest_spool_bytes").set(spool.bytes() as f64);
+                self.drain_backoff.reset();
+                self.next_drain = Instant::now();
+                if spool.is_empty() {
+                    tracing::info!("spool drained");
+                    self.health.set(STORE_COMPONENT, true, "writing");
+                }
+            }
+            Written::StoreDown | Written::Interrupted => {
+                self.next_drain = Instant::now() + self.drain_backoff.next_delay();
+            }
+        }
     }
 
     /// Hands queued acknowledgements to the client without blocking. One whose message
@@ -177,37 +431,6 @@ impl Writer {
         tokio::select! {
             _ = tokio::time::sleep(delay) => true,
             _ = shutdown.changed() => false,
-        }
-    }
-
-    async fn commit_with_retry(
-        &mut self,
-        parts: &mut [Processed],
-        deliveries: &[Delivery],
-        ack: &mut [bool],
-    ) -> Option<BatchOutcome> {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        loop {
-            match self.commit(parts).await {
-                Ok(o) => {
-                    self.health.set(STORE_COMPONENT, true, "writing");
-                    return Some(o);
-                }
-                Err(e) if e.is_retryable() => {
-                    let delay = backoff.next_delay();
-                    self.health
-                        .set(STORE_COMPONENT, false, format!("store unavailable: {e}"));
-                    metrics::counter!("waterline_ingest_commit_retries_total").increment(1);
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store unavailable; batch held unacknowledged");
-                    if !self.pause(delay).await {
-                        return None;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "store refused the batch; committing message by message");
-                    return self.commit_one_by_one(parts, deliveries, ack, &e).await;
-                }
-            }
         }
     }
 
@@ -248,13 +471,13 @@ impl Writer {
     async fn commit_one_by_one(
         &self,
         parts: &mut [Processed],
-        deliveries: &[Delivery],
+        raw: &[Raw<'_>],
         ack: &mut [bool],
         batch_error: &StoreError,
     ) -> Option<BatchOutcome> {
         let mut total = BatchOutcome::default();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-        for ((p, d), ack) in parts.iter_mut().zip(deliveries).zip(ack.iter_mut()) {
+        for ((p, m), ack) in parts.iter_mut().zip(raw).zip(ack.iter_mut()) {
             let mut refused_once = false;
             loop {
                 match self.commit(std::slice::from_ref(p)).await {
@@ -269,7 +492,7 @@ impl Writer {
                         }
                     }
                     Err(e) if refused_once => {
-                        tracing::error!(error = %e, topic = %d.publish.topic, "could not even dead-letter a message; it stays unacknowledged");
+                        tracing::error!(error = %e, topic = %m.topic, "could not even dead-letter a message; it stays unacknowledged");
                         *ack = false;
                         *p = Processed::default();
                         break;
@@ -278,13 +501,13 @@ impl Writer {
                         refused_once = true;
                         *p = Processed {
                             dead_letter: Some(DeadLetter {
-                                received_at: d.received_at,
+                                received_at: m.received_at,
                                 source: SOURCE_MQTT.into(),
-                                topic: Some(d.publish.topic.clone()),
+                                topic: Some(m.topic.to_owned()),
                                 reason: format!(
                                     "store refused the message: {e} (batch error: {batch_error})"
                                 ),
-                                payload: d.publish.payload.to_vec(),
+                                payload: m.payload.to_vec(),
                             }),
                             reject_label: Some("store_refused"),
                             ..Processed::default()

@@ -21,22 +21,32 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    /// Ingest without a spool: during a store outage the broker holds the messages.
     pub(crate) async fn start(store: &Store, broker: &Mosquitto, client_id: &str) -> Running {
+        Self::start_with_spool(store, broker, client_id, None).await
+    }
+
+    pub(crate) async fn start_with_spool(
+        store: &Store,
+        broker: &Mosquitto,
+        client_id: &str,
+        spool: Option<&std::path::Path>,
+    ) -> Running {
         let mqtt = MqttConfig {
             broker: broker.url(),
             client_id: client_id.into(),
             ..MqttConfig::default()
         };
+        let cfg = IngestConfig {
+            spool_dir: spool.map(|p| p.to_owned()),
+            spool_max_bytes: 64 << 20,
+            spool_segment_bytes: 1 << 20,
+            ..IngestConfig::default()
+        };
         let (stop, rx) = watch::channel(false);
-        let task = waterline_ingest::run_mqtt(
-            store.clone(),
-            mqtt,
-            IngestConfig::default(),
-            HealthBoard::new(),
-            rx,
-        )
-        .await
-        .unwrap();
+        let task = waterline_ingest::run_mqtt(store.clone(), mqtt, cfg, HealthBoard::new(), rx)
+            .await
+            .unwrap();
         Running { stop, task }
     }
 

@@ -114,15 +114,13 @@ async fn start_ingest(
         client_id: client_id.into(),
         ..MqttConfig::default()
     };
+    // No spool: the benchmark measures the direct path from broker to store.
+    let cfg = IngestConfig {
+        spool_dir: None,
+        ..IngestConfig::default()
+    };
     let (stop, rx) = watch::channel(false);
-    let task = waterline_ingest::run_mqtt(
-        store.clone(),
-        mqtt,
-        IngestConfig::default(),
-        HealthBoard::new(),
-        rx,
-    )
-    .await?;
+    let task = waterline_ingest::run_mqtt(store.clone(), mqtt, cfg, HealthBoard::new(), rx).await?;
     Ok(Ingest { stop, task })
 }
 
