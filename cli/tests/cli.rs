@@ -445,3 +445,99 @@ async fn spooled_readings_survive_kill_9_during_a_database_outage() {
     let _ = second.wait().await;
     store.close().await;
 }
+
+/// The value of a Prometheus counter in a `/metrics` exposition (0 when absent).
+fn counter(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_ingest_processes_share_one_subscription_store_each_message_once_and_split_the_load()
+{
+    let broker = Mosquitto::start().unwrap();
+    let db = PgDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = db.plain_store().await.unwrap();
+    let mut children = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..3 {
+        let sub = dir.path().join(format!("ingest-{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let net = sub.join("network.toml");
+        std::fs::write(&net, support::NETWORK).unwrap();
+        let port = free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
+            .args([
+                "serve",
+                "--database-url",
+                &db.url,
+                "--broker",
+                &broker.url(),
+            ])
+            .arg("--network")
+            .arg(&net)
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .env("WATERLINE_MQTT__CLIENT_ID", format!("shared-{i}"))
+            .env("WATERLINE_MQTT__SHARED_GROUP", "ingest")
+            .env("WATERLINE_INGEST__SPOOL_DIR", sub.join("spool"))
+            .env("WATERLINE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        children.push(child);
+        ports.push(port);
+    }
+    for &port in &ports {
+        let healthy = eventually(Duration::from_secs(30), || async {
+            matches!(http_get(port, "/health", None).await, Some((200, _))).then_some(())
+        })
+        .await;
+        assert!(healthy.is_some(), "instance on {port} healthy");
+    }
+    // Subscriptions are made right after connecting; give the broker a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let t0 = support::t0();
+    let n = 3_000usize;
+    publish_all(broker.port, &uplinks(t0, n, 30)).await.unwrap();
+    let total = n as i64 * 4;
+    let stored = eventually(Duration::from_secs(60), || async {
+        let c = store.count_readings().await.ok()?;
+        (c >= total).then_some(c)
+    })
+    .await;
+    assert_eq!(stored, Some(total), "every message stored exactly once");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.count_readings().await.unwrap(), total);
+
+    let mut per_instance = Vec::new();
+    for &port in &ports {
+        let (code, body) = http_get(port, "/metrics", None).await.unwrap();
+        assert_eq!(code, 200);
+        per_instance.push(counter(&body, "waterline_ingest_messages_committed_total"));
+    }
+    eprintln!("messages committed per instance: {per_instance:?}");
+    assert_eq!(
+        per_instance.iter().sum::<f64>() as usize,
+        n,
+        "no message processed twice"
+    );
+    for (i, c) in per_instance.iter().enumerate() {
+        assert!(
+            *c >= n as f64 / 10.0,
+            "instance {i} took a share of the load: {per_instance:?}"
+        );
+    }
+    for mut c in children {
+        let _ = c.start_kill();
+        let _ = c.wait().await;
+    }
+    store.close().await;
+}
