@@ -22,6 +22,12 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     /// Largest MQTT packet accepted from the broker, in bytes.
     pub max_packet_bytes: usize,
+    /// Also subscribe to ChirpStack v4 uplink events (`application/+/device/+/event/up`).
+    pub chirpstack: bool,
+    /// Also subscribe to Sparkplug B (`spBv1.0/#`).
+    pub sparkplug: bool,
+    /// Also subscribe to CJ/T 188 meter frames on `<prefix>/<gateway>/up`; `None` disables.
+    pub cjt188_prefix: Option<String>,
     /// QoS 1 messages this client publishes that may be unacknowledged at once. (How many
     /// *incoming* messages are in flight is the broker's setting, e.g. Mosquitto's
     /// `max_inflight_messages`, which also bounds how many messages one batch can gather.)
@@ -39,6 +45,9 @@ impl Default for MqttConfig {
             password: None,
             keep_alive_secs: 30,
             max_packet_bytes: 16 * 1024 * 1024,
+            chirpstack: true,
+            sparkplug: true,
+            cjt188_prefix: Some("cjt188".into()),
             inflight: 1000,
         }
     }
@@ -50,12 +59,24 @@ impl MqttConfig {
         parse_broker_url(&self.broker)
     }
 
-    /// The topic filter subscribed to, shared when `shared_group` is set.
-    pub fn subscription(&self) -> String {
-        let filter = format!("{}/+/up", self.topic_prefix);
+    /// The topic filters subscribed to, each shared when `shared_group` is set.
+    pub fn subscriptions(&self) -> Vec<String> {
+        let mut filters = vec![format!("{}/+/up", self.topic_prefix)];
+        if self.chirpstack {
+            filters.push("application/+/device/+/event/up".into());
+        }
+        if self.sparkplug {
+            filters.push("spBv1.0/#".into());
+        }
+        if let Some(p) = &self.cjt188_prefix {
+            filters.push(format!("{p}/+/up"));
+        }
         match &self.shared_group {
-            Some(g) => format!("$share/{g}/{filter}"),
-            None => filter,
+            Some(g) => filters
+                .into_iter()
+                .map(|f| format!("$share/{g}/{f}"))
+                .collect(),
+            None => filters,
         }
     }
 
@@ -76,6 +97,13 @@ impl MqttConfig {
         {
             return Err(format!(
                 "mqtt.shared_group `{g}` must be a single topic level"
+            ));
+        }
+        if let Some(p) = &self.cjt188_prefix
+            && (p.is_empty() || p.contains(['+', '#']) || *p == self.topic_prefix)
+        {
+            return Err(format!(
+                "mqtt.cjt188_prefix `{p}` must be non-empty, free of wildcards and differ from mqtt.topic_prefix"
             ));
         }
         if self.keep_alive_secs == 0 {
@@ -139,6 +167,10 @@ pub struct IngestConfig {
     pub spool_max_bytes: u64,
     /// Size at which the spool starts a new segment file.
     pub spool_segment_bytes: u64,
+    /// Codecs for ChirpStack uplinks that carry no decoded `object`, by device-profile name:
+    /// `[ingest.chirpstack_profiles."<profile>"]` with `fields = [{ name, offset, kind, scale,
+    /// unit }]`.
+    pub chirpstack_profiles: waterline_core::codec::chirpstack::ProfileCodecs,
     /// What happens when the spool is full: `block` (stop acknowledging; the broker holds new
     /// messages) or `drop_oldest` (delete the oldest segment, counted in
     /// `waterline_ingest_spool_dropped_bytes_total`).
@@ -171,6 +203,7 @@ impl Default for IngestConfig {
             spool_max_bytes: 1 << 30,
             spool_segment_bytes: 64 << 20,
             spool_when_full: WhenFull::Block,
+            chirpstack_profiles: Default::default(),
         }
     }
 }
@@ -238,9 +271,20 @@ mod tests {
     #[test]
     fn shared_subscription() {
         let mut c = MqttConfig::default();
-        assert_eq!(c.subscription(), "waterline/+/up");
+        assert_eq!(
+            c.subscriptions(),
+            vec![
+                "waterline/+/up",
+                "application/+/device/+/event/up",
+                "spBv1.0/#",
+                "cjt188/+/up"
+            ]
+        );
         c.shared_group = Some("ingest".into());
-        assert_eq!(c.subscription(), "$share/ingest/waterline/+/up");
+        c.chirpstack = false;
+        c.sparkplug = false;
+        c.cjt188_prefix = None;
+        assert_eq!(c.subscriptions(), vec!["$share/ingest/waterline/+/up"]);
         c.shared_group = Some("a/b".into());
         assert!(c.validate().is_err());
     }

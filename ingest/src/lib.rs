@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod config;
 mod mqtt;
 pub mod registry;
+pub mod route;
 pub mod spool;
 pub mod spooled;
 pub mod uplink;
@@ -66,6 +67,15 @@ pub async fn run_mqtt(
     // Room for every acknowledgement of a full channel plus a full batch, so the writer's
     // non-blocking acks rarely have to wait.
     let request_capacity = cfg.channel_capacity + 2 * cfg.batch_max_messages + 64;
+    for (profile, codec) in cfg.chirpstack_profiles.iter() {
+        codec.validate().map_err(|problems| {
+            IngestError::Config(format!(
+                "ingest.chirpstack_profiles.\"{profile}\": {}",
+                problems.join("; ")
+            ))
+        })?;
+    }
+    let profiles = cfg.chirpstack_profiles.clone();
     let (client, eventloop) = AsyncClient::new(opts, request_capacity);
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
     let (done_tx, done_rx) = oneshot::channel();
@@ -75,7 +85,14 @@ pub async fn run_mqtt(
         store,
         client: client.clone(),
         cfg,
-        topic_prefix: mqtt.topic_prefix.clone(),
+        routes: route::Routes {
+            native_prefix: mqtt.topic_prefix.clone(),
+            chirpstack: mqtt.chirpstack,
+            chirpstack_profiles: profiles,
+            cjt188_prefix: mqtt.cjt188_prefix.clone(),
+            sparkplug: mqtt.sparkplug,
+        },
+        sparkplug: Default::default(),
         registry,
         generation: generation.clone(),
         health: health.clone(),
@@ -95,7 +112,7 @@ pub async fn run_mqtt(
     let source_task = tokio::spawn(mqtt::run_source(
         client,
         eventloop,
-        mqtt.subscription(),
+        mqtt.subscriptions(),
         tx,
         generation,
         health,

@@ -54,7 +54,7 @@ pub(crate) fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
 pub(crate) async fn run_source(
     client: AsyncClient,
     mut eventloop: EventLoop,
-    subscription: String,
+    subscriptions: Vec<String>,
     tx: mpsc::Sender<Delivery>,
     generation: Arc<AtomicU64>,
     health: HealthBoard,
@@ -97,17 +97,21 @@ pub(crate) async fn run_source(
                     backoff.reset();
                     health.set(BROKER_COMPONENT, true, "connected");
                     tracing::info!(generation = g, session_present = ack.session_present, "connected to MQTT broker");
-                    if let Err(e) = client.try_subscribe(subscription.clone(), QoS::AtLeastOnce) {
-                        tracing::error!(error = %e, "could not queue the subscription");
+                    let filters = subscriptions
+                        .iter()
+                        .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::error!(error = %e, "could not queue the subscriptions");
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     let refused = ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                    let joined = subscriptions.join(", ");
                     if refused {
-                        health.set(BROKER_COMPONENT, false, format!("subscription to {subscription} refused"));
-                        tracing::error!(%subscription, "broker refused the subscription");
+                        health.set(BROKER_COMPONENT, false, format!("subscription to {joined} refused"));
+                        tracing::error!(subscriptions = %joined, "broker refused a subscription");
                     } else {
-                        tracing::info!(%subscription, "subscribed");
+                        tracing::info!(subscriptions = %joined, "subscribed");
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {

@@ -3,7 +3,7 @@
 //! awaiting approval. Pure apart from reading the registry.
 
 use chrono::{DateTime, Duration, Utc};
-use waterline_core::codec::{decode_native, device_from_topic};
+use waterline_core::codec::{NativeReading, decode_native, device_from_topic};
 use waterline_core::{DeviceId, Quantity, Reading, SensorId};
 use waterline_store::{DeadLetter, DeviceSeen, DeviceStatus, NewSensor, PendingUplink};
 
@@ -23,6 +23,8 @@ pub struct Processed {
     pub device: Option<DeviceSeen>,
     /// Short reason label for metrics when something was rejected.
     pub reject_label: Option<&'static str>,
+    /// A Sparkplug rebirth request to publish (topic, payload).
+    pub rebirth: Option<(String, Vec<u8>)>,
 }
 
 /// Longest dead-letter reason kept.
@@ -61,17 +63,65 @@ fn rejected(
     }
 }
 
-/// Processes a native uplink received on `topic` at `now`.
-pub fn process_native(
+/// Checks the device against the registry. `Ok` carries the sighting to record for an
+/// active device; `Err` is the finished result for a pending (held back) or retired one.
+#[allow(clippy::result_large_err)]
+pub fn admit(
+    device: &DeviceId,
+    protocol: &'static str,
     topic: &str,
     payload: &[u8],
-    prefix: &str,
     registry: &Registry,
     cfg: &IngestConfig,
     now: DateTime<Utc>,
-) -> Processed {
-    if payload.len() > cfg.max_payload_bytes {
-        return rejected(
+) -> Result<DeviceSeen, Processed> {
+    let status_if_new = if cfg.require_device_approval {
+        DeviceStatus::Pending
+    } else {
+        DeviceStatus::Active
+    };
+    let seen = DeviceSeen {
+        device: device.clone(),
+        protocol,
+        at: now,
+        status_if_new,
+    };
+    match registry.device(device).unwrap_or(status_if_new) {
+        DeviceStatus::Active => Ok(seen),
+        DeviceStatus::Pending => Err(Processed {
+            pending: Some(PendingUplink {
+                device: device.clone(),
+                received_at: now,
+                source: SOURCE_MQTT.into(),
+                topic: Some(topic.to_owned()),
+                payload: payload.to_vec(),
+            }),
+            device: Some(seen),
+            ..Processed::default()
+        }),
+        DeviceStatus::Retired => {
+            let mut p = rejected(
+                topic,
+                payload,
+                now,
+                "device_retired",
+                format!("device `{device}` is retired"),
+            );
+            p.device = Some(seen);
+            Err(p)
+        }
+    }
+}
+
+/// Rejects a payload larger than the configured limit.
+pub fn check_size(
+    topic: &str,
+    payload: &[u8],
+    cfg: &IngestConfig,
+    now: DateTime<Utc>,
+) -> Option<Processed> {
+    (payload.len() > cfg.max_payload_bytes).then(|| {
+        rejected(
             topic,
             payload,
             now,
@@ -81,7 +131,34 @@ pub fn process_native(
                 payload.len(),
                 cfg.max_payload_bytes
             ),
-        );
+        )
+    })
+}
+
+/// A whole message rejected by its codec, still recording that the device was seen.
+pub fn decode_failed(
+    topic: &str,
+    payload: &[u8],
+    now: DateTime<Utc>,
+    seen: Option<DeviceSeen>,
+    reason: String,
+) -> Processed {
+    let mut p = rejected(topic, payload, now, "decode", reason);
+    p.device = seen;
+    p
+}
+
+/// Processes a native uplink received on `topic` at `now`.
+pub fn process_native(
+    topic: &str,
+    payload: &[u8],
+    prefix: &str,
+    registry: &Registry,
+    cfg: &IngestConfig,
+    now: DateTime<Utc>,
+) -> Processed {
+    if let Some(p) = check_size(topic, payload, cfg, now) {
+        return p;
     }
     let Some(device_str) = device_from_topic(prefix, topic) else {
         return rejected(
@@ -104,70 +181,57 @@ pub fn process_native(
             );
         }
     };
-
-    let status = registry.device(&device);
-    let status_if_new = if cfg.require_device_approval {
-        DeviceStatus::Pending
-    } else {
-        DeviceStatus::Active
+    // Checked before decoding: a pending device's payload is kept aside as it came.
+    let seen = match admit(&device, "native-json", topic, payload, registry, cfg, now) {
+        Ok(seen) => seen,
+        Err(p) => return p,
     };
-    let seen = DeviceSeen {
-        device: device.clone(),
-        protocol: "native-json",
-        at: now,
-        status_if_new,
-    };
-    match status.unwrap_or(status_if_new) {
-        DeviceStatus::Active => {}
-        DeviceStatus::Pending => {
-            return Processed {
-                pending: Some(PendingUplink {
-                    device,
-                    received_at: now,
-                    source: SOURCE_MQTT.into(),
-                    topic: Some(topic.to_owned()),
-                    payload: payload.to_vec(),
-                }),
-                device: Some(seen),
-                ..Processed::default()
-            };
-        }
-        DeviceStatus::Retired => {
-            let mut p = rejected(
+    match decode_native(device_str, payload) {
+        Ok(uplink) => {
+            let problems = uplink
+                .rejected
+                .iter()
+                .map(|r| format!("reading {}: {}", r.index, r.reason))
+                .collect();
+            finish(
                 topic,
                 payload,
                 now,
-                "device_retired",
-                format!("device `{device}` is retired"),
-            );
-            p.device = Some(seen);
-            return p;
+                seen,
+                uplink.readings,
+                problems,
+                registry,
+                cfg,
+            )
         }
+        Err(e) => decode_failed(topic, payload, now, Some(seen), e.to_string()),
     }
+}
 
-    let uplink = match decode_native(device_str, payload) {
-        Ok(u) => u,
-        Err(e) => {
-            let mut p = rejected(topic, payload, now, "decode", e.to_string());
-            p.device = Some(seen);
-            return p;
-        }
-    };
-
+/// Validates and converts decoded readings to canonical units, registers sensors seen for the
+/// first time (when the reading names its unit), and dead-letters the raw payload with every
+/// reason when anything was rejected.
+#[allow(clippy::too_many_arguments)]
+pub fn finish(
+    topic: &str,
+    payload: &[u8],
+    now: DateTime<Utc>,
+    seen: DeviceSeen,
+    readings: Vec<NativeReading>,
+    mut problems: Vec<String>,
+    registry: &Registry,
+    cfg: &IngestConfig,
+) -> Processed {
+    let device = seen.device.clone();
     let mut out = Processed {
         device: Some(seen),
         ..Processed::default()
     };
-    let mut problems: Vec<String> = uplink
-        .rejected
-        .iter()
-        .map(|r| format!("reading {}: {}", r.index, r.reason))
-        .collect();
     let earliest = now - Duration::days(cfg.max_age_days);
     let latest = now + Duration::seconds(cfg.max_future_secs);
     let mut pending_new: Vec<SensorId> = Vec::new();
 
-    for r in uplink.readings {
+    for r in readings {
         if r.time > latest {
             problems.push(format!(
                 "sensor `{}`: time {} is more than {} s in the future",
@@ -233,7 +297,7 @@ pub fn process_native(
             payload,
             now,
             format!(
-                "{} of the message's readings rejected: {}",
+                "message partly rejected ({} problems; its other readings were stored): {}",
                 problems.len(),
                 problems.join("; ")
             ),
@@ -355,7 +419,7 @@ mod tests {
         assert_eq!(p.readings.len(), 1);
         let reason = p.dead_letter.unwrap().reason;
         assert!(
-            reason.starts_with("3 of the message's readings rejected"),
+            reason.starts_with("message partly rejected (3 problems"),
             "{reason}"
         );
         assert!(reason.contains("not registered and the reading gives no unit"));

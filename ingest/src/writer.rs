@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, Publish};
+use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 use waterline_core::health::HealthBoard;
 use waterline_store::{Batch, BatchOutcome, DeadLetter, Store, StoreError};
@@ -24,9 +24,10 @@ use crate::backoff::Backoff;
 use crate::config::{IngestConfig, WhenFull};
 use crate::mqtt::Delivery;
 use crate::registry::Registry;
+use crate::route::{Routes, SparkplugNodes, process};
 use crate::spool::{Spool, SpoolError};
 use crate::spooled;
-use crate::uplink::{Processed, SOURCE_MQTT, process_native};
+use crate::uplink::{Processed, SOURCE_MQTT};
 
 /// Health-board component name of ingest's writes to the store.
 pub const STORE_COMPONENT: &str = "ingest";
@@ -56,7 +57,8 @@ pub(crate) struct Writer {
     pub(crate) store: Store,
     pub(crate) client: AsyncClient,
     pub(crate) cfg: IngestConfig,
-    pub(crate) topic_prefix: String,
+    pub(crate) routes: Routes,
+    pub(crate) sparkplug: SparkplugNodes,
     pub(crate) registry: Registry,
     pub(crate) generation: Arc<AtomicU64>,
     pub(crate) health: HealthBoard,
@@ -146,20 +148,37 @@ impl Writer {
         self.spool.as_ref().is_some_and(|s| !s.is_empty())
     }
 
-    fn process(&self, raw: &[Raw<'_>]) -> Vec<Processed> {
+    fn process(&mut self, raw: &[Raw<'_>]) -> Vec<Processed> {
         let now = Utc::now();
-        raw.iter()
+        let parts: Vec<Processed> = raw
+            .iter()
             .map(|m| {
-                process_native(
+                process(
                     m.topic,
                     m.payload,
-                    &self.topic_prefix,
+                    &self.routes,
                     &self.registry,
                     &self.cfg,
                     m.received_at.min(now),
+                    &mut self.sparkplug,
                 )
             })
-            .collect()
+            .collect();
+        for (topic, payload) in parts.iter().filter_map(|p| p.rebirth.clone()) {
+            match self
+                .client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+            {
+                Ok(()) => {
+                    metrics::counter!("waterline_sparkplug_rebirth_requests_total").increment(1);
+                    tracing::info!(%topic, "asked a Sparkplug edge node to rebirth");
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "could not queue a Sparkplug rebirth request")
+                }
+            }
+        }
+        parts
     }
 
     /// Writes one batch of live messages (to the store, or to the spool) and queues their

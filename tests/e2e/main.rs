@@ -6,3 +6,4 @@ mod api;
 mod conformance;
 mod faults;
 mod ingest;
+mod protocols;

@@ -174,6 +174,11 @@ impl ProfileCodecs {
     }
 
     /// The codec of `profile`, if one is configured.
+    /// Every profile and its codec, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ProfileCodec)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     pub fn get(&self, profile: &str) -> Option<&ProfileCodec> {
         self.0.get(profile)
     }
