@@ -80,6 +80,24 @@ impl SensorKind {
         }
     }
 
+    /// The physically possible range of a canonical value of this kind. A value outside it
+    /// is an instrument or transmission fault, not water behaviour.
+    pub fn plausible_range(self) -> (f64, f64) {
+        match self {
+            SensorKind::Flow => (-100_000.0, 100_000.0),
+            SensorKind::Pressure => (-15.0, 2_000.0),
+            SensorKind::Level => (-100.0, 1_000.0),
+            SensorKind::Volume => (0.0, 1e12),
+            SensorKind::Chlorine | SensorKind::Toc => (0.0, 1_000.0),
+            SensorKind::Turbidity => (0.0, 10_000.0),
+            SensorKind::Ph => (0.0, 14.0),
+            SensorKind::Conductivity => (0.0, 200_000.0),
+            SensorKind::Temperature => (-50.0, 100.0),
+            SensorKind::Redox => (-2_000.0, 2_000.0),
+            SensorKind::Battery => (0.0, 100.0),
+        }
+    }
+
     /// Whether `unit` may be used for a sensor of this kind.
     pub fn accepts(self, unit: Unit) -> bool {
         unit.dimension() == self.canonical_unit().dimension()
@@ -233,6 +251,23 @@ impl Unit {
             Dimension::Pressure => Unit::Metre,
             Dimension::Volume => Unit::CubicMetre,
             _ => self,
+        }
+    }
+
+    /// The physically possible range of a canonical value of this unit's dimension, for a
+    /// sensor whose kind is not known (the widest range of the kinds sharing the dimension).
+    pub fn plausible_range(self) -> (f64, f64) {
+        match self.dimension() {
+            Dimension::Flow => SensorKind::Flow.plausible_range(),
+            Dimension::Pressure => (-100.0, 2_000.0),
+            Dimension::Volume => SensorKind::Volume.plausible_range(),
+            Dimension::MassConcentration => SensorKind::Chlorine.plausible_range(),
+            Dimension::Turbidity => SensorKind::Turbidity.plausible_range(),
+            Dimension::Ph => SensorKind::Ph.plausible_range(),
+            Dimension::Conductivity => SensorKind::Conductivity.plausible_range(),
+            Dimension::Temperature => SensorKind::Temperature.plausible_range(),
+            Dimension::Potential => SensorKind::Redox.plausible_range(),
+            Dimension::Fraction => SensorKind::Battery.plausible_range(),
         }
     }
 
@@ -423,6 +458,30 @@ mod tests {
         }
         assert_eq!(Unit::Psi.canonical(), Unit::Metre);
         assert_eq!(Unit::LitrePerHour.canonical(), Unit::CubicMetrePerHour);
+    }
+
+    #[test]
+    fn plausible_ranges_hold_real_values_and_refuse_impossible_ones() {
+        let ok = |k: SensorKind, v: f64| {
+            let (lo, hi) = k.plausible_range();
+            (lo..=hi).contains(&v)
+        };
+        assert!(ok(SensorKind::Ph, 7.4));
+        assert!(!ok(SensorKind::Ph, 15.0));
+        assert!(ok(SensorKind::Pressure, 52.0));
+        assert!(ok(SensorKind::Pressure, -8.0), "a vacuum is possible");
+        assert!(!ok(SensorKind::Pressure, 1e6));
+        assert!(!ok(SensorKind::Volume, -1.0));
+        assert!(!ok(SensorKind::Chlorine, -0.5));
+        for k in SensorKind::ALL {
+            let (lo, hi) = k.plausible_range();
+            assert!(lo < hi, "{k}");
+            let (ulo, uhi) = k.canonical_unit().plausible_range();
+            assert!(
+                ulo <= lo && hi <= uhi,
+                "{k}: the dimension's range contains the kind's"
+            );
+        }
     }
 
     #[test]

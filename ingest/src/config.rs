@@ -160,6 +160,9 @@ pub struct IngestConfig {
     pub max_age_days: i64,
     /// New devices wait for approval before their data is stored.
     pub require_device_approval: bool,
+    /// Messages a minute one topic (one device, gateway or edge node) may send; more are
+    /// dead-lettered with the reason. 0 disables the limit.
+    pub max_messages_per_device_per_minute: u32,
     /// Directory of the on-disk spool that takes accepted messages while the store is
     /// unavailable; `None` disables it (the broker then holds unacknowledged messages).
     pub spool_dir: Option<PathBuf>,
@@ -199,6 +202,7 @@ impl Default for IngestConfig {
             max_future_secs: 300,
             max_age_days: 400,
             require_device_approval: false,
+            max_messages_per_device_per_minute: 600,
             spool_dir: Some(PathBuf::from("waterline-spool")),
             spool_max_bytes: 1 << 30,
             spool_segment_bytes: 64 << 20,

@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod config;
 mod mqtt;
+pub mod ratelimit;
 pub mod registry;
 pub mod route;
 pub mod spool;
@@ -76,6 +77,7 @@ pub async fn run_mqtt(
         })?;
     }
     let profiles = cfg.chirpstack_profiles.clone();
+    let rate_limit = ratelimit::RateLimiter::new(cfg.max_messages_per_device_per_minute);
     let (client, eventloop) = AsyncClient::new(opts, request_capacity);
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
     let (done_tx, done_rx) = oneshot::channel();
@@ -93,6 +95,7 @@ pub async fn run_mqtt(
             sparkplug: mqtt.sparkplug,
         },
         sparkplug: Default::default(),
+        rate_limit,
         registry,
         generation: generation.clone(),
         health: health.clone(),

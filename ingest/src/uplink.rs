@@ -279,6 +279,21 @@ pub fn finish(
                 continue;
             }
         };
+        let (lo, hi) = match info.and_then(|i| i.kind) {
+            Some(kind) => kind.plausible_range(),
+            None => unit.plausible_range(),
+        };
+        if !(lo..=hi).contains(&value) {
+            // Kept out of the readings (and so of rollups and detectors), and kept in the
+            // dead letter with the reason: flagged, never silently dropped.
+            metrics::counter!("waterline_ingest_impossible_values_total").increment(1);
+            problems.push(format!(
+                "sensor `{}`: {value} {} is physically impossible (outside {lo} … {hi})",
+                r.sensor,
+                unit.canonical()
+            ));
+            continue;
+        }
         if info.is_none() && !pending_new.contains(&r.sensor) {
             pending_new.push(r.sensor.clone());
             out.new_sensors.push(NewSensor {
@@ -381,6 +396,32 @@ mod tests {
         let reason = p.dead_letter.unwrap().reason;
         assert!(
             reason.contains("first registered in L/s; bar measures something else"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn physically_impossible_values_are_flagged_not_stored() {
+        let mut reg = Registry::default();
+        reg.set_sensor(
+            SensorId::parse("ph1").unwrap(),
+            crate::registry::SensorInfo {
+                kind: Some(SensorKind::Ph),
+                unit: Some(Unit::Ph),
+            },
+        );
+        let p = run(
+            "waterline/d/up",
+            r#"{"device":"d","time":"2026-11-27T02:00:00Z","readings":[
+                {"sensor":"ph1","value":7.2},
+                {"sensor":"ph1","value":19.5,"time":"2026-11-27T02:00:01Z"}]}"#,
+            &reg,
+            &IngestConfig::default(),
+        );
+        assert_eq!(p.readings.len(), 1);
+        let reason = p.dead_letter.unwrap().reason;
+        assert!(
+            reason.contains("19.5 pH is physically impossible"),
             "{reason}"
         );
     }

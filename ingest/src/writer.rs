@@ -23,6 +23,7 @@ use waterline_store::{Batch, BatchOutcome, DeadLetter, Store, StoreError};
 use crate::backoff::Backoff;
 use crate::config::{IngestConfig, WhenFull};
 use crate::mqtt::Delivery;
+use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::route::{Routes, SparkplugNodes, process};
 use crate::spool::{Spool, SpoolError};
@@ -34,6 +35,23 @@ pub const STORE_COMPONENT: &str = "ingest";
 
 /// How often the registry is reloaded so that approvals made elsewhere take effect.
 const REGISTRY_REFRESH: Duration = Duration::from_secs(30);
+
+/// A live message over its device's rate limit: dead-lettered with the reason.
+fn rate_limited(m: &Raw<'_>, per_minute: u32) -> Processed {
+    Processed {
+        dead_letter: Some(DeadLetter {
+            received_at: m.received_at,
+            source: SOURCE_MQTT.into(),
+            topic: Some(m.topic.to_owned()),
+            reason: format!(
+                "rate limit: more than {per_minute} messages a minute on this topic (ingest.max_messages_per_device_per_minute)"
+            ),
+            payload: m.payload.to_vec(),
+        }),
+        reject_label: Some("rate_limit"),
+        ..Processed::default()
+    }
+}
 
 /// A message to write: live from the broker, or back from the spool.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +77,7 @@ pub(crate) struct Writer {
     pub(crate) cfg: IngestConfig,
     pub(crate) routes: Routes,
     pub(crate) sparkplug: SparkplugNodes,
+    pub(crate) rate_limit: RateLimiter,
     pub(crate) registry: Registry,
     pub(crate) generation: Arc<AtomicU64>,
     pub(crate) health: HealthBoard,
@@ -148,11 +167,17 @@ impl Writer {
         self.spool.as_ref().is_some_and(|s| !s.is_empty())
     }
 
-    fn process(&mut self, raw: &[Raw<'_>]) -> Vec<Processed> {
+    /// Routes and decodes each message. `live` messages count against the per-device rate
+    /// limit; messages drained from the spool were accepted before and do not.
+    fn process(&mut self, raw: &[Raw<'_>], live: bool) -> Vec<Processed> {
         let now = Utc::now();
+        let clock = Instant::now();
         let parts: Vec<Processed> = raw
             .iter()
             .map(|m| {
+                if live && !self.rate_limit.allow(m.topic, clock) {
+                    return rate_limited(m, self.cfg.max_messages_per_device_per_minute);
+                }
                 process(
                     m.topic,
                     m.payload,
@@ -197,7 +222,7 @@ impl Writer {
             // Keep order: nothing overtakes what is already spooled.
             self.spool_batch(&raw).await
         } else {
-            match self.write(&raw, &mut ack, self.spool.is_none()).await {
+            match self.write(&raw, &mut ack, self.spool.is_none(), true).await {
                 Written::Committed => true,
                 Written::StoreDown => self.spool_batch(&raw).await,
                 Written::Interrupted => false,
@@ -217,9 +242,16 @@ impl Writer {
     }
 
     /// Processes and commits `raw`. With `retry`, a store outage is retried until it ends (or
-    /// shutdown); without, it is reported as [`Written::StoreDown`] at once.
-    async fn write(&mut self, raw: &[Raw<'_>], ack: &mut [bool], retry: bool) -> Written {
-        let mut parts = self.process(raw);
+    /// shutdown); without, it is reported as [`Written::StoreDown`] at once. `live` messages
+    /// count against the rate limit (spooled ones were accepted before).
+    async fn write(
+        &mut self,
+        raw: &[Raw<'_>],
+        ack: &mut [bool],
+        retry: bool,
+        live: bool,
+    ) -> Written {
+        let mut parts = self.process(raw, live);
         let readings: usize = parts.iter().map(|p| p.readings.len()).sum();
         metrics::histogram!("waterline_ingest_batch_messages").record(raw.len() as f64);
         metrics::histogram!("waterline_ingest_batch_readings").record(readings as f64);
@@ -287,7 +319,10 @@ impl Writer {
             let Some(spool) = self.spool.as_mut() else {
                 // No spool: wait for the store instead.
                 let mut ack = vec![true; raw.len()];
-                return matches!(self.write(raw, &mut ack, true).await, Written::Committed);
+                return matches!(
+                    self.write(raw, &mut ack, true, true).await,
+                    Written::Committed
+                );
             };
             match spool.append(&record) {
                 Ok(()) => {
@@ -381,7 +416,7 @@ impl Writer {
                     })
                     .collect();
                 let mut ack = vec![true; raw.len()];
-                self.write(&raw, &mut ack, false).await
+                self.write(&raw, &mut ack, false, false).await
             }
             Err(reason) => {
                 // Passed its checksum yet does not decode: keep its bytes where people look.

@@ -117,6 +117,7 @@ async fn start_ingest(
     // No spool: the benchmark measures the direct path from broker to store.
     let cfg = IngestConfig {
         spool_dir: None,
+        max_messages_per_device_per_minute: 0,
         ..IngestConfig::default()
     };
     let (stop, rx) = watch::channel(false);
