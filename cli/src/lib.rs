@@ -243,19 +243,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let cfg = load_config(&common, Overrides::default())?;
                 let store = services::open_store(&cfg).await?;
                 let known = store.devices().await?.into_iter().find(|d| d.id == id);
-                store.close().await;
                 match known.map(|d| d.status) {
                     None => anyhow::bail!(
                         "device {device} has never been seen; use `waterline device register {device}` to register it ahead of its first contact"
                     ),
-                    Some(DeviceStatus::Pending) => {
-                        set_status(&common, &id, DeviceStatus::Active).await
-                    }
+                    Some(DeviceStatus::Pending) => {}
                     Some(other) => anyhow::bail!(
                         "device {device} is {}, not pending approval",
                         other.as_str()
                     ),
                 }
+                store
+                    .set_device_status(&device, DeviceStatus::Active, "cli")
+                    .await?;
+                let replayed =
+                    waterline_ingest::pending::replay_approved_once(&store, &cfg.mqtt, &cfg.ingest)
+                        .await
+                        .context("approved, but its held-back uplinks could not be stored yet (a running service retries every 30 s)")?;
+                println!("device {device}: active; {replayed} held-back uplinks stored");
+                store.close().await;
+                Ok(())
             }
             DeviceCommand::Retire { id, common } => {
                 set_status(&common, &id, DeviceStatus::Retired).await

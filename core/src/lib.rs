@@ -8,12 +8,14 @@
 //! - [`event`]: the analytics event model of CONTRACTS §4.
 //! - [`auth`]: user roles.
 //! - [`health`]: a shared board of component states for `/health`.
+//! - [`modbus`]: Modbus register maps ([`modbus::RegisterMap`]), read planning and word decoding.
 
 pub mod auth;
 pub mod codec;
 pub mod event;
 pub mod health;
 pub mod ids;
+pub mod modbus;
 pub mod network;
 pub mod reading;
 pub mod units;

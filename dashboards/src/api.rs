@@ -249,6 +249,62 @@ pub(crate) async fn dead_letters(
     Ok(Json(out))
 }
 
+/// The device registry with the utility's same-day rule made visible: `unregistered` devices
+/// report data but nobody registered them; `silent` ones are registered but have not
+/// reported within `silent_hours` (default 24).
+pub(crate) async fn devices(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    caller.require(READ_ROLES, "viewer or above")?;
+    params::only(&p, &["silent_hours", "view"])?;
+    let hours: i64 = params::parsed(&p, "silent_hours")?.unwrap_or(24);
+    if !(1..=24 * 365).contains(&hours) {
+        return Err(ApiError::BadRequest(format!(
+            "`silent_hours`: {hours} must be from 1 to 8760"
+        )));
+    }
+    let view = p.get("view").map(String::as_str).unwrap_or("all");
+    if !matches!(view, "all" | "silent" | "unregistered") {
+        return Err(ApiError::BadRequest(format!(
+            "`view`: `{view}` is not one of all, silent, unregistered"
+        )));
+    }
+    let since = Utc::now() - Span::hours(hours);
+    let out = state
+        .store
+        .devices()
+        .await?
+        .into_iter()
+        .filter_map(|d| {
+            let unregistered = d.registered_by.is_none() && d.last_seen.is_some();
+            let silent = d.registered_by.is_some()
+                && d.status == waterline_store::DeviceStatus::Active
+                && d.last_seen.is_none_or(|t| t < since);
+            let keep = match view {
+                "silent" => silent,
+                "unregistered" => unregistered,
+                _ => true,
+            };
+            keep.then(|| {
+                json!({
+                    "id": d.id,
+                    "status": d.status,
+                    "protocol": d.protocol,
+                    "first_seen": d.first_seen,
+                    "last_seen": d.last_seen,
+                    "registered_by": d.registered_by,
+                    "registered_at": d.registered_at,
+                    "unregistered": unregistered,
+                    "silent": silent,
+                })
+            })
+        })
+        .collect();
+    Ok(Json(out))
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("route".into())
 }

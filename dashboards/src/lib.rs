@@ -1,5 +1,5 @@
 //! Waterline's HTTP face: the JSON API of CONTRACTS §7 (`/health`, `/metrics`,
-//! `/api/v1/{sensors,readings,events,dead-letters}`) with bearer-token auth and roles.
+//! `/api/v1/{sensors,readings,events,dead-letters,devices}`) with bearer-token auth and roles.
 //!
 //! [`app`] builds the axum `Router` from an [`AppState`], so tests drive it with `oneshot`
 //! and the binary serves it with [`serve`]. This crate reads what ingest and analytics wrote
@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/readings", get(api::readings))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/dead-letters", get(api::dead_letters))
+        .route("/api/v1/devices", get(api::devices))
         .fallback(api::not_found)
         .with_state(state)
 }

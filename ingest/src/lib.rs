@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod config;
 mod mqtt;
+pub mod pending;
 pub mod ratelimit;
 pub mod registry;
 pub mod route;
@@ -76,8 +77,8 @@ pub async fn run_mqtt(
             ))
         })?;
     }
-    let profiles = cfg.chirpstack_profiles.clone();
     let rate_limit = ratelimit::RateLimiter::new(cfg.max_messages_per_device_per_minute);
+    let routes = route::Routes::from_config(&mqtt, &cfg);
     let (client, eventloop) = AsyncClient::new(opts, request_capacity);
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
     let (done_tx, done_rx) = oneshot::channel();
@@ -87,13 +88,7 @@ pub async fn run_mqtt(
         store,
         client: client.clone(),
         cfg,
-        routes: route::Routes {
-            native_prefix: mqtt.topic_prefix.clone(),
-            chirpstack: mqtt.chirpstack,
-            chirpstack_profiles: profiles,
-            cjt188_prefix: mqtt.cjt188_prefix.clone(),
-            sparkplug: mqtt.sparkplug,
-        },
+        routes,
         sparkplug: Default::default(),
         rate_limit,
         registry,

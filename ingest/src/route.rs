@@ -41,6 +41,19 @@ pub struct Routes {
     pub sparkplug: bool,
 }
 
+impl Routes {
+    /// The routes the configuration subscribes to.
+    pub fn from_config(mqtt: &crate::config::MqttConfig, cfg: &IngestConfig) -> Routes {
+        Routes {
+            native_prefix: mqtt.topic_prefix.clone(),
+            chirpstack: mqtt.chirpstack,
+            chirpstack_profiles: cfg.chirpstack_profiles.clone(),
+            cjt188_prefix: mqtt.cjt188_prefix.clone(),
+            sparkplug: mqtt.sparkplug,
+        }
+    }
+}
+
 /// Shortest interval between two rebirth requests to one edge node.
 const REBIRTH_INTERVAL: Duration = Duration::from_secs(30);
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use waterline_core::codec::{NativeReading, decode_native, device_from_topic};
 use waterline_core::{DeviceId, Quantity, Reading, SensorId};
-use waterline_store::{DeadLetter, DeviceSeen, DeviceStatus, NewSensor, PendingUplink};
+use waterline_store::{Batch, DeadLetter, DeviceSeen, DeviceStatus, NewSensor, PendingUplink};
 
 use crate::config::IngestConfig;
 use crate::registry::Registry;
@@ -25,6 +25,16 @@ pub struct Processed {
     pub reject_label: Option<&'static str>,
     /// A Sparkplug rebirth request to publish (topic, payload).
     pub rebirth: Option<(String, Vec<u8>)>,
+}
+
+impl Processed {
+    /// Adds this message's contribution to `batch`.
+    pub fn add_to(&self, batch: &mut Batch) {
+        batch.readings.extend(self.readings.iter().cloned());
+        batch.dead_letters.extend(self.dead_letter.iter().cloned());
+        batch.pending.extend(self.pending.iter().cloned());
+        batch.devices.extend(self.device.iter().cloned());
+    }
 }
 
 /// Longest dead-letter reason kept.

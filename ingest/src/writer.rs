@@ -149,6 +149,19 @@ impl Writer {
                     Ok(r) => self.registry = r,
                     Err(e) => tracing::warn!(error = %e, "could not refresh the registry"),
                 }
+                if !self.spool_pending() {
+                    let replayed = crate::pending::replay_approved(
+                        &self.store,
+                        &self.registry,
+                        &self.routes,
+                        &self.cfg,
+                        &mut self.sparkplug,
+                    )
+                    .await;
+                    if let Err(e) = replayed {
+                        tracing::warn!(error = %e, "could not replay held-back uplinks");
+                    }
+                }
             }
         }
         // Shutting down: every committed or spooled message's acknowledgement goes out first.
@@ -508,10 +521,7 @@ impl Writer {
                 total.duplicates += o.duplicates;
                 batch = Batch::default();
             }
-            batch.readings.extend(p.readings.iter().cloned());
-            batch.dead_letters.extend(p.dead_letter.iter().cloned());
-            batch.pending.extend(p.pending.iter().cloned());
-            batch.devices.extend(p.device.iter().cloned());
+            p.add_to(&mut batch);
         }
         let o = self.store.commit_batch(&batch).await?;
         total.inserted += o.inserted;

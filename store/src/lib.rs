@@ -351,6 +351,15 @@ impl Store {
         on_backend!(self, b => b.set_device_status(device, status, actor).await)
     }
 
+    /// Held-back uplinks of devices that have since been approved, oldest first: to be
+    /// processed and committed with [`Batch::release_pending`].
+    pub async fn pending_of_active_devices(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(i64, PendingUplink)>, StoreError> {
+        on_backend!(self, b => b.pending_of_active_devices(limit).await)
+    }
+
     /// How many raw readings are stored (for tests and the demo's summary).
     pub async fn count_readings(&self) -> Result<i64, StoreError> {
         on_backend!(self, b => b.count_readings().await)

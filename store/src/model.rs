@@ -43,6 +43,9 @@ pub struct DeviceRecord {
     pub protocol: Option<String>,
     pub first_seen: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
+    /// Who registered it (CLI or API); `None` when it only registered itself by reporting.
+    pub registered_by: Option<String>,
+    pub registered_at: Option<DateTime<Utc>>,
 }
 
 /// A device seen in a batch: registered on first contact, `last_seen` advanced otherwise.
@@ -83,6 +86,9 @@ pub struct Batch {
     pub dead_letters: Vec<DeadLetter>,
     pub pending: Vec<PendingUplink>,
     pub devices: Vec<DeviceSeen>,
+    /// Held-back uplinks (by id) whose data this batch stores: deleted in the same
+    /// transaction.
+    pub release_pending: Vec<i64>,
 }
 
 impl Batch {
@@ -92,6 +98,7 @@ impl Batch {
             && self.dead_letters.is_empty()
             && self.pending.is_empty()
             && self.devices.is_empty()
+            && self.release_pending.is_empty()
     }
 }
 

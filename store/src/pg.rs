@@ -217,6 +217,12 @@ impl PgStore {
             .await?;
         insert_dead_letters(&mut tx, &batch.dead_letters).await?;
         insert_pending(&mut tx, &batch.pending).await?;
+        if !batch.release_pending.is_empty() {
+            sqlx::query("DELETE FROM pending_uplinks WHERE id = ANY($1)")
+                .bind(&batch.release_pending)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -483,7 +489,8 @@ impl PgStore {
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, status, protocol, first_seen, last_seen FROM devices ORDER BY id",
+            "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at
+             FROM devices ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -495,6 +502,8 @@ impl PgStore {
                     protocol: r.try_get(2)?,
                     first_seen: r.try_get(3)?,
                     last_seen: r.try_get(4)?,
+                    registered_by: r.try_get(5)?,
+                    registered_at: r.try_get(6)?,
                 })
             })
             .collect()
@@ -508,8 +517,11 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO devices (id, status, updated_by) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_by = EXCLUDED.updated_by",
+            "INSERT INTO devices (id, status, updated_by, registered_by, registered_at)
+             VALUES ($1, $2, $3, CASE WHEN $2 = 'active' THEN $3 END, CASE WHEN $2 = 'active' THEN now() END)
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_by = EXCLUDED.updated_by,
+               registered_by = COALESCE(devices.registered_by, EXCLUDED.registered_by),
+               registered_at = COALESCE(devices.registered_at, EXCLUDED.registered_at)",
         )
         .bind(device.as_str())
         .bind(status.as_str())
@@ -524,6 +536,37 @@ impl PgStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn pending_of_active_devices(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(i64, PendingUplink)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.device, p.received_at, p.source, p.topic, p.payload
+             FROM pending_uplinks p JOIN devices d ON d.id = p.device
+             WHERE d.status = 'active' ORDER BY p.id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Ok(device) = DeviceId::parse(r.try_get::<String, _>(1)?) else {
+                continue;
+            };
+            out.push((
+                r.try_get(0)?,
+                PendingUplink {
+                    device,
+                    received_at: r.try_get(2)?,
+                    source: r.try_get(3)?,
+                    topic: r.try_get(4)?,
+                    payload: r.try_get(5)?,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     pub(crate) async fn count_readings(&self) -> Result<i64, StoreError> {

@@ -205,6 +205,12 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        for id in &batch.release_pending {
+            sqlx::query("DELETE FROM pending_uplinks WHERE id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for p in &batch.pending {
             sqlx::query(
                 "INSERT INTO pending_uplinks (device, received_at, source, topic, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -433,7 +439,8 @@ impl SqliteStore {
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, status, protocol, first_seen, last_seen FROM devices ORDER BY id",
+            "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at
+             FROM devices ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -445,6 +452,8 @@ impl SqliteStore {
                     protocol: r.try_get(2)?,
                     first_seen: opt_time(r.try_get(3)?),
                     last_seen: opt_time(r.try_get(4)?),
+                    registered_by: r.try_get(5)?,
+                    registered_at: opt_time(r.try_get(6)?),
                 })
             })
             .collect()
@@ -458,12 +467,16 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO devices (id, status, updated_by) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_by = excluded.updated_by",
+            "INSERT INTO devices (id, status, updated_by, registered_by, registered_at)
+             VALUES (?1, ?2, ?3, CASE WHEN ?2 = 'active' THEN ?3 END, CASE WHEN ?2 = 'active' THEN ?4 END)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, updated_by = excluded.updated_by,
+               registered_by = COALESCE(devices.registered_by, excluded.registered_by),
+               registered_at = COALESCE(devices.registered_at, excluded.registered_at)",
         )
         .bind(device.as_str())
         .bind(status.as_str())
         .bind(actor)
+        .bind(us(Utc::now()))
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, 'device.status', ?2, ?3)")
@@ -474,6 +487,37 @@ impl SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    pub(crate) async fn pending_of_active_devices(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(i64, PendingUplink)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.device, p.received_at, p.source, p.topic, p.payload
+             FROM pending_uplinks p JOIN devices d ON d.id = p.device
+             WHERE d.status = 'active' ORDER BY p.id LIMIT ?1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Ok(device) = DeviceId::parse(r.try_get::<String, _>(1)?) else {
+                continue;
+            };
+            out.push((
+                r.try_get(0)?,
+                PendingUplink {
+                    device,
+                    received_at: from_micros(r.try_get(2)?),
+                    source: r.try_get(3)?,
+                    topic: r.try_get(4)?,
+                    payload: r.try_get(5)?,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     pub(crate) async fn count_readings(&self) -> Result<i64, StoreError> {

@@ -286,3 +286,77 @@ async fn health_is_503_when_a_component_is_down() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["components"]["store"]["ok"], false);
 }
+
+#[tokio::test]
+async fn devices_show_who_is_unregistered_and_who_is_silent() {
+    let api = Api::new().await;
+    let now = Utc::now();
+    let seen = |id: &str, at: DateTime<Utc>| waterline_store::DeviceSeen {
+        device: waterline_core::DeviceId::parse(id).unwrap(),
+        protocol: "native-json",
+        at,
+        status_if_new: waterline_store::DeviceStatus::Active,
+    };
+    // Reporting since this morning, never registered by anyone.
+    // Registered by an engineer, but silent for two days.
+    // Registered and reporting.
+    api.store
+        .commit_batch(&Batch {
+            devices: vec![
+                seen("MTR-new", now),
+                seen("MTR-quiet", now - TimeDelta::days(2)),
+                seen("MTR-ok", now),
+            ],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    for id in ["MTR-quiet", "MTR-ok", "MTR-installed-today"] {
+        api.store
+            .set_device_status(
+                &waterline_core::DeviceId::parse(id).unwrap(),
+                waterline_store::DeviceStatus::Active,
+                "engineer",
+            )
+            .await
+            .unwrap();
+    }
+    let (s, body, text) = api.get("/api/v1/devices", Some(&api.viewer)).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(body.as_array().unwrap().len(), 4);
+    let ids = |b: &Value| -> Vec<String> {
+        b.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, body, _) = api
+        .get("/api/v1/devices?view=unregistered", Some(&api.viewer))
+        .await;
+    assert_eq!(ids(&body), vec!["MTR-new"]);
+    let (_, body, _) = api
+        .get("/api/v1/devices?view=silent", Some(&api.viewer))
+        .await;
+    assert_eq!(
+        ids(&body),
+        vec!["MTR-installed-today", "MTR-quiet"],
+        "registered but never or not recently heard"
+    );
+    let (_, body, _) = api
+        .get(
+            "/api/v1/devices?view=silent&silent_hours=72",
+            Some(&api.viewer),
+        )
+        .await;
+    assert_eq!(ids(&body), vec!["MTR-installed-today"]);
+    let (s, body, _) = api
+        .get("/api/v1/devices?view=lost", Some(&api.viewer))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("`view`"));
+    assert_eq!(
+        api.get("/api/v1/devices", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}

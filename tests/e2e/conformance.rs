@@ -300,6 +300,7 @@ async fn devices_register_on_first_contact(store: Store) {
         .unwrap();
     let d = &store.devices().await.unwrap()[0];
     assert_eq!(d.status, DeviceStatus::Pending);
+    assert_eq!(d.registered_by, None, "first contact is not a registration");
     assert_eq!(d.first_seen, Some(t));
     assert_eq!(
         d.last_seen,
@@ -326,6 +327,62 @@ async fn devices_register_on_first_contact(store: Store) {
         store.devices().await.unwrap()[0].status,
         DeviceStatus::Active
     );
+}
+
+async fn held_back_uplinks_are_released_with_their_batch(store: Store) {
+    let t = at("2026-01-10T00:00:00Z");
+    let dev = DeviceId::parse("NEW-1").unwrap();
+    let pending = waterline_store::PendingUplink {
+        device: dev.clone(),
+        received_at: t,
+        source: "mqtt".into(),
+        topic: Some("waterline/NEW-1/up".into()),
+        payload: b"{\"raw\":true}".to_vec(),
+    };
+    let seen = DeviceSeen {
+        device: dev.clone(),
+        protocol: "native-json",
+        at: t,
+        status_if_new: DeviceStatus::Pending,
+    };
+    store
+        .commit_batch(&Batch {
+            pending: vec![pending.clone()],
+            devices: vec![seen],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .pending_of_active_devices(10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still pending"
+    );
+    store
+        .set_device_status(&dev, DeviceStatus::Active, "tester")
+        .await
+        .unwrap();
+    let held = store.pending_of_active_devices(10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].1, pending);
+    let batch = Batch {
+        readings: vec![Reading::new(sid("A-flow"), t, 1.0)],
+        release_pending: vec![held[0].0],
+        ..Batch::default()
+    };
+    store.commit_batch(&batch).await.unwrap();
+    assert!(
+        store
+            .pending_of_active_devices(10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "released"
+    );
+    assert_eq!(store.count_readings().await.unwrap(), 1);
 }
 
 async fn sensors_list_described_and_first_contact_with_last_values(store: Store) {
@@ -427,6 +484,7 @@ on_every_backend!(
     events_round_trip_and_filter,
     tokens_authenticate_by_hash,
     devices_register_on_first_contact,
+    held_back_uplinks_are_released_with_their_batch,
     sensors_list_described_and_first_contact_with_last_values,
 );
 

@@ -284,3 +284,87 @@ async fn ingest_reconnects_and_resubscribes_after_a_broker_restart() {
     ingest.stop().await;
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_waits_for_approval_and_its_held_back_data_is_stored_once_approved() {
+    let broker = Mosquitto::start().unwrap();
+    let db = PgDb::create().await.unwrap();
+    let store = db.plain_store().await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
+    let mqtt = MqttConfig {
+        broker: broker.url(),
+        client_id: "approval".into(),
+        ..MqttConfig::default()
+    };
+    let cfg = IngestConfig {
+        require_device_approval: true,
+        spool_dir: None,
+        ..IngestConfig::default()
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = waterline_ingest::run_mqtt(
+        store.clone(),
+        mqtt.clone(),
+        cfg.clone(),
+        HealthBoard::new(),
+        rx,
+    )
+    .await
+    .unwrap();
+
+    let t0 = support::t0();
+    publish_all(broker.port, &uplinks(t0, 20, 1)).await.unwrap();
+    let device = waterline_core::DeviceId::parse("RTU-0").unwrap();
+    let seen = eventually(Duration::from_secs(20), || async {
+        let d = store
+            .devices()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "RTU-0")?;
+        (d.status == waterline_store::DeviceStatus::Pending).then_some(d)
+    })
+    .await
+    .expect("the new device is listed as pending");
+    assert_eq!(seen.registered_by, None);
+    // All 20 uplinks are held back, raw.
+    let held = eventually(Duration::from_secs(20), || async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db.url).await.ok()?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_uplinks")
+            .fetch_one(&mut c)
+            .await
+            .ok()?;
+        (n == 20).then_some(n)
+    })
+    .await;
+    assert_eq!(held, Some(20));
+    assert_eq!(
+        store.count_readings().await.unwrap(),
+        0,
+        "nothing stored before approval"
+    );
+
+    store
+        .set_device_status(&device, waterline_store::DeviceStatus::Active, "engineer")
+        .await
+        .unwrap();
+    let replayed = waterline_ingest::pending::replay_approved_once(&store, &mqtt, &cfg)
+        .await
+        .unwrap();
+    assert_eq!(replayed, 20);
+    assert_eq!(store.count_readings().await.unwrap(), 80);
+    assert_eq!(
+        waterline_ingest::pending::replay_approved_once(&store, &mqtt, &cfg)
+            .await
+            .unwrap(),
+        0,
+        "released uplinks are not replayed twice"
+    );
+    let _ = stop.send(true);
+    task.await.unwrap();
+    store.close().await;
+}
