@@ -23,6 +23,11 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub http: HttpConfig,
     pub network: NetworkConfig,
+    pub modbus: waterline_ingest::modbus_poll::ModbusConfig,
+    /// Directory that relative paths in the configuration (register maps) are resolved
+    /// against: the config file's directory, else the working directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// `[database]`.
@@ -226,7 +231,11 @@ impl Config {
                 set(&mut table, s, k, Value::String(v));
             }
         }
-        let cfg = check(&table).map_err(ConfigError::Invalid)?;
+        let mut cfg = check(&table).map_err(ConfigError::Invalid)?;
+        cfg.base_dir = file
+            .and_then(|f| f.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -257,6 +266,9 @@ impl Config {
         }
         self.http_addr()?;
         self.mqtt.validate().map_err(ConfigError::Invalid)?;
+        self.modbus
+            .load(&self.base_dir)
+            .map_err(ConfigError::Invalid)?;
         self.ingest.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }

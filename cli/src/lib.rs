@@ -74,6 +74,34 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Modbus devices of the configuration.
+    Modbus {
+        #[command(subcommand)]
+        command: ModbusCommand,
+    },
+}
+
+/// `waterline modbus …`.
+#[derive(Debug, Subcommand)]
+pub enum ModbusCommand {
+    /// Write a set point (e.g. a PRV outlet pressure) to a writable point, check it by reading
+    /// it back, and record who wrote what in the audit log.
+    Write {
+        /// Device id from `[[modbus.devices]]`.
+        #[arg(long)]
+        device: String,
+        /// The point's sensor id (from the device's register map).
+        #[arg(long)]
+        sensor: String,
+        /// Value in the point's unit.
+        #[arg(long)]
+        value: f64,
+        /// Who asks for the write (kept in the audit log).
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 /// `waterline token …`.
@@ -215,6 +243,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
+        Command::Modbus {
+            command:
+                ModbusCommand::Write {
+                    device,
+                    sensor,
+                    value,
+                    actor,
+                    common,
+                },
+        } => modbus_write(&common, &device, &sensor, value, &actor).await,
         Command::Device { command } => match command {
             DeviceCommand::List { common } => {
                 let cfg = load_config(&common, Overrides::default())?;
@@ -269,6 +307,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
     }
+}
+
+async fn modbus_write(
+    common: &CommonArgs,
+    device: &str,
+    sensor: &str,
+    value: f64,
+    actor: &str,
+) -> anyhow::Result<()> {
+    let cfg = load_config(common, Overrides::default())?;
+    let (dev, map) = cfg
+        .modbus
+        .load(&cfg.base_dir)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .find(|(d, _)| d.id == device)
+        .with_context(|| format!("device `{device}` is not in [[modbus.devices]]"))?;
+    let sensor_id = waterline_core::SensorId::parse(sensor)?;
+    let store = services::open_store(&cfg).await?;
+    let target = format!("{device}/{sensor}");
+    let result = waterline_ingest::modbus_poll::write_point(&dev, &map, &sensor_id, value).await;
+    let detail = match &result {
+        Ok(read_back) => serde_json::json!({ "value": value, "read_back": read_back }),
+        Err(e) => serde_json::json!({ "value": value, "error": e.to_string() }),
+    };
+    let action = if result.is_ok() {
+        "modbus.write"
+    } else {
+        "modbus.write.failed"
+    };
+    store.audit(actor, action, Some(&target), &detail).await?;
+    store.close().await;
+    let read_back = result.with_context(|| format!("writing {value} to {target}"))?;
+    println!("{target}: wrote {value}, read back {read_back}");
+    Ok(())
 }
 
 /// `waterline serve`: runs until SIGTERM or Ctrl-C, then drains and stops.

@@ -58,10 +58,21 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     if cfg.ingest.enabled {
-        let task = waterline_ingest::run_mqtt(
+        let modbus = if cfg.modbus.enabled {
+            cfg.modbus
+                .load(&cfg.base_dir)
+                .map_err(anyhow::Error::msg)?
+                .into_iter()
+                .filter(|(d, _)| cfg.modbus.polls(&d.id))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let task = waterline_ingest::run(
             store.clone(),
             cfg.mqtt.clone(),
             cfg.ingest.clone(),
+            modbus,
             health.clone(),
             shutdown.clone(),
         )

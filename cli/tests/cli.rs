@@ -541,3 +541,91 @@ async fn three_ingest_processes_share_one_subscription_store_each_message_once_a
     }
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modbus_write_checks_range_reads_back_and_is_audited() {
+    let device = waterline_tests::ModbusServer::start().await.unwrap();
+    device.set(10, &[350]);
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("rtu.toml");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/modbus/dma-inlet-rtu.toml"
+        ),
+        &map,
+    )
+    .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("w.db").display());
+    let cfg = dir.path().join("waterline.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[database]\nurl = \"{db}\"\n[modbus.models]\nrtu = \"rtu.toml\"\n[[modbus.devices]]\nid = \"PRV-7\"\naddress = \"{}\"\nmodel = \"rtu\"\n",
+            device.addr
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let cfg1 = cfg.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run(&[
+            "modbus",
+            "write",
+            "--config",
+            &cfg1,
+            "--device",
+            "PRV-7",
+            "--sensor",
+            "PRV-7-prv-setpoint",
+            "--value",
+            "42.5",
+            "--actor",
+            "dispatcher-li",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wrote 42.5, read back 42.5"), "{out}");
+    assert_eq!(device.get(10), 425);
+
+    let cfg2 = cfg.clone();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        run(&[
+            "modbus",
+            "write",
+            "--config",
+            &cfg2,
+            "--device",
+            "PRV-7",
+            "--sensor",
+            "PRV-7-prv-setpoint",
+            "--value",
+            "80",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("80"), "{err}");
+    assert_eq!(
+        device.get(10),
+        425,
+        "an out-of-range set point is never sent"
+    );
+
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT actor, action, detail FROM audit_log WHERE action LIKE 'modbus.%' ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].0, "dispatcher-li");
+    assert_eq!(rows[0].1, "modbus.write");
+    assert!(rows[0].2.contains("42.5"));
+    assert_eq!(rows[1].1, "modbus.write.failed");
+}

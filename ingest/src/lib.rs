@@ -5,11 +5,16 @@
 //! acknowledge). Nothing is acknowledged before it is committed, and the store's
 //! (series, time) key makes redelivery harmless: at-least-once delivery, exactly-once storage.
 //!
-//! Main entry point: [`run_mqtt`]. Configuration: [`MqttConfig`], [`IngestConfig`].
+//! Modbus devices are polled by [`modbus_poll`] into the same writer, so they share its
+//! validation, batching and spool.
+//!
+//! Main entry points: [`run`] (MQTT and Modbus), [`run_mqtt`]. Configuration: [`MqttConfig`],
+//! [`IngestConfig`], [`modbus_poll::ModbusConfig`].
 //! This crate does not serve HTTP, run analytics or know about dashboards.
 
 pub mod backoff;
 pub mod config;
+pub mod modbus_poll;
 mod mqtt;
 pub mod pending;
 pub mod ratelimit;
@@ -52,6 +57,22 @@ pub async fn run_mqtt(
     health: HealthBoard,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, IngestError> {
+    run(store, mqtt, cfg, Vec::new(), health, shutdown).await
+}
+
+/// Starts ingest: MQTT, and a poller for each Modbus device given (already loaded with its
+/// register map, and meant for this process). Polled values go through the same writer.
+pub async fn run(
+    store: Store,
+    mqtt: MqttConfig,
+    cfg: IngestConfig,
+    modbus: Vec<(
+        modbus_poll::ModbusDevice,
+        waterline_core::modbus::RegisterMap,
+    )>,
+    health: HealthBoard,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, IngestError> {
     mqtt.validate().map_err(IngestError::Config)?;
     cfg.validate().map_err(IngestError::Config)?;
     let registry = registry::Registry::load(&store).await?;
@@ -81,6 +102,8 @@ pub async fn run_mqtt(
     let routes = route::Routes::from_config(&mqtt, &cfg);
     let (client, eventloop) = AsyncClient::new(opts, request_capacity);
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
+    let poll_tx = tx.clone();
+    let shutdown_pollers = shutdown.clone();
     let (done_tx, done_rx) = oneshot::channel();
     let generation = Arc::new(AtomicU64::new(0));
 
@@ -117,7 +140,18 @@ pub async fn run_mqtt(
         shutdown,
         done_rx,
     ));
+    let pollers: Vec<JoinHandle<()>> = modbus
+        .into_iter()
+        .map(|(dev, map)| {
+            tracing::info!(device = %dev.id, address = %dev.address, points = map.points.len(), "polling Modbus device");
+            tokio::spawn(modbus_poll::run_device(dev, map, poll_tx.clone(), shutdown_pollers.clone()))
+        })
+        .collect();
+    drop(poll_tx);
     Ok(tokio::spawn(async move {
+        for p in pollers {
+            let _ = p.await;
+        }
         let _ = writer_task.await;
         let _ = source_task.await;
     }))

@@ -25,12 +25,29 @@ pub const BROKER_COMPONENT: &str = "broker";
 /// Most messages held between the connection and the writer's channel.
 const MAX_HELD: usize = 10_000;
 
-/// A message received from the broker, not yet acknowledged.
+/// A message to write: received from the broker (not yet acknowledged), or produced in this
+/// process (a Modbus poll), which is a QoS 0 publish that needs no acknowledgement.
 #[derive(Debug)]
 pub(crate) struct Delivery {
     pub(crate) publish: Publish,
     pub(crate) generation: u64,
     pub(crate) received_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// A message produced in this process.
+    pub(crate) fn local(topic: String, payload: Vec<u8>) -> Delivery {
+        Delivery {
+            publish: Publish::new(topic, QoS::AtMostOnce, payload),
+            generation: 0,
+            received_at: Utc::now(),
+        }
+    }
+
+    /// Whether the broker waits for an acknowledgement of this message.
+    pub(crate) fn needs_ack(&self) -> bool {
+        self.publish.qos != QoS::AtMostOnce
+    }
 }
 
 /// Builds the client options from the configuration.

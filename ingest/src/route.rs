@@ -7,6 +7,7 @@
 //! | `application/<app>/device/<dev eui>/event/up` | ChirpStack v4 uplink | `lora-<dev eui>` |
 //! | `<cjt188 prefix>/<gateway>/up` | CJ/T 188 frame, raw bytes or hex text | `cjt188-<address>` |
 //! | `spBv1.0/<group>/<kind>/<node>[/<device>]` | Sparkplug B | `<group>:<node>[:<device>]` |
+//! | `modbus/<device>/up` (internal, from the poller) | native JSON | `<device>` |
 //!
 //! Sparkplug is stateful (births define aliases, `seq` must not skip): [`SparkplugNodes`]
 //! holds one state machine per edge node and asks for a rebirth (rate-limited) when the
@@ -89,6 +90,16 @@ pub fn process(
     }
     if routes.sparkplug && topic.starts_with("spBv1.0/") {
         return process_sparkplug(topic, payload, registry, cfg, now, nodes);
+    }
+    if topic.starts_with("modbus/") {
+        return uplink::process_native(
+            topic,
+            payload,
+            crate::modbus_poll::MODBUS_TOPIC_PREFIX,
+            registry,
+            cfg,
+            now,
+        );
     }
     uplink::process_native(topic, payload, &routes.native_prefix, registry, cfg, now)
 }

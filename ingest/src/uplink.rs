@@ -37,6 +37,15 @@ impl Processed {
     }
 }
 
+/// The input path a topic came in on: polled Modbus values use internal topics.
+fn source_of(topic: &str) -> &'static str {
+    if topic.starts_with("modbus/") {
+        "modbus"
+    } else {
+        SOURCE_MQTT
+    }
+}
+
 /// Longest dead-letter reason kept.
 const MAX_REASON: usize = 2_000;
 
@@ -52,7 +61,7 @@ fn letter(topic: &str, payload: &[u8], at: DateTime<Utc>, reason: String) -> Dea
     }
     DeadLetter {
         received_at: at,
-        source: SOURCE_MQTT.into(),
+        source: source_of(topic).into(),
         topic: Some(topic.to_owned()),
         reason,
         payload: payload.to_vec(),
@@ -192,7 +201,12 @@ pub fn process_native(
         }
     };
     // Checked before decoding: a pending device's payload is kept aside as it came.
-    let seen = match admit(&device, "native-json", topic, payload, registry, cfg, now) {
+    let protocol = if prefix == crate::modbus_poll::MODBUS_TOPIC_PREFIX {
+        "modbus"
+    } else {
+        "native-json"
+    };
+    let seen = match admit(&device, protocol, topic, payload, registry, cfg, now) {
         Ok(seen) => seen,
         Err(p) => return p,
     };

@@ -246,7 +246,7 @@ impl Writer {
             return false;
         }
         for (d, ack) in deliveries.into_iter().zip(ack) {
-            if ack {
+            if ack && d.needs_ack() {
                 self.unsent_acks.push_back((d.generation, d.publish));
             }
         }

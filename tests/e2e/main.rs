@@ -6,4 +6,5 @@ mod api;
 mod conformance;
 mod faults;
 mod ingest;
+mod modbus;
 mod protocols;

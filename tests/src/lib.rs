@@ -8,12 +8,15 @@
 //!   port and persistence directory to test broker restarts.
 //! - [`PgServer`]: a private PostgreSQL server (own data directory and port) that a
 //!   fault-injection test may stop, restart or kill.
+//! - [`ModbusServer`]: a Modbus TCP device with settable registers and an exception range.
 //! - [`fixtures`]: a test network, native uplinks, and a QoS 1 publisher that waits for the
 //!   broker's acknowledgements.
 
 pub mod fixtures;
+pub mod modbus_server;
 pub mod pg_server;
 
+pub use modbus_server::ModbusServer;
 pub use pg_server::PgServer;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
