@@ -63,6 +63,11 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     log "installing Mosquitto"
     apt_install mosquitto mosquitto-clients
 fi
+# The TLS tests make a throw-away CA with the openssl command line tool.
+if ! command -v openssl >/dev/null; then
+    log "installing openssl"
+    apt_install openssl
+fi
 if ! pgrep -x mosquitto >/dev/null; then
     log "starting Mosquitto"
     as_root /usr/sbin/mosquitto -d -c /etc/mosquitto/mosquitto.conf || log "system Mosquitto did not start (tests use their own brokers)"

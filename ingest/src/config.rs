@@ -8,8 +8,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// Broker URL, `mqtt://HOST:PORT`.
+    /// Broker URL, `mqtt://HOST:PORT`, or `mqtts://HOST:PORT` for TLS (default port 8883).
     pub broker: String,
+    /// PEM file of the CA(s) that signed the broker's certificate (TLS); default: the system
+    /// bundle `/etc/ssl/certs/ca-certificates.crt`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate and key for TLS client authentication (both or neither).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
     /// Client id; with a persistent session the broker keeps unacknowledged messages for it.
     pub client_id: String,
     /// Topic prefix of native uplinks: `<prefix>/<device>/up`.
@@ -38,6 +44,9 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             broker: "mqtt://127.0.0.1:1883".into(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             client_id: "waterline-ingest".into(),
             topic_prefix: "waterline".into(),
             shared_group: None,
@@ -56,7 +65,19 @@ impl Default for MqttConfig {
 impl MqttConfig {
     /// Host and port of `broker`.
     pub fn broker_addr(&self) -> Result<(String, u16), String> {
-        parse_broker_url(&self.broker)
+        parse_broker_url(&self.broker).map(|(h, p, _)| (h, p))
+    }
+
+    /// Whether the broker is reached over TLS (`mqtts://`).
+    pub fn tls(&self) -> bool {
+        matches!(parse_broker_url(&self.broker), Ok((_, _, true)))
+    }
+
+    /// The CA bundle used for TLS.
+    pub fn ca_path(&self) -> PathBuf {
+        self.ca_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE))
     }
 
     /// The topic filters subscribed to, each shared when `shared_group` is set.
@@ -83,6 +104,24 @@ impl MqttConfig {
     /// Checks the values once, at start-up.
     pub fn validate(&self) -> Result<(), String> {
         self.broker_addr()?;
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err("mqtt.client_cert_file and mqtt.client_key_file go together".into());
+        }
+        if self.tls() {
+            let ca = self.ca_path();
+            if !ca.exists() {
+                return Err(format!(
+                    "mqtt.ca_file {} does not exist (needed for {})",
+                    ca.display(),
+                    self.broker
+                ));
+            }
+        } else if self.ca_file.is_some() || self.client_cert_file.is_some() {
+            return Err(format!(
+                "mqtt.ca_file / client certificates are set but the broker URL `{}` is not mqtts://",
+                self.broker
+            ));
+        }
         if self.client_id.is_empty() {
             return Err("mqtt.client_id must not be empty".into());
         }
@@ -116,25 +155,40 @@ impl MqttConfig {
     }
 }
 
-/// Parses `mqtt://HOST:PORT` (port defaults to 1883).
-pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
+/// Where Debian and most distributions keep the system's CA bundle.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Parses `mqtt://HOST:PORT` (port defaults to 1883) or `mqtts://HOST:PORT` (TLS, 8883).
+/// Returns host, port and whether TLS is asked for.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (rest, tls) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (r, true)
+    } else if let Some(r) = url.strip_prefix("ssl://") {
+        (r, true)
+    } else if let Some(r) = url
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| format!("broker URL `{url}` must start with mqtt://"))?;
+    {
+        (r, false)
+    } else {
+        return Err(format!(
+            "broker URL `{url}` must start with mqtt:// or mqtts://"
+        ));
+    };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
         return Err(format!("broker URL `{url}` has no host"));
     }
+    let default_port = if tls { 8883 } else { 1883 };
     match rest.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() => {
+        Some((host, port)) if !host.is_empty() && !port.contains(']') => {
             let port = port
                 .parse::<u16>()
                 .map_err(|_| format!("broker URL `{url}`: `{port}` is not a port number"))?;
-            Ok((host.trim_matches(['[', ']']).to_owned(), port))
+            Ok((host.trim_matches(['[', ']']).to_owned(), port, tls))
         }
-        Some(_) => Err(format!("broker URL `{url}` has no host")),
-        None => Ok((rest.to_owned(), 1883)),
+        Some(("", _)) => Err(format!("broker URL `{url}` has no host")),
+        _ => Ok((rest.trim_matches(['[', ']']).to_owned(), default_port, tls)),
     }
 }
 
@@ -247,18 +301,15 @@ mod tests {
 
     #[test]
     fn broker_urls() {
+        let ok = |u: &str| parse_broker_url(u).unwrap();
         assert_eq!(
-            parse_broker_url("mqtt://127.0.0.1:1883"),
-            Ok(("127.0.0.1".into(), 1883))
+            ok("mqtt://127.0.0.1:1883"),
+            ("127.0.0.1".into(), 1883, false)
         );
-        assert_eq!(
-            parse_broker_url("mqtt://broker"),
-            Ok(("broker".into(), 1883))
-        );
-        assert_eq!(
-            parse_broker_url("mqtt://[::1]:1884"),
-            Ok(("::1".into(), 1884))
-        );
+        assert_eq!(ok("mqtt://broker"), ("broker".into(), 1883, false));
+        assert_eq!(ok("mqtt://[::1]:1884"), ("::1".into(), 1884, false));
+        assert_eq!(ok("mqtts://broker"), ("broker".into(), 8883, true));
+        assert_eq!(ok("mqtts://broker:9883"), ("broker".into(), 9883, true));
         assert!(
             parse_broker_url("http://x:1")
                 .unwrap_err()
@@ -270,6 +321,27 @@ mod tests {
                 .contains("notaport")
         );
         assert!(parse_broker_url("mqtt://").is_err());
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        let c = MqttConfig {
+            broker: "mqtt://b".into(),
+            ca_file: Some("/tmp/ca.pem".into()),
+            ..MqttConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("not mqtts://"));
+        let c = MqttConfig {
+            broker: "mqtts://b".into(),
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..MqttConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("does not exist"));
+        let c = MqttConfig {
+            client_cert_file: Some("a".into()),
+            ..MqttConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("go together"));
     }
 
     #[test]

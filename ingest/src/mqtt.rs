@@ -62,6 +62,17 @@ pub(crate) fn options(cfg: &MqttConfig) -> Result<MqttOptions, String> {
     if let Some(user) = &cfg.username {
         opts.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
     }
+    if cfg.tls() {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let ca = read(&cfg.ca_path())?;
+        let client_auth = match (&cfg.client_cert_file, &cfg.client_key_file) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            _ => None,
+        };
+        opts.set_transport(rumqttc::Transport::tls(ca, client_auth, None));
+    }
     Ok(opts)
 }
 

@@ -368,3 +368,76 @@ async fn a_new_device_waits_for_approval_and_its_held_back_data_is_stored_once_a
     task.await.unwrap();
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_connects_over_tls_with_a_password_and_refuses_a_wrong_one() {
+    let broker = Mosquitto::start_secure().unwrap();
+    let secure = broker.secure.clone().unwrap();
+    let db = SqliteDb::create().unwrap();
+    let store = db.store().await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
+    let mqtt = MqttConfig {
+        broker: format!("mqtts://127.0.0.1:{}", secure.port),
+        client_id: "tls-ingest".into(),
+        ca_file: Some(secure.ca_file.clone()),
+        username: Some(secure.username.clone()),
+        password: Some(secure.password.clone()),
+        ..MqttConfig::default()
+    };
+    let cfg = IngestConfig {
+        spool_dir: None,
+        ..IngestConfig::default()
+    };
+    let health = HealthBoard::new();
+    let (stop, rx) = watch::channel(false);
+    let task =
+        waterline_ingest::run_mqtt(store.clone(), mqtt.clone(), cfg.clone(), health.clone(), rx)
+            .await
+            .unwrap();
+    let connected = eventually(Duration::from_secs(15), || async {
+        health
+            .snapshot()
+            .get(waterline_ingest::BROKER_COMPONENT)
+            .filter(|c| c.ok)
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        connected.is_some(),
+        "connected over TLS: {:?}",
+        health.snapshot()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Devices publish on the plain listener; ingest receives over TLS.
+    publish_all(broker.port, &uplinks(support::t0(), 10, 2))
+        .await
+        .unwrap();
+    assert_eq!(wait_for_count(&store, 40).await, 40);
+    let _ = stop.send(true);
+    task.await.unwrap();
+
+    // A wrong password: the broker refuses, health says so, nothing crashes.
+    let wrong = MqttConfig {
+        password: Some("wrong".into()),
+        client_id: "tls-ingest-2".into(),
+        ..mqtt
+    };
+    let health = HealthBoard::new();
+    let (stop, rx) = watch::channel(false);
+    let task = waterline_ingest::run_mqtt(store.clone(), wrong, cfg, health.clone(), rx)
+        .await
+        .unwrap();
+    let refused = eventually(Duration::from_secs(15), || async {
+        let s = health.snapshot();
+        let b = s.get(waterline_ingest::BROKER_COMPONENT)?;
+        (!b.ok && b.detail.contains("disconnected")).then(|| b.detail.clone())
+    })
+    .await;
+    assert!(refused.is_some(), "{:?}", health.snapshot());
+    let _ = stop.send(true);
+    task.await.unwrap();
+    store.close().await;
+}

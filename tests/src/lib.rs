@@ -176,6 +176,70 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A second listener with TLS and password authentication, when started secure.
+    pub secure: Option<SecureListener>,
+}
+
+/// The TLS listener of a secure test broker.
+#[derive(Debug, Clone)]
+pub struct SecureListener {
+    pub port: u16,
+    /// PEM of the test CA that signed the broker's certificate.
+    pub ca_file: PathBuf,
+    pub username: String,
+    pub password: String,
+}
+
+fn run_tool(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A throw-away CA and a server certificate for 127.0.0.1 / localhost (openssl CLI).
+fn make_certificates(dir: &Path) -> anyhow::Result<()> {
+    let d = |f: &str| dir.join(f);
+    run_tool(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .arg("-keyout")
+            .arg(d("ca.key"))
+            .arg("-out")
+            .arg(d("ca.pem"))
+            .args(["-subj", "/CN=waterline-test-ca"]),
+    )?;
+    run_tool(
+        Command::new("openssl")
+            .args(["req", "-newkey", "rsa:2048", "-nodes"])
+            .arg("-keyout")
+            .arg(d("server.key"))
+            .arg("-out")
+            .arg(d("server.csr"))
+            .args(["-subj", "/CN=localhost"]),
+    )?;
+    std::fs::write(d("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")?;
+    run_tool(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(d("server.csr"))
+            .arg("-CA")
+            .arg(d("ca.pem"))
+            .arg("-CAkey")
+            .arg(d("ca.key"))
+            .arg("-out")
+            .arg(d("server.pem"))
+            .arg("-extfile")
+            .arg(d("ext.cnf")),
+    )?;
+    Ok(())
 }
 
 impl Mosquitto {
@@ -188,6 +252,7 @@ impl Mosquitto {
                 port: free_port(),
                 dir: tempfile::tempdir()?,
                 child: None,
+                secure: None,
             };
             match m.spawn() {
                 Ok(()) => return Ok(m),
@@ -197,18 +262,56 @@ impl Mosquitto {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("mosquitto did not start")))
     }
 
+    /// Starts Mosquitto with a plain listener (anonymous, for test publishers) and a TLS
+    /// listener that requires a username and password (for the service under test).
+    pub fn start_secure() -> anyhow::Result<Mosquitto> {
+        let dir = tempfile::tempdir()?;
+        make_certificates(dir.path())?;
+        let passwd = dir.path().join("passwd");
+        run_tool(
+            Command::new("mosquitto_passwd")
+                .args(["-b", "-c"])
+                .arg(&passwd)
+                .args(["ingest", "s3cret-pw"]),
+        )?;
+        let mut m = Mosquitto {
+            port: free_port(),
+            dir,
+            child: None,
+            secure: Some(SecureListener {
+                port: free_port(),
+                ca_file: PathBuf::new(),
+                username: "ingest".into(),
+                password: "s3cret-pw".into(),
+            }),
+        };
+        if let Some(s) = m.secure.as_mut() {
+            s.ca_file = m.dir.path().join("ca.pem");
+        }
+        m.spawn()?;
+        Ok(m)
+    }
+
     fn config_path(&self) -> PathBuf {
         self.dir.path().join("mosquitto.conf")
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location {dir}/\n\
+        let dir = self.dir.path().display();
+        let mut conf = format!(
+            "per_listener_settings true\nuser root\npersistence true\npersistence_location {dir}/\n\
              max_queued_messages 1000000\nmax_inflight_messages 1000\nmessage_size_limit 0\n\
-             log_dest file {dir}/mosquitto.log\n",
+             log_dest file {dir}/mosquitto.log\n\
+             listener {port} 127.0.0.1\nallow_anonymous true\n",
             port = self.port,
-            dir = self.dir.path().display()
         );
+        if let Some(s) = &self.secure {
+            conf.push_str(&format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {dir}/passwd\n\
+                 cafile {dir}/ca.pem\ncertfile {dir}/server.pem\nkeyfile {dir}/server.key\n",
+                port = s.port,
+            ));
+        }
         std::fs::write(self.config_path(), conf)?;
         let child = Command::new(mosquitto_path())
             .arg("-c")
@@ -224,6 +327,16 @@ impl Mosquitto {
         ) {
             self.stop();
             bail!("mosquitto is not listening on {}", self.port);
+        }
+        if let Some(s) = &self.secure
+            && !wait_for_port(
+                SocketAddr::from(([127, 0, 0, 1], s.port)),
+                Duration::from_secs(10),
+            )
+        {
+            let port = s.port;
+            self.stop();
+            bail!("mosquitto's TLS listener is not up on {port}");
         }
         Ok(())
     }
