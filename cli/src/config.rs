@@ -476,6 +476,16 @@ mod tests {
     }
 
     #[test]
+    fn chirpstack_profile_codecs_load_from_the_documented_format() {
+        let f = file(
+            "[ingest.chirpstack_profiles.\"meter-v2\"]\nfields = [\n  { name = \"volume_m3\", offset = 0, kind = \"u32_le\", scale = 0.001, unit = \"m3\" },\n  { name = \"battery_pct\", offset = 4, kind = \"u8\" },\n]\n",
+        );
+        let cfg = Config::load(Some(f.path()), env(&[]), &Overrides::default()).unwrap();
+        let codec = cfg.ingest.chirpstack_profiles.get("meter-v2").unwrap();
+        assert_eq!(codec.fields.len(), 2);
+    }
+
+    #[test]
     fn the_shipped_example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../waterline.example.toml");
         Config::load(Some(&path), env(&[]), &Overrides::default()).unwrap();
