@@ -298,6 +298,10 @@ pub(crate) async fn devices(
                     "registered_at": d.registered_at,
                     "unregistered": unregistered,
                     "silent": silent,
+                    "rssi_dbm": d.rssi_dbm,
+                    "snr_db": d.snr_db,
+                    "battery_percent": d.battery_percent,
+                    "health_at": d.health_at,
                 })
             })
         })

@@ -126,10 +126,11 @@ fn process_chirpstack(
             return decode_failed(topic, payload, now, seen, e.to_string());
         }
     };
-    let seen = match admit(&up.device, "chirpstack", topic, payload, registry, cfg, now) {
+    let mut seen = match admit(&up.device, "chirpstack", topic, payload, registry, cfg, now) {
         Ok(seen) => seen,
         Err(p) => return p,
     };
+    seen.health = Some(up.health);
     let problems = up
         .rejected
         .iter()

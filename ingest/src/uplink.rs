@@ -104,6 +104,7 @@ pub fn admit(
         protocol,
         at: now,
         status_if_new,
+        health: None,
     };
     match registry.device(device).unwrap_or(status_if_new) {
         DeviceStatus::Active => Ok(seen),

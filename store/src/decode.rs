@@ -97,6 +97,9 @@ pub(crate) fn merge_devices(devices: &[DeviceSeen]) -> Vec<(DeviceSeen, DateTime
         by_id
             .entry(&d.device)
             .and_modify(|(e, first)| {
+                if d.at >= e.at && d.health.is_some() {
+                    e.health = d.health;
+                }
                 e.at = e.at.max(d.at);
                 *first = (*first).min(d.at);
             })

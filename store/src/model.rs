@@ -46,6 +46,11 @@ pub struct DeviceRecord {
     /// Who registered it (CLI or API); `None` when it only registered itself by reporting.
     pub registered_by: Option<String>,
     pub registered_at: Option<DateTime<Utc>>,
+    /// Last reported radio and power state, and when.
+    pub rssi_dbm: Option<f64>,
+    pub snr_db: Option<f64>,
+    pub battery_percent: Option<f64>,
+    pub health_at: Option<DateTime<Utc>>,
 }
 
 /// A device seen in a batch: registered on first contact, `last_seen` advanced otherwise.
@@ -56,6 +61,8 @@ pub struct DeviceSeen {
     pub at: DateTime<Utc>,
     /// Status given to the device if this is its first contact.
     pub status_if_new: DeviceStatus,
+    /// Radio and power state reported with this message, if any.
+    pub health: Option<waterline_core::codec::DeviceHealth>,
 }
 
 /// Input that could not be taken, kept with its raw bytes and the reason.

@@ -489,7 +489,8 @@ impl PgStore {
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at
+            "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at,
+                    rssi_dbm, snr_db, battery_percent, health_at
              FROM devices ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -504,6 +505,10 @@ impl PgStore {
                     last_seen: r.try_get(4)?,
                     registered_by: r.try_get(5)?,
                     registered_at: r.try_get(6)?,
+                    rssi_dbm: r.try_get(7)?,
+                    snr_db: r.try_get(8)?,
+                    battery_percent: r.try_get(9)?,
+                    health_at: r.try_get(10)?,
                 })
             })
             .collect()
@@ -592,19 +597,42 @@ async fn upsert_devices(
     let protocols: Vec<&str> = merged.iter().map(|(d, _)| d.protocol).collect();
     let first: Vec<DateTime<Utc>> = merged.iter().map(|(_, f)| *f).collect();
     let last: Vec<DateTime<Utc>> = merged.iter().map(|(d, _)| d.at).collect();
+    let health = |f: fn(&waterline_core::codec::DeviceHealth) -> Option<f64>| -> Vec<Option<f64>> {
+        merged
+            .iter()
+            .map(|(d, _)| d.health.as_ref().and_then(f))
+            .collect()
+    };
+    let (rssi, snr, battery) = (
+        health(|h| h.rssi_dbm),
+        health(|h| h.snr_db),
+        health(|h| h.battery_percent),
+    );
+    let health_at: Vec<Option<DateTime<Utc>>> =
+        merged.iter().map(|(d, _)| d.health.map(|_| d.at)).collect();
     sqlx::query(
-        "INSERT INTO devices (id, status, protocol, first_seen, last_seen)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+        "INSERT INTO devices (id, status, protocol, first_seen, last_seen, rssi_dbm, snr_db, battery_percent, health_at)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                              $6::float8[], $7::float8[], $8::float8[], $9::timestamptz[])
          ON CONFLICT (id) DO UPDATE SET
            last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
            first_seen = COALESCE(devices.first_seen, EXCLUDED.first_seen),
-           protocol = COALESCE(devices.protocol, EXCLUDED.protocol)",
+           protocol = COALESCE(devices.protocol, EXCLUDED.protocol),
+           rssi_dbm = CASE WHEN EXCLUDED.health_at >= COALESCE(devices.health_at, EXCLUDED.health_at) THEN EXCLUDED.rssi_dbm ELSE devices.rssi_dbm END,
+           snr_db = CASE WHEN EXCLUDED.health_at >= COALESCE(devices.health_at, EXCLUDED.health_at) THEN EXCLUDED.snr_db ELSE devices.snr_db END,
+           battery_percent = CASE WHEN EXCLUDED.health_at >= COALESCE(devices.health_at, EXCLUDED.health_at)
+                                  THEN COALESCE(EXCLUDED.battery_percent, devices.battery_percent) ELSE devices.battery_percent END,
+           health_at = GREATEST(devices.health_at, EXCLUDED.health_at)",
     )
     .bind(&ids)
     .bind(&statuses)
     .bind(&protocols)
     .bind(&first)
     .bind(&last)
+    .bind(&rssi)
+    .bind(&snr)
+    .bind(&battery)
+    .bind(&health_at)
     .execute(&mut **tx)
     .await?;
     Ok(())

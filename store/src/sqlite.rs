@@ -177,18 +177,29 @@ impl SqliteStore {
     ) -> Result<BatchOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         for (d, first) in crate::decode::merge_devices(&batch.devices) {
+            let h = d.health.unwrap_or_default();
             sqlx::query(
-                "INSERT INTO devices (id, status, protocol, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO devices (id, status, protocol, first_seen, last_seen, rssi_dbm, snr_db, battery_percent, health_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (id) DO UPDATE SET
                    last_seen = MAX(COALESCE(devices.last_seen, excluded.last_seen), excluded.last_seen),
                    first_seen = COALESCE(devices.first_seen, excluded.first_seen),
-                   protocol = COALESCE(devices.protocol, excluded.protocol)",
+                   protocol = COALESCE(devices.protocol, excluded.protocol),
+                   rssi_dbm = CASE WHEN excluded.health_at >= COALESCE(devices.health_at, excluded.health_at) THEN excluded.rssi_dbm ELSE devices.rssi_dbm END,
+                   snr_db = CASE WHEN excluded.health_at >= COALESCE(devices.health_at, excluded.health_at) THEN excluded.snr_db ELSE devices.snr_db END,
+                   battery_percent = CASE WHEN excluded.health_at >= COALESCE(devices.health_at, excluded.health_at)
+                                          THEN COALESCE(excluded.battery_percent, devices.battery_percent) ELSE devices.battery_percent END,
+                   health_at = MAX(COALESCE(devices.health_at, excluded.health_at), COALESCE(excluded.health_at, devices.health_at))",
             )
             .bind(d.device.as_str())
             .bind(d.status_if_new.as_str())
             .bind(d.protocol)
             .bind(us(first))
             .bind(us(d.at))
+            .bind(h.rssi_dbm)
+            .bind(h.snr_db)
+            .bind(h.battery_percent)
+            .bind(d.health.map(|_| us(d.at)))
             .execute(&mut *tx)
             .await?;
         }
@@ -439,7 +450,8 @@ impl SqliteStore {
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at
+            "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at,
+                    rssi_dbm, snr_db, battery_percent, health_at
              FROM devices ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -454,6 +466,10 @@ impl SqliteStore {
                     last_seen: opt_time(r.try_get(4)?),
                     registered_by: r.try_get(5)?,
                     registered_at: opt_time(r.try_get(6)?),
+                    rssi_dbm: r.try_get(7)?,
+                    snr_db: r.try_get(8)?,
+                    battery_percent: r.try_get(9)?,
+                    health_at: opt_time(r.try_get(10)?),
                 })
             })
             .collect()

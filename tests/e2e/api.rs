@@ -296,6 +296,7 @@ async fn devices_show_who_is_unregistered_and_who_is_silent() {
         protocol: "native-json",
         at,
         status_if_new: waterline_store::DeviceStatus::Active,
+        health: None,
     };
     // Reporting since this morning, never registered by anyone.
     // Registered by an engineer, but silent for two days.

@@ -285,6 +285,7 @@ async fn devices_register_on_first_contact(store: Store) {
         protocol: "native-json",
         at,
         status_if_new: DeviceStatus::Pending,
+        health: None,
     };
     let batch = Batch {
         devices: vec![seen(t), seen(t + TimeDelta::minutes(5))],
@@ -315,6 +316,32 @@ async fn devices_register_on_first_contact(store: Store) {
         store.devices().await.unwrap()[0].status,
         DeviceStatus::Active
     );
+    // Radio health: the newest report wins, an older one arriving late does not overwrite it.
+    let with_health = |at: DateTime<Utc>, rssi: f64| DeviceSeen {
+        health: Some(waterline_core::codec::DeviceHealth {
+            rssi_dbm: Some(rssi),
+            snr_db: Some(5.0),
+            battery_percent: None,
+        }),
+        ..seen(at)
+    };
+    store
+        .commit_batch(&Batch {
+            devices: vec![with_health(t + TimeDelta::minutes(30), -90.0)],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit_batch(&Batch {
+            devices: vec![with_health(t + TimeDelta::minutes(10), -120.0)],
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+    let d = &store.devices().await.unwrap()[0];
+    assert_eq!(d.rssi_dbm, Some(-90.0));
+    assert_eq!(d.health_at, Some(t + TimeDelta::minutes(30)));
     // A later sighting does not reset an approval.
     store
         .commit_batch(&Batch {
@@ -344,6 +371,7 @@ async fn held_back_uplinks_are_released_with_their_batch(store: Store) {
         protocol: "native-json",
         at: t,
         status_if_new: DeviceStatus::Pending,
+        health: None,
     };
     store
         .commit_batch(&Batch {

@@ -214,6 +214,14 @@ async fn chirpstack_cjt188_and_sparkplug_devices_are_stored() {
             .unwrap_or_else(|| panic!("device {id} registered"));
         assert_eq!(d.protocol.as_deref(), Some(protocol));
     }
+    // The LoRaWAN radio state is kept as device health.
+    let lora = devices
+        .iter()
+        .find(|d| d.id == "lora-a1b2c3d4e5f60708")
+        .unwrap();
+    assert_eq!(lora.rssi_dbm, Some(-97.0));
+    assert_eq!(lora.snr_db, Some(7.5));
+    assert!(lora.health_at.is_some());
     ingest.stop().await;
     store.close().await;
 }
