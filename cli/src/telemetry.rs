@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber: `WATERLINE_LOG` (or `RUST_LOG`) filters, default `info`.
@@ -26,6 +26,15 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
                     100.0, 1_000.0, 10_000.0, 100_000.0,
                 ])
+                .ok()?
+                // Fine buckets for the publish-to-commit latency (benchmarks read p50/p99).
+                .set_buckets_for_metric(
+                    Matcher::Full("waterline_ingest_reading_age_at_commit_seconds".into()),
+                    &[
+                        0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2,
+                        0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+                    ],
+                )
                 .ok()?;
             match builder.install_recorder() {
                 Ok(h) => Some(h),

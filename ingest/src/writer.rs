@@ -305,6 +305,21 @@ impl Writer {
         metrics::counter!("waterline_ingest_readings_duplicate_total")
             .increment(outcome.duplicates);
         metrics::counter!("waterline_ingest_messages_committed_total").increment(raw.len() as u64);
+        if live {
+            // Freshness at commit: from the time a device stamped its newest reading to the
+            // commit. Only recent data counts (a batched upload of yesterday is not slow).
+            let committed = Utc::now();
+            let latency = metrics::histogram!("waterline_ingest_reading_age_at_commit_seconds");
+            for p in &parts {
+                if let Some(newest) = p.readings.iter().map(|r| r.time).max() {
+                    let age =
+                        (committed - newest).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+                    if (0.0..600.0).contains(&age) {
+                        latency.record(age);
+                    }
+                }
+            }
+        }
         for p in &parts {
             if let Some(label) = p.reject_label {
                 metrics::counter!("waterline_ingest_dead_letters_total", "reason" => label)

@@ -2,8 +2,15 @@
 //! `COPY` of the same rows.
 //!
 //! ```sh
-//! cargo run --release -p waterline-tests --bin bench-ingest -- [--batched-messages N] [--readings-per-message R] [--single-messages N]
+//! cargo build --release --bin waterline
+//! cargo run --release -p waterline-tests --bin bench-ingest -- [--batched-messages N] \
+//!     [--readings-per-message R] [--single-messages N] [--live-rate MSG_PER_S] [--live-seconds S]
 //! ```
+//!
+//! The live part runs `waterline serve` (the release binary next to this one) as its own
+//! process, publishes single-reading messages stamped with the time of publishing at a fixed
+//! rate, and reports the publish-to-commit latency (p50, p99) from the service's
+//! `waterline_ingest_reading_age_at_commit_seconds` histogram and the service's peak RSS.
 //!
 //! Each scenario: start ingest once to create its persistent session, stop it, publish the
 //! backlog with QoS 1 (every message acknowledged by the broker), start ingest and time until
@@ -34,6 +41,8 @@ struct Args {
     batched_messages: usize,
     readings_per_message: usize,
     single_messages: usize,
+    live_rate: usize,
+    live_seconds: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -41,6 +50,8 @@ fn parse_args() -> anyhow::Result<Args> {
         batched_messages: 2_000,
         readings_per_message: 50,
         single_messages: 20_000,
+        live_rate: 10_000,
+        live_seconds: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,8 +63,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--batched-messages" => args.batched_messages = n,
             "--readings-per-message" => args.readings_per_message = n,
             "--single-messages" => args.single_messages = n,
+            "--live-rate" => args.live_rate = n,
+            "--live-seconds" => args.live_seconds = n,
             other => anyhow::bail!(
-                "unknown flag {other}; expected --batched-messages, --readings-per-message, --single-messages"
+                "unknown flag {other}; expected --batched-messages, --readings-per-message, --single-messages, --live-rate, --live-seconds"
             ),
         }
     }
@@ -214,8 +227,8 @@ async fn copy_baseline(url: &str, t0: DateTime<Utc>, rows: usize) -> anyhow::Res
     Ok(rows as f64 / seconds)
 }
 
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+fn peak_rss_mib(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
@@ -285,9 +298,200 @@ async fn main() -> anyhow::Result<()> {
         b.readings, copy_rate
     );
     println!("ingest (batched) / COPY = {:.2}", rate_b / copy_rate);
-    if let Some(mib) = peak_rss_mib() {
+    if let Some(mib) = peak_rss_mib("self") {
         println!("peak RSS of this process (ingest + publisher + generated traffic): {mib:.0} MiB");
+    }
+    if args.live_rate > 0 {
+        live(&args, &db.url, &store).await?;
     }
     store.close().await;
     Ok(())
+}
+
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        code,
+        text.split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default(),
+    ))
+}
+
+/// Quantile `q` from a Prometheus histogram exposition (linear within a bucket).
+fn quantile(exposition: &str, metric: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{metric}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = exposition
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let target = q * total;
+    let (mut lo, mut below) = (0.0, 0.0);
+    for (le, cum) in buckets {
+        if cum >= target {
+            if le.is_infinite() {
+                return Some(lo);
+            }
+            let share = if cum > below {
+                (target - below) / (cum - below)
+            } else {
+                1.0
+            };
+            return Some(lo + (le - lo) * share);
+        }
+        lo = le;
+        below = cum;
+    }
+    None
+}
+
+/// Live load: `waterline serve` as its own process, a paced publisher, latency and RSS.
+async fn live(args: &Args, db_url: &str, store: &Store) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("waterline");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build --release --bin waterline`",
+        bin.display()
+    );
+    let broker = Mosquitto::start()?;
+    let dir = tempfile::tempdir()?;
+    let net = dir.path().join("network.toml");
+    let mut toml = String::from("timezone = \"UTC\"\n");
+    for i in 0..SENSORS {
+        let _ = write!(
+            toml,
+            "[[sensor]]\nid = \"L-{i:05}\"\nkind = \"volume\"\nunit = \"m3\"\n"
+        );
+    }
+    std::fs::write(&net, toml)?;
+    let port = waterline_tests::free_port();
+    let mut serve = tokio::process::Command::new(&bin)
+        .args(["serve", "--database-url", db_url, "--broker", &broker.url()])
+        .arg("--network")
+        .arg(&net)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("WATERLINE_MQTT__CLIENT_ID", "bench-live")
+        .env("WATERLINE_INGEST__SPOOL_DIR", dir.path().join("spool"))
+        .env("WATERLINE_INGEST__MAX_MESSAGES_PER_DEVICE_PER_MINUTE", "0")
+        .env("WATERLINE_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = serve.id().context("serve has no pid")?.to_string();
+    let started = Instant::now();
+    while !matches!(http_get(port, "/health").await, Some((200, _))) {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "serve did not become healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = store.count_readings().await? as usize;
+
+    let mut opts = rumqttc::MqttOptions::new("bench-live-pub", "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_inflight(1000);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10_000);
+    let poller = tokio::spawn(async move { while let Ok(_event) = eventloop.poll().await {} });
+    let total = args.live_rate * args.live_seconds;
+    let per_tick = (args.live_rate / 100).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let t_pub = Instant::now();
+    let mut sent = 0usize;
+    while sent < total {
+        ticker.tick().await;
+        for _ in 0..per_tick.min(total - sent) {
+            let now = Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+            let body = format!(
+                "{{\"device\":\"LIVE-{}\",\"readings\":[{{\"sensor\":\"L-{:05}\",\"value\":{},\"time\":\"{now}\"}}]}}",
+                sent % 100,
+                sent % SENSORS,
+                sent % 1000
+            );
+            client
+                .publish(
+                    format!("waterline/LIVE-{}/up", sent % 100),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    body,
+                )
+                .await?;
+            sent += 1;
+        }
+    }
+    let pub_secs = t_pub.elapsed().as_secs_f64();
+    let target = before + total;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (store.count_readings().await? as usize) < target {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "live stream not fully committed within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, metrics) = http_get(port, "/metrics").await.context("no /metrics")?;
+    let metric = "waterline_ingest_reading_age_at_commit_seconds";
+    println!(
+        "live: {total} single-reading messages at a target of {} messages/s; the publisher achieved {:.0} messages/s",
+        args.live_rate,
+        total as f64 / pub_secs
+    );
+    match (
+        quantile(&metrics, metric, 0.5),
+        quantile(&metrics, metric, 0.99),
+    ) {
+        (Some(p50), Some(p99)) => println!(
+            "  publish-to-commit latency: p50 {:.1} ms, p99 {:.1} ms (from the service's histogram)",
+            p50 * 1e3,
+            p99 * 1e3
+        ),
+        _ => println!("  publish-to-commit latency: histogram empty"),
+    }
+    if let Some(mib) = peak_rss_mib(&pid) {
+        println!("  peak RSS of the waterline serve process: {mib:.0} MiB");
+    }
+    let _ = client.disconnect().await;
+    poller.abort();
+    let _ = serve.start_kill();
+    let _ = serve.wait().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let text = "m_bucket{le=\"0.01\"} 50\nm_bucket{le=\"0.02\"} 90\nm_bucket{le=\"0.1\"} 100\nm_bucket{le=\"+Inf\"} 100\nm_sum 1\nm_count 100\n";
+        assert!((quantile(text, "m", 0.5).unwrap() - 0.01).abs() < 1e-12);
+        assert!((quantile(text, "m", 0.7).unwrap() - 0.015).abs() < 1e-12);
+        assert!((quantile(text, "m", 0.99).unwrap() - 0.092).abs() < 1e-12);
+        assert_eq!(quantile("", "m", 0.5), None);
+    }
 }
