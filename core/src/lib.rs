@@ -18,6 +18,8 @@ pub mod ids;
 pub mod modbus;
 pub mod network;
 pub mod reading;
+#[doc(hidden)]
+pub mod testing;
 pub mod units;
 
 pub use auth::Role;

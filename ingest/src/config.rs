@@ -32,7 +32,7 @@ pub struct MqttConfig {
     pub chirpstack: bool,
     /// Also subscribe to Sparkplug B (`spBv1.0/#`).
     pub sparkplug: bool,
-    /// Also subscribe to CJ/T 188 meter frames on `<prefix>/<gateway>/up`; `None` disables.
+    /// Also subscribe to CJ/T 188 meter frames on `<prefix>/<gateway>/up`; `""` disables.
     pub cjt188_prefix: Option<String>,
     /// QoS 1 messages this client publishes that may be unacknowledged at once. (How many
     /// *incoming* messages are in flight is the broker's setting, e.g. Mosquitto's
@@ -68,6 +68,11 @@ impl MqttConfig {
         parse_broker_url(&self.broker).map(|(h, p, _)| (h, p))
     }
 
+    /// The CJ/T 188 topic prefix, if that input is on (`""` in the configuration turns it off).
+    pub fn cjt188(&self) -> Option<&str> {
+        self.cjt188_prefix.as_deref().filter(|p| !p.is_empty())
+    }
+
     /// Whether the broker is reached over TLS (`mqtts://`).
     pub fn tls(&self) -> bool {
         matches!(parse_broker_url(&self.broker), Ok((_, _, true)))
@@ -89,7 +94,7 @@ impl MqttConfig {
         if self.sparkplug {
             filters.push("spBv1.0/#".into());
         }
-        if let Some(p) = &self.cjt188_prefix {
+        if let Some(p) = self.cjt188() {
             filters.push(format!("{p}/+/up"));
         }
         match &self.shared_group {
@@ -138,11 +143,11 @@ impl MqttConfig {
                 "mqtt.shared_group `{g}` must be a single topic level"
             ));
         }
-        if let Some(p) = &self.cjt188_prefix
-            && (p.is_empty() || p.contains(['+', '#']) || *p == self.topic_prefix)
+        if let Some(p) = self.cjt188()
+            && (p.contains(['+', '#', '/']) || p == self.topic_prefix || p == "modbus")
         {
             return Err(format!(
-                "mqtt.cjt188_prefix `{p}` must be non-empty, free of wildcards and differ from mqtt.topic_prefix"
+                "mqtt.cjt188_prefix `{p}` must be one topic level without wildcards, other than mqtt.topic_prefix and `modbus` (\"\" turns the input off)"
             ));
         }
         if self.keep_alive_secs == 0 {
@@ -218,7 +223,7 @@ pub struct IngestConfig {
     /// dead-lettered with the reason. 0 disables the limit.
     pub max_messages_per_device_per_minute: u32,
     /// Directory of the on-disk spool that takes accepted messages while the store is
-    /// unavailable; `None` disables it (the broker then holds unacknowledged messages).
+    /// unavailable; `""` disables it (the broker then holds unacknowledged messages).
     pub spool_dir: Option<PathBuf>,
     /// Most bytes the spool may use.
     pub spool_max_bytes: u64,
@@ -267,6 +272,13 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// The spool directory, if the spool is on (`""` in the configuration turns it off).
+    pub fn spool(&self) -> Option<&std::path::Path> {
+        self.spool_dir
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+    }
+
     /// Checks the values once, at start-up.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
@@ -342,6 +354,30 @@ mod tests {
             ..MqttConfig::default()
         };
         assert!(c.validate().unwrap_err().contains("go together"));
+    }
+
+    #[test]
+    fn empty_strings_turn_the_spool_and_cjt188_off() {
+        let mqtt = MqttConfig {
+            cjt188_prefix: Some(String::new()),
+            ..MqttConfig::default()
+        };
+        mqtt.validate().unwrap();
+        assert!(
+            !mqtt
+                .subscriptions()
+                .iter()
+                .any(|f| f.contains("/+/up") && f.starts_with('/'))
+        );
+        assert_eq!(mqtt.cjt188(), None);
+        assert_eq!(mqtt.subscriptions().len(), 3);
+        let ingest = IngestConfig {
+            spool_dir: Some(PathBuf::new()),
+            ..IngestConfig::default()
+        };
+        ingest.validate().unwrap();
+        assert_eq!(ingest.spool(), None);
+        assert!(IngestConfig::default().spool().is_some(), "on by default");
     }
 
     #[test]

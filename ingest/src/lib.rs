@@ -76,7 +76,7 @@ pub async fn run(
     mqtt.validate().map_err(IngestError::Config)?;
     cfg.validate().map_err(IngestError::Config)?;
     let registry = registry::Registry::load(&store).await?;
-    let spool = match &cfg.spool_dir {
+    let spool = match cfg.spool() {
         Some(dir) => {
             let s = spool::Spool::open(dir, cfg.spool_max_bytes, cfg.spool_segment_bytes)?;
             if !s.is_empty() {

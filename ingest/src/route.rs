@@ -49,7 +49,7 @@ impl Routes {
             native_prefix: mqtt.topic_prefix.clone(),
             chirpstack: mqtt.chirpstack,
             chirpstack_profiles: cfg.chirpstack_profiles.clone(),
-            cjt188_prefix: mqtt.cjt188_prefix.clone(),
+            cjt188_prefix: mqtt.cjt188().map(str::to_owned),
             sparkplug: mqtt.sparkplug,
         }
     }

@@ -97,6 +97,10 @@ impl Writer {
         let mut closed = false;
         while !closed {
             self.flush_acks();
+            if last_refresh.elapsed() >= REGISTRY_REFRESH {
+                last_refresh = Instant::now();
+                self.refresh().await;
+            }
             if self.spool_pending() && Instant::now() >= self.next_drain {
                 self.drain_one().await;
                 // New messages keep flowing (to the spool's end) while it drains.
@@ -116,13 +120,15 @@ impl Writer {
                 }
                 continue;
             }
+            let until_refresh = REGISTRY_REFRESH.saturating_sub(last_refresh.elapsed());
             let wait = if self.spool_pending() {
                 self.next_drain.saturating_duration_since(Instant::now())
             } else if !self.unsent_acks.is_empty() {
                 Duration::from_millis(5)
             } else {
-                Duration::from_secs(3600)
+                until_refresh
             };
+            let wait = wait.min(until_refresh);
             let first = tokio::select! {
                 d = rx.recv() => d,
                 _ = tokio::time::sleep(wait) => continue,
@@ -143,26 +149,6 @@ impl Writer {
             if !self.handle(deliveries).await {
                 break;
             }
-            if last_refresh.elapsed() > REGISTRY_REFRESH {
-                last_refresh = Instant::now();
-                match Registry::load(&self.store).await {
-                    Ok(r) => self.registry = r,
-                    Err(e) => tracing::warn!(error = %e, "could not refresh the registry"),
-                }
-                if !self.spool_pending() {
-                    let replayed = crate::pending::replay_approved(
-                        &self.store,
-                        &self.registry,
-                        &self.routes,
-                        &self.cfg,
-                        &mut self.sparkplug,
-                    )
-                    .await;
-                    if let Err(e) = replayed {
-                        tracing::warn!(error = %e, "could not replay held-back uplinks");
-                    }
-                }
-            }
         }
         // Shutting down: every committed or spooled message's acknowledgement goes out first.
         while let Some((generation, p)) = self.unsent_acks.pop_front() {
@@ -174,6 +160,28 @@ impl Writer {
             }
         }
         tracing::info!("ingest writer drained");
+    }
+
+    /// Reloads the registry (approvals made elsewhere take effect) and stores the held-back
+    /// uplinks of devices approved since. Runs every [`REGISTRY_REFRESH`], busy or idle.
+    async fn refresh(&mut self) {
+        match Registry::load(&self.store).await {
+            Ok(r) => self.registry = r,
+            Err(e) => tracing::warn!(error = %e, "could not refresh the registry"),
+        }
+        if !self.spool_pending() {
+            let replayed = crate::pending::replay_approved(
+                &self.store,
+                &self.registry,
+                &self.routes,
+                &self.cfg,
+                &mut self.sparkplug,
+            )
+            .await;
+            if let Err(e) = replayed {
+                tracing::warn!(error = %e, "could not replay held-back uplinks");
+            }
+        }
     }
 
     fn spool_pending(&self) -> bool {

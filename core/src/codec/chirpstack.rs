@@ -1131,31 +1131,15 @@ mod tests {
         assert!(up.rejected[0].reason.contains("not finite"));
     }
 
-    /// xorshift64: a tiny deterministic generator for the robustness test.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::testing::XorShift;
 
     /// A random JSON value, at most `depth` levels deep.
     fn random_value(rng: &mut XorShift, depth: usize) -> Value {
         match rng.below(if depth == 0 { 5 } else { 7 }) {
             0 => Value::Null,
             1 => Value::Bool(rng.below(2) == 0),
-            2 => serde_json::json!(rng.next() as i64),
-            3 => serde_json::json!((rng.next() as f64) / 7.0 - 1e18),
+            2 => serde_json::json!(rng.next_u64() as i64),
+            3 => serde_json::json!((rng.next_u64() as f64) / 7.0 - 1e18),
             4 => {
                 let len = rng.below(24);
                 Value::String(
@@ -1223,7 +1207,7 @@ mod tests {
                     let mut b = golden.to_vec();
                     for _ in 0..=rng.below(6) {
                         let i = rng.below(b.len());
-                        b[i] = rng.next() as u8;
+                        b[i] = rng.next_u64() as u8;
                     }
                     b.truncate(rng.below(b.len() + 1).max(b.len() / 2));
                     b
@@ -1235,7 +1219,7 @@ mod tests {
                 _ => {
                     let mut event: Value = serde_json::from_str(DOCS_UP_EVENT).unwrap();
                     let len = rng.below(12);
-                    let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                    let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                     event["data"] = BASE64_STANDARD.encode(bytes).into();
                     serde_json::to_vec(&event).unwrap()
                 }

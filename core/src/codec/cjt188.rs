@@ -941,27 +941,7 @@ mod tests {
         assert_eq!(hex.wire_bytes(), [0x01, 0x00, 0xEE, 0, 0, 0, 0]);
     }
 
-    /// xorshift64: a tiny deterministic generator for the robustness test.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn byte(&mut self) -> u8 {
-            self.next() as u8
-        }
-    }
+    use crate::testing::XorShift;
 
     fn mutate(rng: &mut XorShift, base: &[u8]) -> Vec<u8> {
         let mut f = base.to_vec();
