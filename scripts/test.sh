@@ -50,8 +50,12 @@ if [ -z "${WATERLINE_TEST_DATABASE_URL:-}" ]; then
         export WATERLINE_TEST_DATABASE_URL="postgres://postgres:waterline-test@127.0.0.1:5432/postgres"
     fi
 fi
-if psql "$WATERLINE_TEST_DATABASE_URL" -Atqc "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'" </dev/null | grep -q 1; then
-    log "TimescaleDB extension available: its conformance tests will run"
+available=$(psql "$WATERLINE_TEST_DATABASE_URL" -Atqc "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'" </dev/null || echo 0)
+preloaded=$(psql "$WATERLINE_TEST_DATABASE_URL" -Atqc "SHOW shared_preload_libraries" </dev/null | grep -c timescaledb || true)
+if [ "$available" = "1" ] && [ "$preloaded" != "0" ]; then
+    log "TimescaleDB extension available and preloaded: its conformance tests will run"
+elif [ "$available" = "1" ]; then
+    log "TimescaleDB extension installed but not in shared_preload_libraries: its conformance tests will print SKIPPED"
 else
     log "TimescaleDB extension NOT available on this server: its conformance tests will print SKIPPED"
 fi
