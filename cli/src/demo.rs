@@ -109,6 +109,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         live_interval: std::time::Duration::from_secs(args.live_interval_secs.max(1)),
         ..DemoSimConfig::default()
     };
+    // Devices start publishing once ingest's subscriptions are confirmed, so that the
+    // back-filled history is not published into the void.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !health
+        .snapshot()
+        .get(waterline_ingest::BROKER_COMPONENT)
+        .is_some_and(|b| b.ok && b.detail == waterline_ingest::SUBSCRIBED)
+    {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(
+                "ingest has not confirmed its subscriptions after 15 s; starting the devices anyway"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let sim = tokio::spawn(waterline_sim::demo::run(sim_cfg, stop_rx.clone()));
 
     println!("Waterline demo is running.");

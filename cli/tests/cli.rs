@@ -9,6 +9,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use waterline_tests::fixtures::{self as support, publish_all, uplinks};
 use waterline_tests::{Mosquitto, PgDb, eventually, free_port};
 
+/// Whether `/health` answers 200 and the broker has confirmed the subscriptions (messages
+/// published after that reach ingest).
+async fn subscribed(port: u16) -> Option<()> {
+    match http_get(port, "/health", None).await {
+        Some((200, body)) if body.contains("\"subscribed\"") => Some(()),
+        _ => None,
+    }
+}
+
 /// A minimal HTTP/1.1 GET: returns the status code and body.
 async fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -73,13 +82,7 @@ async fn serve_stores_every_published_reading_and_a_redelivery_adds_no_row() {
         .spawn()
         .unwrap();
 
-    let healthy = eventually(Duration::from_secs(30), || async {
-        match http_get(port, "/health", None).await {
-            Some((200, _)) => Some(()),
-            _ => None,
-        }
-    })
-    .await;
+    let healthy = eventually(Duration::from_secs(30), || subscribed(port)).await;
     assert!(
         healthy.is_some(),
         "serve became healthy (store and broker reachable)"
@@ -337,10 +340,7 @@ async fn kill_9_mid_stream_loses_and_duplicates_nothing() {
 
     let port = free_port();
     let mut first = spawn_serve(&db.url, &broker, &net, &client_id, port);
-    let healthy = eventually(Duration::from_secs(30), || async {
-        matches!(http_get(port, "/health", None).await, Some((200, _))).then_some(())
-    })
-    .await;
+    let healthy = eventually(Duration::from_secs(30), || async { subscribed(port).await }).await;
     assert!(healthy.is_some());
 
     let t0 = support::t0();
@@ -396,10 +396,7 @@ async fn spooled_readings_survive_kill_9_during_a_database_outage() {
 
     let port = free_port();
     let mut first = spawn_serve(&db_url, &broker, &net, "spool-kill-a", port);
-    let healthy = eventually(Duration::from_secs(30), || async {
-        matches!(http_get(port, "/health", None).await, Some((200, _))).then_some(())
-    })
-    .await;
+    let healthy = eventually(Duration::from_secs(30), || async { subscribed(port).await }).await;
     assert!(healthy.is_some());
 
     server.stop().unwrap();
@@ -495,10 +492,8 @@ async fn three_ingest_processes_share_one_subscription_store_each_message_once_a
         ports.push(port);
     }
     for &port in &ports {
-        let healthy = eventually(Duration::from_secs(30), || async {
-            matches!(http_get(port, "/health", None).await, Some((200, _))).then_some(())
-        })
-        .await;
+        let healthy =
+            eventually(Duration::from_secs(30), || async { subscribed(port).await }).await;
         assert!(healthy.is_some(), "instance on {port} healthy");
     }
     // Subscriptions are made right after connecting; give the broker a moment.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 pub use config::{IngestConfig, MqttConfig, WhenFull};
-pub use mqtt::BROKER_COMPONENT;
+pub use mqtt::{BROKER_COMPONENT, SUBSCRIBED};
 use rumqttc::AsyncClient;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;

@@ -22,6 +22,9 @@ use crate::config::MqttConfig;
 /// Health-board component name of the broker connection.
 pub const BROKER_COMPONENT: &str = "broker";
 
+/// The broker component's detail once the broker has confirmed every subscription.
+pub const SUBSCRIBED: &str = "subscribed";
+
 /// Most messages held between the connection and the writer's channel.
 const MAX_HELD: usize = 10_000;
 
@@ -123,7 +126,7 @@ pub(crate) async fn run_source(
                     // Messages of the previous connection will be redelivered on this one.
                     held.clear();
                     backoff.reset();
-                    health.set(BROKER_COMPONENT, true, "connected");
+                    health.set(BROKER_COMPONENT, true, "connected; subscribing");
                     tracing::info!(generation = g, session_present = ack.session_present, "connected to MQTT broker");
                     let filters = subscriptions
                         .iter()
@@ -139,6 +142,7 @@ pub(crate) async fn run_source(
                         health.set(BROKER_COMPONENT, false, format!("subscription to {joined} refused"));
                         tracing::error!(subscriptions = %joined, "broker refused a subscription");
                     } else {
+                        health.set(BROKER_COMPONENT, true, SUBSCRIBED);
                         tracing::info!(subscriptions = %joined, "subscribed");
                     }
                 }

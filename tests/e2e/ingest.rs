@@ -59,6 +59,17 @@ impl Running {
     }
 }
 
+/// Waits until the broker has confirmed ingest's subscriptions.
+pub(crate) async fn subscribed(health: &HealthBoard) {
+    let ok = eventually(Duration::from_secs(20), || async {
+        let s = health.snapshot();
+        let b = s.get(waterline_ingest::BROKER_COMPONENT)?;
+        (b.ok && b.detail == waterline_ingest::SUBSCRIBED).then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "ingest subscribed: {:?}", health.snapshot());
+}
+
 pub(crate) async fn wait_for_count(store: &Store, n: i64) -> i64 {
     let got = eventually(Duration::from_secs(30), || async {
         let c = store.count_readings().await.unwrap();
@@ -304,16 +315,14 @@ async fn a_new_device_waits_for_approval_and_its_held_back_data_is_stored_once_a
         spool_dir: None,
         ..IngestConfig::default()
     };
+    let health = HealthBoard::new();
     let (stop, rx) = watch::channel(false);
-    let task = waterline_ingest::run_mqtt(
-        store.clone(),
-        mqtt.clone(),
-        cfg.clone(),
-        HealthBoard::new(),
-        rx,
-    )
-    .await
-    .unwrap();
+    let task =
+        waterline_ingest::run_mqtt(store.clone(), mqtt.clone(), cfg.clone(), health.clone(), rx)
+            .await
+            .unwrap();
+
+    subscribed(&health).await;
 
     let t0 = support::t0();
     publish_all(broker.port, &uplinks(t0, 20, 1)).await.unwrap();
@@ -410,7 +419,7 @@ async fn ingest_connects_over_tls_with_a_password_and_refuses_a_wrong_one() {
         "connected over TLS: {:?}",
         health.snapshot()
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    subscribed(&health).await;
     // Devices publish on the plain listener; ingest receives over TLS.
     publish_all(broker.port, &uplinks(support::t0(), 10, 2))
         .await
