@@ -402,8 +402,14 @@ async fn spooled_readings_survive_kill_9_during_a_database_outage() {
     server.stop().unwrap();
     let t0 = support::t0();
     let n = 1_000usize;
-    publish_all(broker.port, &uplinks(t0, n, 10)).await.unwrap();
-    // Wait until serve has spooled (and so acknowledged) the stream, then kill it hard.
+    let msgs = uplinks(t0, n, 10);
+    publish_all(broker.port, &msgs).await.unwrap();
+    // Wait until serve has spooled (and so acknowledged) the whole stream, then kill it hard.
+    // A spool record holds every message's topic and payload plus 16 bytes of framing.
+    let whole: u64 = msgs
+        .iter()
+        .map(|(t, p)| (t.len() + p.len() + 16) as u64)
+        .sum();
     let spool = dir.path().join("spool");
     let spooled = eventually(Duration::from_secs(60), || async {
         let bytes: u64 = std::fs::read_dir(&spool)
@@ -413,7 +419,7 @@ async fn spooled_readings_survive_kill_9_during_a_database_outage() {
             .filter_map(|e| e.metadata().ok())
             .map(|m| m.len())
             .sum();
-        (bytes > 100_000).then_some(bytes)
+        (bytes >= whole).then_some(bytes)
     })
     .await;
     assert!(spooled.is_some(), "serve spooled the outage's messages");

@@ -139,15 +139,24 @@ async fn during_an_outage_the_spool_takes_and_acknowledges_everything_then_drain
     server.stop().unwrap();
     publish_all(broker.port, during).await.unwrap();
     // Everything published during the outage ends up in the spool and is acknowledged.
+    // A spool record holds each message's topic and payload plus 16 bytes of framing: wait
+    // until all of them are in (and so acknowledged).
+    let whole: u64 = during
+        .iter()
+        .map(|(t, p)| (t.len() + p.len() + 16) as u64)
+        .sum();
     let mut spooled = 0;
-    for _ in 0..200 {
+    for _ in 0..600 {
         spooled = spooled_bytes(spool.path());
-        if spooled > 0 && during.iter().map(|(_, p)| p.len() as u64).sum::<u64>() <= spooled {
+        if spooled >= whole {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(spooled > 0, "the spool holds the outage's messages");
+    assert!(
+        spooled >= whole,
+        "the spool holds the outage's messages: {spooled} of {whole} bytes"
+    );
     ingest.stop().await;
 
     // A different MQTT client: nothing can come from the broker's session of the first one,
