@@ -12,7 +12,7 @@ use waterline_core::{DeviceId, Event, EventKind, Network, Role, SensorId};
 
 use crate::error::{StoreError, redact_url};
 use crate::model::*;
-use crate::rollup::{self, Bucket};
+use crate::rollup::Bucket;
 use crate::token;
 
 /// Bounds a connection attempt to ten seconds.
@@ -23,6 +23,47 @@ async fn tokio_timeout<T>(
         .await
         .unwrap_or(Err(sqlx::Error::PoolTimedOut))
 }
+
+/// Inserts a batch of readings and counts the new ones (TimescaleDB keeps the rollups).
+const INSERT_ONLY: &str = "WITH ins AS (
+    INSERT INTO readings (series_id, time, value)
+    SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])
+    ON CONFLICT DO NOTHING
+    RETURNING 1)
+SELECT count(*) FROM ins";
+
+/// Inserts a batch of readings and folds exactly the new ones (not the duplicates) into the
+/// three rollups, in one statement: nothing travels back to the client but the count. Rollup
+/// rows are written in (series, bucket) order so that concurrent writers lock them in the
+/// same order.
+const INSERT_WITH_ROLLUPS: &str = "WITH ins AS (
+    INSERT INTO readings (series_id, time, value)
+    SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])
+    ON CONFLICT DO NOTHING
+    RETURNING series_id, time, value
+), r15 AS (
+    INSERT INTO readings_15m AS r (series_id, bucket, min, max, sum, count)
+    SELECT series_id, date_bin('15 minutes', time, '1970-01-01 00:00:00+00'), min(value), max(value), sum(value), count(*)
+    FROM ins GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
+      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
+), r1h AS (
+    INSERT INTO readings_1h AS r (series_id, bucket, min, max, sum, count)
+    SELECT series_id, date_bin('1 hour', time, '1970-01-01 00:00:00+00'), min(value), max(value), sum(value), count(*)
+    FROM ins GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
+      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
+), r1d AS (
+    INSERT INTO readings_1d AS r (series_id, bucket, min, max, sum, count)
+    SELECT series_id, date_bin('1 day', time, '1970-01-01 00:00:00+00'), min(value), max(value), sum(value), count(*)
+    FROM ins GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
+      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
+)
+SELECT count(*) FROM ins";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -245,35 +286,20 @@ impl PgStore {
         let ids: Vec<i32> = rows.iter().map(|r| r.0).collect();
         let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
         let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
-        let inserted = sqlx::query(
-            "INSERT INTO readings (series_id, time, value)
-             SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])
-             ON CONFLICT DO NOTHING
-             RETURNING series_id, time, value",
-        )
-        .bind(&ids)
-        .bind(&times)
-        .bind(&values)
-        .fetch_all(&mut **tx)
-        .await?;
-        let new_rows: Vec<(i32, i64, f64)> = inserted
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<i32, _>(0)?,
-                    r.try_get::<DateTime<Utc>, _>(1)?.timestamp_micros(),
-                    r.try_get::<f64, _>(2)?,
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()?;
-        if self.service_rollups {
-            for bucket in Bucket::ALL {
-                upsert_rollup(tx, bucket, &new_rows).await?;
-            }
-        }
+        let sql = if self.service_rollups {
+            INSERT_WITH_ROLLUPS
+        } else {
+            INSERT_ONLY
+        };
+        let inserted: i64 = sqlx::query_scalar(sql)
+            .bind(&ids)
+            .bind(&times)
+            .bind(&values)
+            .fetch_one(&mut **tx)
+            .await?;
         Ok(BatchOutcome {
-            inserted: new_rows.len() as u64,
-            duplicates: (rows.len() - new_rows.len()) as u64,
+            inserted: inserted as u64,
+            duplicates: (rows.len() as u64).saturating_sub(inserted as u64),
         })
     }
 
@@ -635,52 +661,6 @@ async fn upsert_devices(
     .bind(&health_at)
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-async fn upsert_rollup(
-    tx: &mut Transaction<'_, Postgres>,
-    bucket: Bucket,
-    rows: &[(i32, i64, f64)],
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let agg = rollup::aggregate(rows, bucket);
-    let n = agg.len();
-    let (mut ids, mut buckets, mut mins, mut maxs, mut sums, mut counts) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for ((series, b), p) in agg {
-        ids.push(series);
-        buckets.push(rollup::from_micros(b));
-        mins.push(p.min);
-        maxs.push(p.max);
-        sums.push(p.sum);
-        counts.push(p.count);
-    }
-    let sql = format!(
-        "INSERT INTO {t} AS r (series_id, bucket, min, max, sum, count)
-         SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::int8[])
-         ON CONFLICT (series_id, bucket) DO UPDATE SET
-           min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
-           sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count",
-        t = bucket.table()
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(&ids)
-        .bind(&buckets)
-        .bind(&mins)
-        .bind(&maxs)
-        .bind(&sums)
-        .bind(&counts)
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
 
