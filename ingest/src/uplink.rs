@@ -38,7 +38,7 @@ impl Processed {
 }
 
 /// The input path a topic came in on: polled Modbus values use internal topics.
-fn source_of(topic: &str) -> &'static str {
+pub(crate) fn source_of(topic: &str) -> &'static str {
     if topic.starts_with("modbus/") {
         "modbus"
     } else {
@@ -112,7 +112,7 @@ pub fn admit(
             pending: Some(PendingUplink {
                 device: device.clone(),
                 received_at: now,
-                source: SOURCE_MQTT.into(),
+                source: source_of(topic).into(),
                 topic: Some(topic.to_owned()),
                 payload: payload.to_vec(),
             }),

@@ -28,7 +28,7 @@ use crate::registry::Registry;
 use crate::route::{Routes, SparkplugNodes, process};
 use crate::spool::{Spool, SpoolError};
 use crate::spooled;
-use crate::uplink::{Processed, SOURCE_MQTT};
+use crate::uplink::{Processed, source_of};
 
 /// Health-board component name of ingest's writes to the store.
 pub const STORE_COMPONENT: &str = "ingest";
@@ -41,7 +41,7 @@ fn rate_limited(m: &Raw<'_>, per_minute: u32) -> Processed {
     Processed {
         dead_letter: Some(DeadLetter {
             received_at: m.received_at,
-            source: SOURCE_MQTT.into(),
+            source: source_of(m.topic).into(),
             topic: Some(m.topic.to_owned()),
             reason: format!(
                 "rate limit: more than {per_minute} messages a minute on this topic (ingest.max_messages_per_device_per_minute)"
@@ -165,22 +165,25 @@ impl Writer {
     /// Reloads the registry (approvals made elsewhere take effect) and stores the held-back
     /// uplinks of devices approved since. Runs every [`REGISTRY_REFRESH`], busy or idle.
     async fn refresh(&mut self) {
+        // While the spool holds data the store is (or was just) unavailable: reloading would
+        // only wait for the pool's connect timeout. The drain resumes refreshing afterwards.
+        if self.spool_pending() {
+            return;
+        }
         match Registry::load(&self.store).await {
             Ok(r) => self.registry = r,
             Err(e) => tracing::warn!(error = %e, "could not refresh the registry"),
         }
-        if !self.spool_pending() {
-            let replayed = crate::pending::replay_approved(
-                &self.store,
-                &self.registry,
-                &self.routes,
-                &self.cfg,
-                &mut self.sparkplug,
-            )
-            .await;
-            if let Err(e) = replayed {
-                tracing::warn!(error = %e, "could not replay held-back uplinks");
-            }
+        let replayed = crate::pending::replay_approved(
+            &self.store,
+            &self.registry,
+            &self.routes,
+            &self.cfg,
+            &mut self.sparkplug,
+        )
+        .await;
+        if let Err(e) = replayed {
+            tracing::warn!(error = %e, "could not replay held-back uplinks");
         }
     }
 
@@ -589,7 +592,7 @@ impl Writer {
                         *p = Processed {
                             dead_letter: Some(DeadLetter {
                                 received_at: m.received_at,
-                                source: SOURCE_MQTT.into(),
+                                source: source_of(m.topic).into(),
                                 topic: Some(m.topic.to_owned()),
                                 reason: format!(
                                     "store refused the message: {e} (batch error: {batch_error})"
