@@ -3,6 +3,7 @@
 //! aggregates do it.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,35 +36,36 @@ SELECT count(*) FROM ins";
 /// Inserts a batch of readings and folds exactly the new ones (not the duplicates) into the
 /// three rollups, in one statement: nothing travels back to the client but the count. Rollup
 /// rows are written in (series, bucket) order so that concurrent writers lock them in the
-/// same order.
-const INSERT_WITH_ROLLUPS: &str = "WITH ins AS (
+/// same order. Built once, from one template per [`Bucket`].
+static INSERT_WITH_ROLLUPS: LazyLock<String> = LazyLock::new(|| {
+    let rollups: Vec<String> = Bucket::ALL
+        .iter()
+        .map(|b| {
+            format!(
+                "up_{t} AS (
+    INSERT INTO {t} AS r (series_id, bucket, min, max, sum, count)
+    SELECT series_id, date_bin('{w}', time, '1970-01-01 00:00:00+00'), min(value), max(value), sum(value), count(*)
+    FROM ins GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
+      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
+)",
+                t = b.table(),
+                w = b.interval()
+            )
+        })
+        .collect();
+    format!(
+        "WITH ins AS (
     INSERT INTO readings (series_id, time, value)
     SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])
     ON CONFLICT DO NOTHING
     RETURNING series_id, time, value
-), r15 AS (
-    INSERT INTO readings_15m AS r (series_id, bucket, min, max, sum, count)
-    SELECT series_id, date_bin('15 minutes', time, '1970-01-01 00:00:00+00'), min(value), max(value), sum(value), count(*)
-    FROM ins GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (series_id, bucket) DO UPDATE SET
-      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
-      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
-), r1h AS (
-    INSERT INTO readings_1h AS r (series_id, bucket, min, max, sum, count)
-    SELECT series_id, date_bin('1 hour', time, '1970-01-01 00:00:00+00'), min(value), max(value), sum(value), count(*)
-    FROM ins GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (series_id, bucket) DO UPDATE SET
-      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
-      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
-), r1d AS (
-    INSERT INTO readings_1d AS r (series_id, bucket, min, max, sum, count)
-    SELECT series_id, date_bin('1 day', time, '1970-01-01 00:00:00+00'), min(value), max(value), sum(value), count(*)
-    FROM ins GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (series_id, bucket) DO UPDATE SET
-      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
-      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
-)
-SELECT count(*) FROM ins";
+), {}
+SELECT count(*) FROM ins",
+        rollups.join(", ")
+    )
+});
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -286,8 +288,8 @@ impl PgStore {
         let ids: Vec<i32> = rows.iter().map(|r| r.0).collect();
         let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
         let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
-        let sql = if self.service_rollups {
-            INSERT_WITH_ROLLUPS
+        let sql: &'static str = if self.service_rollups {
+            INSERT_WITH_ROLLUPS.as_str()
         } else {
             INSERT_ONLY
         };

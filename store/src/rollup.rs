@@ -28,6 +28,15 @@ impl Bucket {
         }
     }
 
+    /// The width as a PostgreSQL interval literal.
+    pub(crate) fn interval(self) -> &'static str {
+        match self {
+            Bucket::Min15 => "15 minutes",
+            Bucket::Hour => "1 hour",
+            Bucket::Day => "1 day",
+        }
+    }
+
     /// The table (or continuous aggregate) holding this rollup.
     pub(crate) fn table(self) -> &'static str {
         match self {

@@ -112,11 +112,7 @@ pub(crate) async fn enable(pool: &PgPool, opts: TimescaleOptions) -> Result<(), 
 
     for bucket in Bucket::ALL {
         let t = bucket.table();
-        let width = match bucket {
-            Bucket::Min15 => "15 minutes",
-            Bucket::Hour => "1 hour",
-            Bucket::Day => "1 day",
-        };
+        let width = bucket.interval();
         // Step by step and re-entrant: each aggregate is marked ready in `store_meta` only
         // after its policy and back-fill, so a start interrupted anywhere finishes next time.
         let ready_key = format!("cagg_ready:{t}");
