@@ -53,6 +53,46 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `waterline serve` on the given services, quiet, with its spool beside the network file (so a
+/// restarted process finds it again); callers may add settings before spawning.
+fn serve_command(
+    db_url: &str,
+    broker: &Mosquitto,
+    network: &std::path::Path,
+    client_id: &str,
+    port: u16,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"));
+    cmd.args(["serve", "--database-url", db_url, "--broker", &broker.url()])
+        .arg("--network")
+        .arg(network)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("WATERLINE_MQTT__CLIENT_ID", client_id)
+        .env(
+            "WATERLINE_INGEST__SPOOL_DIR",
+            network.with_file_name("spool"),
+        )
+        .env("WATERLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts `waterline serve` on the given services; the caller owns the child.
+fn spawn_serve(
+    db_url: &str,
+    broker: &Mosquitto,
+    network: &std::path::Path,
+    client_id: &str,
+    port: u16,
+) -> tokio::process::Child {
+    serve_command(db_url, broker, network, client_id, port)
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stores_every_published_reading_and_a_redelivery_adds_no_row() {
     let broker = Mosquitto::start().unwrap();
@@ -61,26 +101,7 @@ async fn serve_stores_every_published_reading_and_a_redelivery_adds_no_row() {
     let net = dir.path().join("network.toml");
     std::fs::write(&net, support::NETWORK).unwrap();
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
-        .args([
-            "serve",
-            "--database-url",
-            &db.url,
-            "--broker",
-            &broker.url(),
-        ])
-        .arg("--network")
-        .arg(&net)
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .env("WATERLINE_MQTT__CLIENT_ID", format!("serve-test-{port}"))
-        .env("WATERLINE_INGEST__SPOOL_DIR", dir.path().join("spool"))
-        .env("WATERLINE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(&db.url, &broker, &net, &format!("serve-test-{port}"), port);
 
     let healthy = eventually(Duration::from_secs(30), || subscribed(port)).await;
     assert!(
@@ -302,32 +323,6 @@ async fn demo_serves_readings_within_a_minute_and_stops_cleanly_on_ctrl_c() {
     assert!(rest.contains("Stopped cleanly"), "{rest}");
 }
 
-/// Starts `waterline serve` on the given services; the caller owns the child.
-fn spawn_serve(
-    db_url: &str,
-    broker: &Mosquitto,
-    network: &std::path::Path,
-    client_id: &str,
-    port: u16,
-) -> tokio::process::Child {
-    // The spool lives beside the network file, so a restarted process finds it again.
-    let spool = network.with_file_name("spool");
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
-        .args(["serve", "--database-url", db_url, "--broker", &broker.url()])
-        .arg("--network")
-        .arg(network)
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .env("WATERLINE_MQTT__CLIENT_ID", client_id)
-        .env("WATERLINE_INGEST__SPOOL_DIR", &spool)
-        .env("WATERLINE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     let broker = Mosquitto::start().unwrap();
@@ -473,25 +468,8 @@ async fn three_ingest_processes_share_one_subscription_store_each_message_once_a
         let net = sub.join("network.toml");
         std::fs::write(&net, support::NETWORK).unwrap();
         let port = free_port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
-            .args([
-                "serve",
-                "--database-url",
-                &db.url,
-                "--broker",
-                &broker.url(),
-            ])
-            .arg("--network")
-            .arg(&net)
-            .args(["--http", &format!("127.0.0.1:{port}")])
-            .env("WATERLINE_MQTT__CLIENT_ID", format!("shared-{i}"))
+        let child = serve_command(&db.url, &broker, &net, &format!("shared-{i}"), port)
             .env("WATERLINE_MQTT__SHARED_GROUP", "ingest")
-            .env("WATERLINE_INGEST__SPOOL_DIR", sub.join("spool"))
-            .env("WATERLINE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .unwrap();
         children.push(child);

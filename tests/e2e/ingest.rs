@@ -59,6 +59,16 @@ impl Running {
     }
 }
 
+/// A plain-PostgreSQL store on `db` that knows the test network's sensors.
+async fn store_with_network(db: &PgDb) -> Store {
+    let store = db.plain_store().await.unwrap();
+    store
+        .upsert_described_sensors(&support::network())
+        .await
+        .unwrap();
+    store
+}
+
 /// Waits until the broker has confirmed ingest's subscriptions.
 pub(crate) async fn subscribed(health: &HealthBoard) {
     let ok = eventually(Duration::from_secs(20), || async {
@@ -183,11 +193,7 @@ async fn every_published_reading_is_stored_once_sqlite() {
 async fn malformed_payload_is_dead_lettered_and_the_stream_continues() {
     let broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
-    let store = db.plain_store().await.unwrap();
-    store
-        .upsert_described_sensors(&support::network())
-        .await
-        .unwrap();
+    let store = store_with_network(&db).await;
     let ingest = Running::start(&store, &broker, "ingest-poison").await;
     wait_until_subscribed(&store, &broker).await;
     let base = store.count_readings().await.unwrap();
@@ -238,11 +244,7 @@ async fn malformed_payload_is_dead_lettered_and_the_stream_continues() {
 async fn messages_published_while_ingest_is_down_arrive_after_restart() {
     let broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
-    let store = db.plain_store().await.unwrap();
-    store
-        .upsert_described_sensors(&support::network())
-        .await
-        .unwrap();
+    let store = store_with_network(&db).await;
     // The first run creates the persistent session.
     let ingest = Running::start(&store, &broker, "ingest-session").await;
     wait_until_subscribed(&store, &broker).await;
@@ -269,11 +271,7 @@ async fn messages_published_while_ingest_is_down_arrive_after_restart() {
 async fn ingest_reconnects_and_resubscribes_after_a_broker_restart() {
     let mut broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
-    let store = db.plain_store().await.unwrap();
-    store
-        .upsert_described_sensors(&support::network())
-        .await
-        .unwrap();
+    let store = store_with_network(&db).await;
     let ingest = Running::start(&store, &broker, "ingest-restart").await;
     wait_until_subscribed(&store, &broker).await;
     let base = store.count_readings().await.unwrap();
@@ -300,11 +298,7 @@ async fn ingest_reconnects_and_resubscribes_after_a_broker_restart() {
 async fn a_new_device_waits_for_approval_and_its_held_back_data_is_stored_once_approved() {
     let broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
-    let store = db.plain_store().await.unwrap();
-    store
-        .upsert_described_sensors(&support::network())
-        .await
-        .unwrap();
+    let store = store_with_network(&db).await;
     let mqtt = MqttConfig {
         broker: broker.url(),
         client_id: "approval".into(),
