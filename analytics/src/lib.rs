@@ -1,8 +1,24 @@
-//! Waterline's analytics: the leakage, pressure and water-quality detectors, KPI jobs and the
-//! offline `waterline analyze` replay, built on polars.
+//! Waterline analytics: the only crate that uses polars.
 //!
-//! Not built yet: this crate is an empty shell so that the workspace has its final shape. The
-//! detectors arrive with their own issues; until then nothing writes events and
-//! `/api/v1/events` answers an empty list. When they come, this is the only crate that uses
-//! polars; it reads readings from the store and writes events back, and neither ingest nor
-//! dashboards import it.
+//! - [`readings`]: the readings file of CONTRACTS §2 (CSV or Parquet) as one sorted table in
+//!   canonical units, with line-precise errors.
+//! - [`grid`]: regular grids from irregular readings (polars group-bys): sensor bucket means
+//!   and each DMA's balance flow.
+//! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
+//! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
+//! - [`evaluate`]: scoring detected events against ground truth.
+//! - [`clock`], [`timefmt`]: local time and fast RFC 3339 parsing.
+//!
+//! Detectors are causal (CONTRACTS §3): an event's `detected_at` is the end of the newest data
+//! the detector had used when it decided, and nothing newer is read to decide it. The same
+//! code runs offline (`waterline analyze`) and is meant to run online in the service.
+
+pub mod clock;
+pub mod consumption;
+pub mod evaluate;
+pub mod grid;
+pub mod leakage;
+pub mod readings;
+pub mod timefmt;
+
+pub use readings::{LoadOptions, LoadReport, Readings, ReadingsError};

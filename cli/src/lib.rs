@@ -1,9 +1,11 @@
 //! The `waterline` binary's commands, as a library so that tests can drive them.
 //!
 //! Subcommands (CONTRACTS §6): `serve` (the production daemon), `demo` (everything embedded),
-//! `token create`, `db migrate`, `device list|register|approve|retire`. Each wires the crates
+//! `token create`, `db migrate`, `device list|register|approve|retire`, `modbus write`,
+//! `analyze leakage`, `evaluate leakage`. Each wires the crates
 //! together; none holds domain logic of its own.
 
+pub mod analyze;
 pub mod broker;
 pub mod config;
 pub mod demo;
@@ -78,6 +80,16 @@ pub enum Command {
     Modbus {
         #[command(subcommand)]
         command: ModbusCommand,
+    },
+    /// Replay a readings file through the detectors (CONTRACTS §3).
+    Analyze {
+        #[command(subcommand)]
+        command: analyze::AnalyzeCommand,
+    },
+    /// Score the detectors against ground truth (e.g. a simulator export).
+    Evaluate {
+        #[command(subcommand)]
+        command: analyze::EvaluateCommand,
     },
 }
 
@@ -218,6 +230,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(cfg).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Analyze { command } => analyze::analyze(command),
+        Command::Evaluate { command } => analyze::evaluate(command),
         Command::Token {
             command:
                 TokenCommand::Create {

@@ -47,6 +47,13 @@ pub struct Dma {
     pub legitimate_night_use_m3h: Option<f64>,
     pub min_service_pressure_m: Option<f64>,
     pub max_service_pressure_m: Option<f64>,
+    /// FAVAD leakage exponent N1 for the hour-day factor (extension; analytics default 1.0).
+    pub favad_n1: Option<f64>,
+    /// Household night use per connection, L/h (extension; analytics default 1.7).
+    pub night_use_l_per_connection_h: Option<f64>,
+    /// CJJ 92 corrections R1–R4 in percentage points, subtracted from the comprehensive
+    /// leakage rate to give the assessed leakage rate (extension; default 0 each).
+    pub cjj92_corrections_percent: [f64; 4],
 }
 
 /// What a quality-station signal may do.
@@ -179,6 +186,12 @@ struct RawDma {
     legitimate_night_use_m3h: Option<Spanned<f64>>,
     min_service_pressure_m: Option<Spanned<f64>>,
     max_service_pressure_m: Option<Spanned<f64>>,
+    favad_n1: Option<Spanned<f64>>,
+    night_use_l_per_connection_h: Option<Spanned<f64>>,
+    cjj92_r1: Option<Spanned<f64>>,
+    cjj92_r2: Option<Spanned<f64>>,
+    cjj92_r3: Option<Spanned<f64>>,
+    cjj92_r4: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -466,7 +479,32 @@ fn check_dma(
             ),
         ));
     }
+    let favad_n1 = opt_finite(loc, &r.favad_n1, "favad_n1", 0.0)?;
+    if let (Some(n1), Some(span)) = (favad_n1, r.favad_n1.as_ref())
+        && !(0.3..=2.5).contains(&n1)
+    {
+        return Err(loc.error(
+            span.span(),
+            format!("DMA `{id}`: favad_n1 = {n1} is outside 0.3–2.5"),
+        ));
+    }
+    let night_use_l_per_connection_h = opt_finite(
+        loc,
+        &r.night_use_l_per_connection_h,
+        "night_use_l_per_connection_h",
+        0.0,
+    )?;
+    let any = |v: &Option<Spanned<f64>>, key: &str| opt_finite(loc, v, key, f64::NEG_INFINITY);
+    let cjj92_corrections_percent = [
+        any(&r.cjj92_r1, "cjj92_r1")?.unwrap_or(0.0),
+        any(&r.cjj92_r2, "cjj92_r2")?.unwrap_or(0.0),
+        any(&r.cjj92_r3, "cjj92_r3")?.unwrap_or(0.0),
+        any(&r.cjj92_r4, "cjj92_r4")?.unwrap_or(0.0),
+    ];
     Ok(Dma {
+        favad_n1,
+        night_use_l_per_connection_h,
+        cjj92_corrections_percent,
         name: r.name.clone(),
         inlets,
         outlets,

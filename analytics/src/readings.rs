@@ -1,0 +1,830 @@
+//! The readings file of CONTRACTS §2, loaded into one table in canonical units.
+//!
+//! CSV with the columns `time,sensor,value` (any order; extra columns are ignored), or Parquet
+//! with the same three columns. Rows may come in any order; a repeated (sensor, time) pair
+//! counts once (the first row wins). An empty value is a missing reading and is dropped (it is
+//! counted). A sensor the network does not describe is counted and ignored, so that the caller
+//! can report it once. A malformed row is an error that names its line, unless the caller asked
+//! to skip bad rows, in which case it is counted and the first few are kept for the report.
+//!
+//! The result, [`Readings`], is sorted by (sensor, time) and exposes the same data as a polars
+//! [`DataFrame`] (for the group-bys of the analyses) and as per-sensor slices (for the
+//! sequential detectors), without copying.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use polars::prelude::*;
+use waterline_core::{Network, SensorId, SensorKind};
+
+use crate::timefmt::{EpochMillis, parse_rfc3339};
+
+/// What went wrong loading a readings file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadingsError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
+    #[error("{path} line {line}: {message}")]
+    Row {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Polars { path: String, source: PolarsError },
+}
+
+/// How to treat bad rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Count and skip malformed rows instead of failing on the first.
+    pub skip_bad_rows: bool,
+}
+
+/// What loading found besides the readings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Data rows read (excluding the header).
+    pub rows: usize,
+    /// Readings kept (known sensor, value present, first of its (sensor, time)).
+    pub kept: usize,
+    /// Rows with an empty value.
+    pub missing_values: usize,
+    /// Rows repeating a (sensor, time) pair already seen.
+    pub duplicates: usize,
+    /// Malformed rows skipped (only with [`LoadOptions::skip_bad_rows`]).
+    pub bad_rows: usize,
+    /// The first few skipped rows' errors, `line N: reason`.
+    pub bad_row_examples: Vec<String>,
+    /// Rows per sensor that the network does not describe.
+    pub unknown_sensors: BTreeMap<String, usize>,
+}
+
+const BAD_ROW_EXAMPLES: usize = 5;
+
+/// One sensor's readings, sorted by time, in canonical units.
+#[derive(Debug, Clone, Copy)]
+pub struct SensorSeries<'a> {
+    pub times: &'a [EpochMillis],
+    pub values: &'a [f64],
+}
+
+impl SensorSeries<'_> {
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
+/// Readings of the sensors a network describes, sorted by (sensor, time), canonical units.
+#[derive(Debug, Clone)]
+pub struct Readings {
+    sensors: Vec<SensorId>,
+    index: HashMap<SensorId, u32>,
+    /// Columns `sensor` (u32, index into `sensors`), `time` (i64 ms UTC), `value` (f64).
+    frame: DataFrame,
+    /// Row range of sensor `i`: `starts[i]..starts[i + 1]`.
+    starts: Vec<usize>,
+}
+
+/// Rows gathered before sorting: one column per field.
+#[derive(Debug, Default)]
+struct Columns {
+    sensor: Vec<u32>,
+    time: Vec<EpochMillis>,
+    value: Vec<f64>,
+}
+
+/// Resolves sensor names to indices and values to canonical units.
+struct SensorTable {
+    ids: Vec<SensorId>,
+    by_name: HashMap<String, u32>,
+    factor: Vec<f64>,
+}
+
+impl SensorTable {
+    fn new(network: &Network) -> Self {
+        let mut ids = Vec::new();
+        let mut by_name = HashMap::new();
+        let mut factor = Vec::new();
+        for (id, sensor) in &network.sensors {
+            by_name.insert(id.as_str().to_owned(), ids.len() as u32);
+            ids.push(id.clone());
+            // The network parser has checked that the unit fits the kind.
+            let canonical = sensor.kind.canonical_unit();
+            factor.push(sensor.unit.convert(1.0, canonical).unwrap_or(1.0));
+        }
+        SensorTable {
+            ids,
+            by_name,
+            factor,
+        }
+    }
+}
+
+/// Splits one CSV record into fields, honouring double quotes (`""` inside quotes is a quote).
+fn split_csv(line: &str, out: &mut Vec<String>) -> Result<(), String> {
+    out.clear();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut at_field_start = true;
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    field.push('"');
+                    chars.next();
+                } else {
+                    quoted = false;
+                }
+            } else {
+                field.push(c);
+            }
+        } else if c == '"' && at_field_start {
+            quoted = true;
+            at_field_start = false;
+        } else if c == ',' {
+            out.push(std::mem::take(&mut field));
+            at_field_start = true;
+        } else {
+            field.push(c);
+            at_field_start = false;
+        }
+    }
+    if quoted {
+        return Err("a quoted field is not closed".into());
+    }
+    out.push(field);
+    Ok(())
+}
+
+/// Where the three columns sit in a CSV record.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    time: usize,
+    sensor: usize,
+    value: usize,
+    width: usize,
+}
+
+impl Layout {
+    fn from_header(fields: &[String]) -> Result<Layout, String> {
+        let find = |name: &str| {
+            fields.iter().position(|f| f.trim() == name).ok_or_else(|| {
+                format!("the header has no `{name}` column (expected `time,sensor,value`)")
+            })
+        };
+        Ok(Layout {
+            time: find("time")?,
+            sensor: find("sensor")?,
+            value: find("value")?,
+            width: fields.len(),
+        })
+    }
+
+    /// The canonical layout, fast to split without allocation.
+    fn is_canonical(&self) -> bool {
+        self.time == 0 && self.sensor == 1 && self.value == 2 && self.width == 3
+    }
+}
+
+/// One parsed row: `None` sensor when the network does not describe it, `None` value when missing.
+enum Row<'a> {
+    Reading(u32, EpochMillis, f64),
+    Missing,
+    Unknown(&'a str),
+}
+
+fn parse_fields<'a>(
+    table: &SensorTable,
+    time: &str,
+    sensor: &'a str,
+    value: &str,
+) -> Result<Row<'a>, String> {
+    let sensor = sensor.trim();
+    if sensor.is_empty() {
+        return Err("the sensor is empty".into());
+    }
+    let time =
+        parse_rfc3339(time.trim()).map_err(|e| format!("bad time `{}`: {e}", time.trim()))?;
+    let Some(&idx) = table.by_name.get(sensor) else {
+        return Ok(Row::Unknown(sensor));
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(Row::Missing);
+    }
+    let v: f64 = value
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+        .ok_or_else(|| format!("bad value `{value}`: not a decimal number"))?;
+    Ok(Row::Reading(idx, time, v * table.factor[idx as usize]))
+}
+
+struct Collector {
+    opts: LoadOptions,
+    path: String,
+    cols: Columns,
+    report: LoadReport,
+}
+
+impl Collector {
+    fn row(&mut self, line: usize, parsed: Result<Row<'_>, String>) -> Result<(), ReadingsError> {
+        self.report.rows += 1;
+        match parsed {
+            Ok(Row::Reading(s, t, v)) => {
+                self.cols.sensor.push(s);
+                self.cols.time.push(t);
+                self.cols.value.push(v);
+            }
+            Ok(Row::Missing) => self.report.missing_values += 1,
+            Ok(Row::Unknown(name)) => {
+                if let Some(n) = self.report.unknown_sensors.get_mut(name) {
+                    *n += 1;
+                } else {
+                    self.report.unknown_sensors.insert(name.to_owned(), 1);
+                }
+            }
+            Err(message) if self.opts.skip_bad_rows => {
+                self.report.bad_rows += 1;
+                if self.report.bad_row_examples.len() < BAD_ROW_EXAMPLES {
+                    self.report
+                        .bad_row_examples
+                        .push(format!("line {line}: {message}"));
+                }
+            }
+            Err(message) => {
+                return Err(ReadingsError::Row {
+                    path: self.path.clone(),
+                    line,
+                    message,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Readings {
+    /// Loads a CSV or Parquet readings file (by extension: `.parquet` is Parquet).
+    pub fn load(
+        path: &Path,
+        network: &Network,
+        opts: LoadOptions,
+    ) -> Result<(Readings, LoadReport), ReadingsError> {
+        let is_parquet = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+        let display = path.display().to_string();
+        let io = |source| ReadingsError::Io {
+            path: display.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        if is_parquet {
+            Self::from_parquet(file, &display, network, opts)
+        } else {
+            Self::from_csv(file, &display, network, opts)
+        }
+    }
+
+    /// Loads CSV text from any reader; `path` names it in errors.
+    pub fn from_csv(
+        reader: impl Read,
+        path: &str,
+        network: &Network,
+        opts: LoadOptions,
+    ) -> Result<(Readings, LoadReport), ReadingsError> {
+        let table = SensorTable::new(network);
+        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let mut c = Collector {
+            opts,
+            path: path.to_owned(),
+            cols: Columns::default(),
+            report: LoadReport::default(),
+        };
+        let io = |source| ReadingsError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut line = String::new();
+        let mut fields = Vec::new();
+        let mut number = 0usize;
+        let mut layout = None;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(io)? == 0 {
+                break;
+            }
+            number += 1;
+            let text = line.trim_end_matches(['\n', '\r']);
+            let text = if number == 1 {
+                text.trim_start_matches('\u{feff}')
+            } else {
+                text
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let Some(layout) = layout else {
+                split_csv(text, &mut fields).map_err(|message| ReadingsError::Row {
+                    path: path.to_owned(),
+                    line: number,
+                    message,
+                })?;
+                layout =
+                    Some(
+                        Layout::from_header(&fields).map_err(|message| ReadingsError::Row {
+                            path: path.to_owned(),
+                            line: number,
+                            message,
+                        })?,
+                    );
+                continue;
+            };
+            // Fast path: three plain fields.
+            if layout.is_canonical() && !text.contains('"') {
+                let mut parts = text.splitn(4, ',');
+                let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(t), Some(s), Some(v), None) => parse_fields(&table, t, s, v),
+                    _ => Err(format!(
+                        "expected 3 fields (time,sensor,value), found {}",
+                        text.split(',').count()
+                    )),
+                };
+                c.row(number, parsed)?;
+                continue;
+            }
+            let parsed = split_csv(text, &mut fields).and_then(|()| {
+                if fields.len() != layout.width {
+                    return Err(format!(
+                        "expected {} fields, found {}",
+                        layout.width,
+                        fields.len()
+                    ));
+                }
+                parse_fields(
+                    &table,
+                    &fields[layout.time],
+                    &fields[layout.sensor],
+                    &fields[layout.value],
+                )
+            });
+            c.row(number, parsed)?;
+        }
+        if layout.is_none() {
+            return Err(ReadingsError::Format {
+                path: path.to_owned(),
+                message: "the file is empty (expected the header `time,sensor,value`)".into(),
+            });
+        }
+        let Collector { cols, report, .. } = c;
+        Self::assemble(table, cols, report, path)
+    }
+
+    /// Loads a Parquet file with the columns `time` (timestamp or RFC 3339 text), `sensor`
+    /// (text) and `value` (number, null = missing).
+    pub fn from_parquet(
+        file: File,
+        path: &str,
+        network: &Network,
+        opts: LoadOptions,
+    ) -> Result<(Readings, LoadReport), ReadingsError> {
+        let polars_err = |source| ReadingsError::Polars {
+            path: path.to_owned(),
+            source,
+        };
+        let df = ParquetReader::new(file).finish().map_err(polars_err)?;
+        let format = |message: String| ReadingsError::Format {
+            path: path.to_owned(),
+            message,
+        };
+        let column = |name: &str| {
+            df.column(name).map_err(|_| {
+                format(format!(
+                    "no `{name}` column (expected time, sensor and value; found {})",
+                    df.get_column_names()
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+        };
+        let time = column("time")?;
+        let time_ms: Vec<Option<i64>> = match time.dtype() {
+            DataType::Datetime(unit, _) => {
+                let per_ms = match unit {
+                    TimeUnit::Nanoseconds => 1_000_000,
+                    TimeUnit::Microseconds => 1_000,
+                    TimeUnit::Milliseconds => 1,
+                };
+                let phys = time.cast(&DataType::Int64).map_err(polars_err)?;
+                phys.i64()
+                    .map_err(polars_err)?
+                    .iter()
+                    .map(|v| v.map(|v| v.div_euclid(per_ms)))
+                    .collect()
+            }
+            DataType::String => {
+                let mut out = Vec::with_capacity(time.len());
+                for (i, t) in time.str().map_err(polars_err)?.iter().enumerate() {
+                    out.push(match t {
+                        None => None,
+                        Some(t) => Some(parse_rfc3339(t).map_err(|e| ReadingsError::Row {
+                            path: path.to_owned(),
+                            line: i + 1,
+                            message: format!("bad time `{t}`: {e}"),
+                        })?),
+                    });
+                }
+                out
+            }
+            other => {
+                return Err(format(format!(
+                    "column `time` has type {other}; expected a timestamp or RFC 3339 text"
+                )));
+            }
+        };
+        let sensor = column("sensor")?
+            .cast(&DataType::String)
+            .map_err(polars_err)?;
+        let sensor = sensor.str().map_err(polars_err)?;
+        let value = column("value")?
+            .cast(&DataType::Float64)
+            .map_err(|_| format("column `value` is not numeric".into()))?;
+        let value = value.f64().map_err(polars_err)?;
+
+        let table = SensorTable::new(network);
+        let mut c = Collector {
+            opts,
+            path: path.to_owned(),
+            cols: Columns::default(),
+            report: LoadReport::default(),
+        };
+        for (i, ((t, s), v)) in time_ms
+            .into_iter()
+            .zip(sensor.iter())
+            .zip(value.iter())
+            .enumerate()
+        {
+            let parsed = match (t, s) {
+                (None, _) => Err("the time is null".to_owned()),
+                (_, None) => Err("the sensor is null".to_owned()),
+                (Some(t), Some(s)) => match table.by_name.get(s.trim()) {
+                    None => Ok(Row::Unknown(s.trim())),
+                    Some(&idx) => match v {
+                        None => Ok(Row::Missing),
+                        Some(v) if !v.is_finite() => Err(format!("bad value {v}")),
+                        Some(v) => Ok(Row::Reading(idx, t, v * table.factor[idx as usize])),
+                    },
+                },
+            };
+            // Parquet has no lines; the row number (from 1) stands in for one.
+            c.row(i + 1, parsed)?;
+        }
+        let Collector { cols, report, .. } = c;
+        Self::assemble(table, cols, report, path)
+    }
+
+    /// Builds the table from rows that are already in canonical units (tests, the store).
+    pub fn from_rows(
+        network: &Network,
+        rows: impl IntoIterator<Item = (SensorId, EpochMillis, f64)>,
+    ) -> Readings {
+        let table = SensorTable::new(network);
+        let mut cols = Columns::default();
+        let mut report = LoadReport::default();
+        for (id, t, v) in rows {
+            report.rows += 1;
+            if let Some(&idx) = table.by_name.get(id.as_str()) {
+                cols.sensor.push(idx);
+                cols.time.push(t);
+                cols.value.push(v);
+            }
+        }
+        // Cannot fail: the frame is built from equal-length columns.
+        Self::assemble(table, cols, report, "rows")
+            .map(|(r, _)| r)
+            .expect("equal-length columns")
+    }
+
+    /// Sorts by (sensor, time), drops repeated pairs and wraps the columns in a frame.
+    fn assemble(
+        table: SensorTable,
+        cols: Columns,
+        mut report: LoadReport,
+        path: &str,
+    ) -> Result<(Readings, LoadReport), ReadingsError> {
+        let n_sensors = table.ids.len();
+        // Counting sort by sensor (stable, so file order is kept within a sensor).
+        let mut starts = vec![0usize; n_sensors + 1];
+        for &s in &cols.sensor {
+            starts[s as usize + 1] += 1;
+        }
+        for i in 0..n_sensors {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let n = cols.sensor.len();
+        let mut time = vec![0i64; n];
+        let mut value = vec![0f64; n];
+        for i in 0..n {
+            let s = cols.sensor[i] as usize;
+            let at = next[s];
+            next[s] += 1;
+            time[at] = cols.time[i];
+            value[at] = cols.value[i];
+        }
+        drop(cols);
+        // Per sensor: sort by time when needed (stable: the first row of a repeated time
+        // wins), then drop repeats, compacting in place.
+        let mut out_starts = vec![0usize; n_sensors + 1];
+        let mut write = 0usize;
+        for s in 0..n_sensors {
+            let (a, b) = (starts[s], starts[s + 1]);
+            if !time[a..b].is_sorted() {
+                let mut pairs: Vec<(i64, f64)> = time[a..b]
+                    .iter()
+                    .copied()
+                    .zip(value[a..b].iter().copied())
+                    .collect();
+                pairs.sort_by_key(|p| p.0);
+                for (k, (t, v)) in pairs.into_iter().enumerate() {
+                    time[a + k] = t;
+                    value[a + k] = v;
+                }
+            }
+            out_starts[s] = write;
+            for i in a..b {
+                if write > out_starts[s] && time[write - 1] == time[i] {
+                    report.duplicates += 1;
+                    continue;
+                }
+                time[write] = time[i];
+                value[write] = value[i];
+                write += 1;
+            }
+        }
+        out_starts[n_sensors] = write;
+        time.truncate(write);
+        value.truncate(write);
+        report.kept = write;
+        let mut sensor = Vec::with_capacity(write);
+        for s in 0..n_sensors {
+            sensor.extend(std::iter::repeat_n(
+                s as u32,
+                out_starts[s + 1] - out_starts[s],
+            ));
+        }
+        let frame = DataFrame::new(
+            write,
+            vec![
+                Column::new("sensor".into(), sensor),
+                Column::new("time".into(), time),
+                Column::new("value".into(), value),
+            ],
+        )
+        .map_err(|source| ReadingsError::Polars {
+            path: path.to_owned(),
+            source,
+        })?;
+        let index = table
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i as u32))
+            .collect();
+        Ok((
+            Readings {
+                sensors: table.ids,
+                index,
+                frame,
+                starts: out_starts,
+            },
+            report,
+        ))
+    }
+
+    /// The whole table: columns `sensor` (u32), `time` (i64 ms UTC), `value` (f64).
+    pub fn frame(&self) -> &DataFrame {
+        &self.frame
+    }
+
+    /// The index of a sensor in the `sensor` column.
+    pub fn sensor_index(&self, id: &SensorId) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    /// The id of a sensor index.
+    pub fn sensor_id(&self, index: u32) -> &SensorId {
+        &self.sensors[index as usize]
+    }
+
+    /// Number of readings.
+    pub fn len(&self) -> usize {
+        self.frame.height()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One sensor's readings (empty when it has none or is not described).
+    pub fn series(&self, id: &SensorId) -> SensorSeries<'_> {
+        let Some(i) = self.sensor_index(id) else {
+            return SensorSeries {
+                times: &[],
+                values: &[],
+            };
+        };
+        let (a, b) = (self.starts[i as usize], self.starts[i as usize + 1]);
+        SensorSeries {
+            times: &self.time_slice()[a..b],
+            values: &self.value_slice()[a..b],
+        }
+    }
+
+    /// The time range covered, `None` when empty.
+    pub fn time_range(&self) -> Option<(EpochMillis, EpochMillis)> {
+        let t = self.time_slice();
+        let min = t.iter().min()?;
+        let max = t.iter().max()?;
+        Some((*min, *max))
+    }
+
+    /// Sensors of a kind that have readings.
+    pub fn sensors_of_kind<'n>(
+        &self,
+        network: &'n Network,
+        kind: SensorKind,
+    ) -> impl Iterator<Item = &'n SensorId> {
+        network
+            .sensors
+            .values()
+            .filter(move |s| s.kind == kind)
+            .map(|s| &s.id)
+    }
+
+    fn time_slice(&self) -> &[i64] {
+        // The frame is built from one contiguous, null-free chunk per column.
+        self.frame
+            .column("time")
+            .ok()
+            .and_then(|c| c.i64().ok())
+            .and_then(|c| c.cont_slice().ok())
+            .unwrap_or(&[])
+    }
+
+    fn value_slice(&self) -> &[f64] {
+        self.frame
+            .column("value")
+            .ok()
+            .and_then(|c| c.f64().ok())
+            .and_then(|c| c.cont_slice().ok())
+            .unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network() -> Network {
+        Network::parse(
+            r#"
+timezone = "UTC"
+[[dma]]
+id = "A"
+inlets = ["f1"]
+[[sensor]]
+id = "f1"
+kind = "flow"
+unit = "L/s"
+[[sensor]]
+id = "p1"
+kind = "pressure"
+unit = "bar"
+"#,
+        )
+        .unwrap()
+    }
+
+    fn load(text: &str, skip: bool) -> Result<(Readings, LoadReport), ReadingsError> {
+        Readings::from_csv(
+            text.as_bytes(),
+            "r.csv",
+            &network(),
+            LoadOptions {
+                skip_bad_rows: skip,
+            },
+        )
+    }
+
+    #[test]
+    fn sorts_dedupes_converts_and_reports() {
+        let text = "time,sensor,value\n\
+            2019-01-01T00:10:00Z,f1,2\n\
+            2019-01-01T00:00:00Z,f1,1\n\
+            2019-01-01T00:00:00Z,f1,9\n\
+            2019-01-01T00:05:00Z,p1,\n\
+            2019-01-01T00:00:00+01:00,p1,1.5\n\
+            2019-01-01T00:00:00Z,zz9,3\n\
+            2019-01-01T00:01:00Z,zz9,3\n";
+        let (r, report) = load(text, false).unwrap();
+        let f1 = r.series(&SensorId::parse("f1").unwrap());
+        assert_eq!(f1.times, &[1_546_300_800_000, 1_546_301_400_000]);
+        // L/s → m³/h; the first of the repeated pair wins.
+        assert!((f1.values[0] - 3.6).abs() < 1e-9 && (f1.values[1] - 7.2).abs() < 1e-9);
+        let p1 = r.series(&SensorId::parse("p1").unwrap());
+        assert_eq!(p1.times, &[1_546_297_200_000]);
+        assert!(
+            (p1.values[0] - 15.295).abs() < 0.01,
+            "bar → m head: {}",
+            p1.values[0]
+        );
+        assert_eq!(report.rows, 7);
+        assert_eq!(report.kept, 3);
+        assert_eq!(report.duplicates, 1);
+        assert_eq!(report.missing_values, 1);
+        assert_eq!(report.unknown_sensors.get("zz9"), Some(&2));
+        assert_eq!(r.frame().height(), 3);
+    }
+
+    #[test]
+    fn a_bad_row_names_its_line_unless_skipped() {
+        let text = "time,sensor,value\n2019-01-01T00:00:00Z,f1,1\n2019-01-01T00:05:00Z,f1,abc\n\
+                    2019-13-01T00:00:00Z,f1,1\n2019-01-01T00:10:00Z,f1\n";
+        let err = load(text, false).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("abc"), "{err}");
+        let (r, report) = load(text, true).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(report.bad_rows, 3);
+        assert!(
+            report.bad_row_examples[1].contains("line 4: bad time"),
+            "{report:?}"
+        );
+        assert!(
+            report.bad_row_examples[2].contains("expected 3 fields"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn header_problems_and_quoting() {
+        let err = load("when,sensor,value\n", false).unwrap_err().to_string();
+        assert!(err.contains("no `time` column"), "{err}");
+        let err = load("", false).unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        let (r, _) = load(
+            "\u{feff}sensor,value,time,note\n\"f1\",\"2.5\",2019-01-01T00:00:00Z,\"a, b\"\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.series(&SensorId::parse("f1").unwrap()).values, &[9.0]);
+    }
+
+    #[test]
+    fn non_finite_values_are_bad_rows() {
+        for v in ["NaN", "inf", "-inf"] {
+            let err = load(
+                &format!("time,sensor,value\n2019-01-01T00:00:00Z,f1,{v}\n"),
+                false,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("not a decimal number"), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn parquet_with_the_same_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        let mut df = df!(
+            "time" => ["2019-01-01T00:05:00Z", "2019-01-01T00:00:00Z"],
+            "sensor" => ["f1", "f1"],
+            "value" => [Some(1.0), None],
+        )
+        .unwrap();
+        ParquetWriter::new(File::create(&path).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        let (r, report) = Readings::load(&path, &network(), LoadOptions::default()).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(report.missing_values, 1);
+        assert!((r.series(&SensorId::parse("f1").unwrap()).values[0] - 3.6).abs() < 1e-9);
+    }
+}
