@@ -1,13 +1,14 @@
 //! The `waterline` binary's commands, as a library so that tests can drive them.
 //!
 //! Subcommands (CONTRACTS §6): `serve` (the production daemon), `demo` (everything embedded),
-//! `token create`, `db migrate`, `device list|register|approve|retire`. Each wires the crates
-//! together; none holds domain logic of its own.
+//! `token create`, `db migrate`, `device list|register|approve|retire`, `sim` (the digital
+//! twin's export). Each wires the crates together; none holds domain logic of its own.
 
 pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod services;
+pub mod sim;
 pub mod telemetry;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Simulate a network (EPANET .inp) and export readings, network.toml and the truth.
+    Sim(sim::SimArgs),
     /// Modbus devices of the configuration.
     Modbus {
         #[command(subcommand)]
@@ -218,6 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(cfg).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::Sim(args) => tokio::task::spawn_blocking(move || sim::run(args)).await?,
         Command::Token {
             command:
                 TokenCommand::Create {
