@@ -338,6 +338,7 @@ fn ideal_readings_match_the_c_epanet_reference() {
     };
     let fixture = include_str!("fixtures/builtin-epanet23.csv");
     let mut compared = 0;
+    let (mut worst_head, mut worst_flow) = (0.0f64, 0.0f64);
     for line in fixture.lines().filter(|l| !l.starts_with('#')).skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         let hour: usize = f[0].parse().unwrap();
@@ -354,7 +355,101 @@ fn ideal_readings_match_the_c_epanet_reference() {
             f[1],
             f[2]
         );
+        if flow {
+            worst_flow = worst_flow.max((v - reference).abs() / reference.abs().max(1.0));
+        } else {
+            worst_head = worst_head.max((v - reference).abs());
+        }
         compared += 1;
     }
     assert!(compared > 250, "{compared}");
+    eprintln!("largest deviation from EPANET 2.3: {worst_head:.4} m, {worst_flow:.5} of flow");
+}
+
+fn repo_file(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+#[test]
+fn the_example_scenarios_parse_and_fit_their_networks() {
+    use waterline_sim::twin::scenario::Scenario;
+    let builtin_example = repo_file("examples/sim/scenario.toml");
+    let s = Scenario::parse(
+        &std::fs::read_to_string(&builtin_example).unwrap(),
+        "scenario.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (s.leaks.len(), s.setpoints.len(), s.random_leaks),
+        (2, 1, 1)
+    );
+    let mut cfg = config(12, true, s.leaks);
+    cfg.setpoints = s.setpoints;
+    cfg.random_leaks = s.random_leaks;
+    assert_eq!(builtin(cfg).leaks().len(), 3);
+
+    let l_town = repo_file("examples/sim/l-town-2018.toml");
+    let s = Scenario::parse(&std::fs::read_to_string(&l_town).unwrap(), "l-town").unwrap();
+    assert_eq!(s.leaks.len(), 14, "the 14 leaks of leaks-2018.yalm");
+    let engine = Engine::from_inp_file(&repo_file("data/l-town/L-TOWN.inp")).unwrap();
+    let twin = Twin::new(engine, config(1, true, s.leaks)).unwrap();
+    assert!(twin.leaks().iter().all(|l| l.zone.is_some()));
+}
+
+#[test]
+fn l_town_areas_match_the_benchmark_and_balance() {
+    let path = repo_file("data/l-town/L-TOWN.inp");
+    let engine = Engine::from_inp_file(&path).unwrap();
+    let leaks = vec![abrupt("p257", 11.8, START), abrupt("p158", 19.4, START)];
+    let mut twin = Twin::new(engine, config(36, true, leaks)).unwrap();
+    let summary: Vec<(String, usize, Vec<String>, Vec<String>)> = twin
+        .zones()
+        .iter()
+        .map(|z| {
+            let ids = |ms: &[waterline_sim::twin::zones::Meter]| {
+                ms.iter().map(|m| m.id.clone()).collect::<Vec<_>>()
+            };
+            (
+                z.id.clone(),
+                z.junctions.len(),
+                ids(&z.inlets),
+                ids(&z.outlets),
+            )
+        })
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(summary[0].0, "A");
+    assert_eq!(summary[0].2, s(&["p227", "p235"]));
+    assert_eq!(summary[0].3, s(&["PUMP_1", "PRV-3"]));
+    assert_eq!((summary[1].1, summary[1].2.clone()), (31, s(&["PRV-3"])));
+    assert_eq!((summary[2].1, summary[2].2.clone()), (92, s(&["p239"])));
+    assert_eq!(summary[0].1 + summary[1].1 + summary[2].1, 782);
+    let tags = inp::sensor_tags(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(
+        (tags.pressure.len(), tags.flow.len(), tags.level.len()),
+        (33, 3, 1)
+    );
+    let zones = twin.zones().to_vec();
+    let placed: Vec<Option<usize>> = twin.leaks().iter().map(|l| l.zone).collect();
+    twin.run(|step| {
+        let e = step.engine;
+        for (zi, z) in zones.iter().enumerate() {
+            let inflow: f64 = z.inlets.iter().map(|m| e.flow_m3h(m.link)).sum::<f64>()
+                - z.outlets.iter().map(|m| e.flow_m3h(m.link)).sum::<f64>();
+            let demand: f64 = z.junctions.iter().map(|&n| e.demand_m3h(n)).sum();
+            let leak: f64 = placed
+                .iter()
+                .zip(step.leak_flows_m3h)
+                .filter(|(z, _)| **z == Some(zi))
+                .map(|(_, q)| q)
+                .sum();
+            assert!(
+                (inflow - demand - leak).abs() < 0.01,
+                "{}: {inflow} vs {demand} + {leak}",
+                z.id
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
 }

@@ -93,8 +93,19 @@ fn time(what: &str, s: &str) -> Result<DateTime<Utc>, TwinError> {
 impl Scenario {
     /// Parses and checks a scenario; `name` (the file) prefixes every error.
     pub fn parse(text: &str, name: &str) -> Result<Self, TwinError> {
-        let raw: RawScenario = toml::from_str(text)
-            .map_err(|e| TwinError::Scenario(format!("{name}: {}", e.to_string().trim_end())))?;
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            TwinError::Scenario(format!(
+                "{name}: {}{}",
+                at.unwrap_or_default(),
+                e.message().trim_end()
+            ))
+        })?;
         let err = |m: String| TwinError::Scenario(format!("{name}: {m}"));
         let start = match &raw.start {
             Some(s) => Some(time("start", s).map_err(|e| err(e.to_string()))?),
