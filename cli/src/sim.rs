@@ -76,5 +76,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         req.export.display(),
         summary.seconds
     );
+    for (node, rate) in &summary.night_users {
+        eprintln!("sim: large night user at {node}: {rate} m3/h from 23:00 to 05:00 local time");
+    }
     Ok(())
 }

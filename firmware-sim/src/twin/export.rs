@@ -17,7 +17,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
 use super::engine::Engine;
@@ -52,6 +52,9 @@ pub struct ExportSummary {
     pub rows: usize,
     pub leaks: usize,
     pub dmas: usize,
+    /// Large night users (junction id, m³/h from 23:00 to 05:00 local): legitimate night use
+    /// that `truth.jsonl` does not list.
+    pub night_users: Vec<(String, f64)>,
     pub seconds: f64,
 }
 
@@ -219,6 +222,11 @@ pub fn export(
         rows,
         leaks,
         dmas: twin.zones().len(),
+        night_users: twin
+            .night_users()
+            .iter()
+            .map(|u| (twin.engine().nodes()[u.node].id.clone(), u.rate_m3h))
+            .collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -306,13 +314,4 @@ pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePo
         out.push('\n');
     }
     out
-}
-
-/// The window a twin covers, for messages.
-pub fn window(twin: &Twin) -> (DateTime<Utc>, DateTime<Utc>) {
-    let c = twin.config();
-    (
-        c.start,
-        c.start + TimeDelta::seconds((c.steps * c.step_s) as i64),
-    )
 }
