@@ -335,10 +335,18 @@ impl Engine {
             .map_err(|e| TwinError::Solver(format!("set point of {id}: {e}")))
     }
 
-    /// Solves one step. `pattern_time_s` indexes the `.inp` patterns; each junction's pattern
-    /// demand is multiplied by `factor[node]` and `extra_m3h[node]` is added to it.
+    /// Sets the local time of day of the first step, seconds after midnight: the clock of
+    /// `CLOCKTIME` controls.
+    pub fn set_start_clock(&mut self, seconds: usize) {
+        self.network.options.time_options.start_clocktime = seconds % 86_400;
+    }
+
+    /// Solves one step, `elapsed_s` after the first (the time of `TIME` controls).
+    /// `pattern_time_s` indexes the `.inp` patterns; each junction's pattern demand is
+    /// multiplied by `factor[node]` and `extra_m3h[node]` is added to it.
     pub fn solve(
         &mut self,
+        elapsed_s: usize,
         pattern_time_s: usize,
         factor: &[f64],
         extra_m3h: &[f64],
@@ -367,7 +375,7 @@ impl Engine {
                     self.state.demands[i] * factor[i] + extra_m3h[i] / CMHperCFS;
             }
         }
-        self.state.apply_controls(&self.network, pattern_time_s);
+        self.state.apply_controls(&self.network, elapsed_s);
         self.state = self
             .solver
             .solve(&self.network, &self.state)

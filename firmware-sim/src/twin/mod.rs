@@ -259,6 +259,7 @@ impl Twin {
         let local_start = self.config.start.with_timezone(&tz).naive_local();
         let midnight = local_start.date().and_hms_opt(0, 0, 0).expect("midnight");
         let pattern_offset = (local_start - midnight).num_seconds().max(0) as usize;
+        self.engine.set_start_clock(pattern_offset);
         let mut next_setpoint = 0;
         for k in 0..self.config.steps {
             let t = self.time_of(k);
@@ -282,8 +283,9 @@ impl Twin {
             }
             let local = t.with_timezone(&tz).naive_local();
             self.demand.at(local, &mut factor, &mut extra);
-            let pattern_time = pattern_offset + k * self.config.step_s;
-            self.engine.solve(pattern_time, &factor, &extra)?;
+            let elapsed = k * self.config.step_s;
+            self.engine
+                .solve(elapsed, pattern_offset + elapsed, &factor, &extra)?;
             for (i, p) in self.leaks.iter().enumerate() {
                 let total = node_area[p.node];
                 leak_flows[i] = if total > 0.0 {
