@@ -473,3 +473,31 @@ fn demand_patterns_follow_local_time() {
     assert!((demand_at_start(chrono_tz::Tz::UTC) - 3.0 * 0.55).abs() < 1e-9);
     assert!((demand_at_start(chrono_tz::Asia::Shanghai) - 3.0 * 1.50).abs() < 1e-9);
 }
+
+#[test]
+fn week_long_patterns_start_on_monday() {
+    // A copy of the built-in network whose pattern spans a week: 1.0 on Monday, 2.0 on
+    // Tuesday, 3.0 on Wednesday, … (one value per day).
+    let week = BUILTIN_INP
+        .replace(
+            " DIURNAL  0.55  0.45  0.40  0.38  0.42  0.60\n DIURNAL  0.95  1.35  1.50  1.35  1.20  1.15\n \
+             DIURNAL  1.20  1.10  1.00  1.00  1.10  1.30\n DIURNAL  1.50  1.60  1.45  1.15  0.85  0.65\n",
+            " DIURNAL  1 2 3 4 5 6 7\n",
+        )
+        .replace(" Pattern Timestep    1:00", " Pattern Timestep    24:00");
+    assert_ne!(week, BUILTIN_INP, "the pattern was replaced");
+    // Wednesday 2026-01-07.
+    let mut cfg = config(1, false, vec![]);
+    cfg.start = at("2026-01-07T06:00:00Z");
+    let engine = Engine::from_inp_text(&week, "weekly").unwrap();
+    assert_eq!(engine.pattern_span_s(), 7 * 86_400);
+    let mut twin = Twin::new(engine, cfg).unwrap();
+    let j1 = twin.engine().node_index("J1").unwrap();
+    let mut d = 0.0;
+    twin.run(|s| {
+        d = s.engine.demand_m3h(j1);
+        Ok(())
+    })
+    .unwrap();
+    assert!((d - 3.0 * 3.0).abs() < 1e-9, "Wednesday's multiplier: {d}");
+}

@@ -13,6 +13,10 @@
 //!
 //! [`Twin::run`] is the loop the export and the tests share: at each step it applies set
 //! points and leak sizes, draws demand, solves, and hands the solution to a callback.
+//!
+//! Time: steps are UTC instants; the `.inp`'s patterns run on local time (the configured time
+//! zone's offset at the first step; daylight-saving changes are ignored), with pattern time 0
+//! at local midnight, or at Monday 00:00 when the patterns span whole weeks.
 
 pub mod demand;
 pub mod engine;
@@ -23,7 +27,7 @@ pub mod scenario;
 pub mod sensors;
 pub mod zones;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use self::demand::Demand;
@@ -258,8 +262,16 @@ impl Twin {
         let tz = self.config.timezone;
         let local_start = self.config.start.with_timezone(&tz).naive_local();
         let midnight = local_start.date().and_hms_opt(0, 0, 0).expect("midnight");
-        let pattern_offset = (local_start - midnight).num_seconds().max(0) as usize;
-        self.engine.set_start_clock(pattern_offset);
+        let clock = (local_start - midnight).num_seconds().max(0) as usize;
+        self.engine.set_start_clock(clock);
+        // Pattern time 0 is local midnight; patterns spanning whole weeks start on a Monday
+        // (L-Town's week-long patterns begin on Monday 2018-01-01).
+        let span = self.engine.pattern_span_s();
+        let pattern_offset = if span > 0 && span.is_multiple_of(7 * 86_400) {
+            clock + local_start.weekday().num_days_from_monday() as usize * 86_400
+        } else {
+            clock
+        };
         let mut next_setpoint = 0;
         for k in 0..self.config.steps {
             let t = self.time_of(k);
