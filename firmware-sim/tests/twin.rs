@@ -221,6 +221,28 @@ fn the_export_is_deterministic_for_a_seed() {
         assert_eq!(read(&a, f), read(&b, f), "{f} differs for one seed");
     }
     assert_ne!(read(&a, "readings.csv"), read(&c, "readings.csv"));
+    // --ideal drops the noise: same seed, other values; noisy values sit on the resolution.
+    let d = tmp.path().join("d");
+    export::run(&request(&d, 7, true)).unwrap();
+    let (noisy, ideal) = (read(&a, "readings.csv"), read(&d, "readings.csv"));
+    assert_ne!(noisy, ideal);
+    let mut differ = 0;
+    for (n, i) in noisy.lines().zip(ideal.lines()).skip(1) {
+        let (n, i): (Vec<&str>, Vec<&str>) = (n.split(',').collect(), i.split(',').collect());
+        assert_eq!(n[..2], i[..2], "same rows in the same order");
+        let (vn, vi): (f64, f64) = (n[2].parse().unwrap(), i[2].parse().unwrap());
+        let resolution = if n[1] == "T1" { 0.001 } else { 0.01 };
+        assert!(
+            ((vn / resolution).round() * resolution - vn).abs() < 1e-9,
+            "{n:?}"
+        );
+        assert!(
+            (vn - vi).abs() < 1.0 + 0.05 * vi.abs(),
+            "noise is small: {n:?} {i:?}"
+        );
+        differ += usize::from((vn - vi).abs() > resolution);
+    }
+    assert!(differ > 1000, "noise on most readings ({differ})");
 }
 
 #[test]
