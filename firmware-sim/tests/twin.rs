@@ -231,7 +231,11 @@ fn the_export_is_deterministic_for_a_seed() {
         let (n, i): (Vec<&str>, Vec<&str>) = (n.split(',').collect(), i.split(',').collect());
         assert_eq!(n[..2], i[..2], "same rows in the same order");
         let (vn, vi): (f64, f64) = (n[2].parse().unwrap(), i[2].parse().unwrap());
-        let resolution = if n[1] == "T1" { 0.001 } else { 0.01 };
+        let resolution = match n[1] {
+            "T1" => 0.001,
+            id if id.ends_with("-amr") => 1.0,
+            _ => 0.01,
+        };
         assert!(
             ((vn / resolution).round() * resolution - vn).abs() < 1e-9,
             "{n:?}"
@@ -261,6 +265,12 @@ fn the_exported_network_parses_and_describes_every_sensor_read() {
             .iter()
             .all(|d| d.azp_sensor.is_some() && d.critical_sensor.is_some())
     );
+    let c_meters: Vec<&str> = net.dmas[2]
+        .customer_meters
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(c_meters, ["C1-amr", "C2-amr", "C3-amr", "C4-amr", "C5-amr"]);
     let csv = read(tmp.path(), "readings.csv");
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("time,sensor,value"));
@@ -327,6 +337,9 @@ fn ideal_readings_match_epanet_rs_own_simulation() {
     for ((k, id), v) in &ours {
         let (theirs, flow) = if let Some(&l) = net.link_map.get(id.as_str()) {
             (res.flows[*k][l], true)
+        } else if let Some(node) = id.strip_suffix("-amr") {
+            // A customer meter, L/h: the junction's demand (no leaks here).
+            (res.demands[*k][net.node_map[node]] * 1000.0, true)
         } else {
             let n = net.node_map[id.as_str()];
             let elevation_m = net.nodes[n].elevation * epanet_rs::constants::MperFT;
@@ -338,7 +351,7 @@ fn ideal_readings_match_epanet_rs_own_simulation() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 289 * 15);
+    assert_eq!(compared, 289 * 20);
 }
 
 #[test]
@@ -448,8 +461,13 @@ fn l_town_areas_match_the_benchmark_and_balance() {
     assert_eq!(summary[0].1 + summary[1].1 + summary[2].1, 782);
     let tags = inp::sensor_tags(&std::fs::read_to_string(&path).unwrap());
     assert_eq!(
-        (tags.pressure.len(), tags.flow.len(), tags.level.len()),
-        (33, 3, 1)
+        (
+            tags.pressure.len(),
+            tags.flow.len(),
+            tags.level.len(),
+            tags.amr.len()
+        ),
+        (33, 3, 1, 82)
     );
     let zones = twin.zones().to_vec();
     let placed: Vec<Option<usize>> = twin.leaks().iter().map(|l| l.zone).collect();

@@ -1,7 +1,7 @@
 //! `waterline sim --export DIR`: runs the twin and writes
 //!
 //! - `DIR/readings.csv`: `time,sensor,value` (CONTRACTS §2), RFC 3339 UTC, one row per sensor
-//!   and step, in the units `network.toml` gives (m, m³/h);
+//!   and step, in the units `network.toml` gives (m, m³/h, L/h for customer meters);
 //! - `DIR/network.toml`: the areas and sensors (CONTRACTS §1);
 //! - `DIR/truth.jsonl`: one line per injected leak that overlaps the simulated window: `kind`
 //!   (`leak`), `start`, `end` (the repair, or the end of the window when the leak outlives it;
@@ -69,10 +69,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// Builds the twin a request describes: network, scenario, random leaks, start and steps.
 pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinError> {
     if req.days == 0 {
-        return Err(TwinError::Io("--days must be at least 1".into()));
+        return Err(TwinError::Request("--days must be at least 1".into()));
     }
     if req.step_minutes == 0 || 1440 % req.step_minutes != 0 {
-        return Err(TwinError::Io(format!(
+        return Err(TwinError::Request(format!(
             "--step-minutes {} does not divide a day",
             req.step_minutes
         )));
@@ -283,6 +283,13 @@ pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePo
             "outlets = {}",
             list(z.outlets.iter().map(|m| sensor_of_link(m.link)))
         );
+        if !p.customer_meters.is_empty() {
+            let _ = writeln!(
+                out,
+                "customer_meters = {}",
+                list(p.customer_meters.iter().cloned())
+            );
+        }
         let _ = writeln!(out, "mains_km = {:.2}", z.mains_km);
         let _ = writeln!(
             out,
@@ -299,9 +306,9 @@ pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePo
     }
     for s in specs {
         let (kind, unit) = match s.kind() {
-            waterline_core::SensorKind::Flow => ("flow", "m3/h"),
-            waterline_core::SensorKind::Level => ("level", "m"),
-            _ => ("pressure", "m"),
+            waterline_core::SensorKind::Flow => ("flow", s.unit()),
+            waterline_core::SensorKind::Level => ("level", s.unit()),
+            _ => ("pressure", s.unit()),
         };
         let _ = writeln!(out, "[[sensor]]");
         let _ = writeln!(out, "id = {}", quoted(&s.id));
@@ -310,7 +317,7 @@ pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePo
         if let Some(d) = &s.dma {
             let _ = writeln!(out, "dma = {}", quoted(d));
         }
-        let _ = writeln!(out, "resolution = {}", s.resolution());
+        let _ = writeln!(out, "resolution = {:?}", s.resolution());
         out.push('\n');
     }
     out

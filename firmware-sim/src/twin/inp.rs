@@ -1,8 +1,8 @@
 //! What the EPANET parser drops: the comments of an `.inp` that mark the published sensors.
 //!
 //! BattLeDIM's L-Town (and the built-in network) mark instrumented elements with a comment on
-//! their line: `;PRESSURE SENSOR`, `;FLOW SENSOR`, `;LEVEL SENSOR` (also inside a longer comment
-//! such as `;AMR & PRESSURE SENSOR`). This module reads those marks; the rest of the file is
+//! their line: `;PRESSURE SENSOR`, `;FLOW SENSOR`, `;LEVEL SENSOR`, and `;AMR` for a junction
+//! whose customers have a smart meter (also combined, as in `;AMR & PRESSURE SENSOR`). This module reads those marks; the rest of the file is
 //! the solver's business.
 
 /// The sensors an `.inp` marks, by element id, in file order.
@@ -14,6 +14,8 @@ pub struct SensorTags {
     pub flow: Vec<String>,
     /// Tanks marked `LEVEL SENSOR`.
     pub level: Vec<String>,
+    /// Junctions marked `AMR` (customer smart meters).
+    pub amr: Vec<String>,
 }
 
 /// Reads the sensor marks of an `.inp` text.
@@ -44,6 +46,12 @@ pub fn sensor_tags(text: &str) -> SensorTags {
         if section == "[TANKS]" && comment.contains("LEVEL SENSOR") {
             tags.level.push(id.to_owned());
         }
+        let amr = comment
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "AMR");
+        if section == "[JUNCTIONS]" && amr {
+            tags.amr.push(id.to_owned());
+        }
     }
     tags
 }
@@ -61,5 +69,6 @@ mod tests {
         assert_eq!(tags.pressure, vec!["n1"]);
         assert_eq!(tags.flow, vec!["p1", "PUMP_1"]);
         assert_eq!(tags.level, vec!["T1"]);
+        assert_eq!(tags.amr, vec!["n1", "n2"]);
     }
 }

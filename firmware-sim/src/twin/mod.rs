@@ -51,6 +51,9 @@ pub enum TwinError {
     /// The solver failed.
     #[error("hydraulic solver: {0}")]
     Solver(String),
+    /// A bad request (days, step length).
+    #[error("{0}")]
+    Request(String),
     /// Reading or writing files.
     #[error("{0}")]
     Io(String),

@@ -5,13 +5,16 @@
 //! - Flow (m³/h, signed from the link's start node to its end node): the links the `.inp` marks
 //!   `FLOW SENSOR`, plus every link that meters an area's balance.
 //! - Level (m above the tank bottom): every tank.
+//! - Customer consumption (L/h, id `<junction>-amr`): the junctions the `.inp` marks `AMR`,
+//!   each read as one smart meter of the junction's whole demand (leaks excluded), listed as
+//!   its DMA's `customer_meters`.
 //!
 //! A sensor's id is its element's id (made valid for Waterline by replacing other characters
 //! with `_`; a node and a link of the same id get `-p` / `-q` suffixes).
 //!
 //! Noise (off with `--ideal`): Gaussian, σ 0.1 m on pressure, 0.5 % + 0.02 m³/h on flow,
-//! 5 mm on level; values are rounded to the resolution the network description states
-//! (0.01 m, 0.01 m³/h, 0.001 m).
+//! 5 mm on level, 1 % on customer meters; values are rounded to the resolution the network
+//! description states (0.01 m, 0.01 m³/h, 0.001 m, 1 L/h).
 
 use std::collections::BTreeSet;
 
@@ -32,6 +35,8 @@ pub enum Source {
     Flow(usize),
     /// Water level in a tank.
     Level(usize),
+    /// Customer consumption at a junction (a smart meter), L/h.
+    Consumption(usize),
 }
 
 /// One exported sensor.
@@ -48,8 +53,17 @@ impl SensorSpec {
     pub fn kind(&self) -> SensorKind {
         match self.source {
             Source::Pressure(_) => SensorKind::Pressure,
-            Source::Flow(_) => SensorKind::Flow,
+            Source::Flow(_) | Source::Consumption(_) => SensorKind::Flow,
             Source::Level(_) => SensorKind::Level,
+        }
+    }
+
+    /// The sensor's unit, as `network.toml` names it.
+    pub fn unit(&self) -> &'static str {
+        match self.source {
+            Source::Pressure(_) | Source::Level(_) => "m",
+            Source::Flow(_) => "m3/h",
+            Source::Consumption(_) => "L/h",
         }
     }
 
@@ -58,6 +72,7 @@ impl SensorSpec {
         match self.source {
             Source::Pressure(_) | Source::Flow(_) => 0.01,
             Source::Level(_) => 0.001,
+            Source::Consumption(_) => 1.0,
         }
     }
 
@@ -66,6 +81,7 @@ impl SensorSpec {
         match self.source {
             Source::Pressure(n) | Source::Level(n) => engine.pressure_m(n),
             Source::Flow(l) => engine.flow_m3h(l),
+            Source::Consumption(n) => engine.demand_m3h(n) * 1000.0,
         }
     }
 
@@ -75,17 +91,19 @@ impl SensorSpec {
             Source::Pressure(_) => 0.1,
             Source::Flow(_) => 0.005 * value.abs() + 0.02,
             Source::Level(_) => 0.005,
+            Source::Consumption(_) => 0.01 * value.abs(),
         };
         let r = self.resolution();
         ((value + sd * gaussian(rng)) / r).round() * r
     }
 }
 
-/// An area's AZP and critical sensor ids.
+/// An area's AZP and critical sensor ids, and its customer meters.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ZonePoints {
     pub azp: Option<String>,
     pub critical: Option<String>,
+    pub customer_meters: Vec<String>,
 }
 
 fn valid_id(id: &str) -> String {
@@ -213,6 +231,22 @@ pub fn choose(
             });
         }
     }
+    let mut meters = vec![Vec::new(); twin.zones().len()];
+    for id in &tags.amr {
+        let n = engine
+            .node_index(id)
+            .filter(|&n| engine.nodes()[n].kind == NodeKind::Junction)
+            .ok_or_else(|| format!("marked AMR `{id}` is not a junction"))?;
+        let sensor = valid_id(&format!("{id}-amr"));
+        if let Some(z) = twin.zone_of()[n] {
+            meters[z].push(sensor.clone());
+        }
+        out.push(SensorSpec {
+            id: sensor,
+            source: Source::Consumption(n),
+            dma: zone_id(n),
+        });
+    }
     let mut seen = BTreeSet::new();
     for s in &out {
         if !seen.insert(s.id.clone()) {
@@ -221,9 +255,11 @@ pub fn choose(
     }
     let points = points
         .into_iter()
-        .map(|(a, c)| ZonePoints {
+        .zip(meters)
+        .map(|((a, c), customer_meters)| ZonePoints {
             azp: a.map(node_sensor),
             critical: c.map(node_sensor),
+            customer_meters,
         })
         .collect();
     Ok((out, points))
