@@ -2,14 +2,15 @@
 //!
 //! Subcommands (CONTRACTS §6): `serve` (the production daemon), `demo` (everything embedded),
 //! `token create`, `db migrate`, `device list|register|approve|retire`, `modbus write`,
-//! `analyze leakage`, `evaluate leakage`. Each wires the crates
-//! together; none holds domain logic of its own.
+//! `sim` (the digital twin's export), `analyze leakage`, `evaluate leakage`. Each wires the
+//! crates together; none holds domain logic of its own.
 
 pub mod analyze;
 pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod services;
+pub mod sim;
 pub mod telemetry;
 
 use std::path::PathBuf;
@@ -76,6 +77,8 @@ pub enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Simulate a network (EPANET .inp) and export readings, network.toml and the truth.
+    Sim(sim::SimArgs),
     /// Modbus devices of the configuration.
     Modbus {
         #[command(subcommand)]
@@ -230,8 +233,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(cfg).await
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::Analyze { command } => analyze::analyze(command),
-        Command::Evaluate { command } => analyze::evaluate(command),
+        Command::Sim(args) => tokio::task::spawn_blocking(move || sim::run(args)).await?,
+        Command::Analyze { command } => {
+            tokio::task::spawn_blocking(move || analyze::analyze(command)).await?
+        }
+        Command::Evaluate { command } => {
+            tokio::task::spawn_blocking(move || analyze::evaluate(command)).await?
+        }
         Command::Token {
             command:
                 TokenCommand::Create {

@@ -5,8 +5,12 @@
 //!   leaks) for the demo.
 //! - [`demo`]: the demo's RTUs, smart meters and quality station publishing native JSON
 //!   uplinks over MQTT ([`demo::run`], [`demo::network_toml`]).
+//! - [`twin`]: the hydraulic digital twin: an EPANET network simulated over days with varying
+//!   demand and injected leaks, exported as readings, a network description and the truth
+//!   (`waterline sim --export`).
 //!
 //! This crate never imports ingest or the store: like a real device, it only speaks the wire.
 
 pub mod demo;
 pub mod model;
+pub mod twin;

@@ -1,0 +1,130 @@
+//! Customer demand: each junction's base demand × diurnal pattern × weekly factor × random
+//! variation, plus a few large night users. Deterministic for a seed.
+//!
+//! - The diurnal pattern is the `.inp`'s own (the engine applies it); a junction whose demand
+//!   has no pattern follows [`crate::model::diurnal_factor`] in local time.
+//! - The weekly factor applies only when the `.inp`'s patterns are shorter than a week (L-Town's
+//!   patterns span a week already): Friday 1.02, Saturday 1.06, Sunday 0.92, else 1.0.
+//! - Random variation: one network-wide factor per day (σ 3 %, weather), one factor per junction
+//!   per day (σ 5 %), and a short-term factor per junction and step (AR(1), σ 12 %, about an
+//!   hour's memory at 5-minute steps). The product is clipped at zero.
+//! - Large night users (one per 250 junctions, 1 to 5): a junction drawing 1–3 m³/h extra from
+//!   23:00 to 05:00 local time every night, such as an irrigation or a factory's night shift.
+
+use chrono::{Datelike, NaiveDateTime, Timelike};
+use rand::RngExt;
+use rand::rngs::StdRng;
+
+use super::engine::{Engine, NodeKind};
+
+/// A junction with a large night-time draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NightUser {
+    pub node: usize,
+    pub rate_m3h: f64,
+}
+
+/// The demand generator's state.
+#[derive(Debug)]
+pub struct Demand {
+    rng: StdRng,
+    variation: bool,
+    weekly: bool,
+    junctions: Vec<usize>,
+    unpatterned: Vec<bool>,
+    day: Option<i64>,
+    day_factor: Vec<f64>,
+    short_term: Vec<f64>,
+    pub night_users: Vec<NightUser>,
+}
+
+/// A standard normal draw (Box–Muller).
+pub fn gaussian(rng: &mut StdRng) -> f64 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random_range(0.0..1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+const AR_PHI: f64 = 0.92;
+const AR_SIGMA: f64 = 0.12;
+
+impl Demand {
+    /// A generator for the engine's junctions. Without `variation` every factor is 1 and
+    /// there are no night users: the `.inp`'s demands exactly.
+    pub fn new(engine: &Engine, mut rng: StdRng, variation: bool) -> Self {
+        let n = engine.nodes().len();
+        let junctions: Vec<usize> = (0..n)
+            .filter(|&i| engine.nodes()[i].kind == NodeKind::Junction)
+            .collect();
+        let unpatterned = (0..n)
+            .map(|i| !engine.is_patterned(i) && engine.nodes()[i].kind == NodeKind::Junction)
+            .collect();
+        let weekly = engine.pattern_span_s() < 7 * 86_400;
+        let mut night_users = Vec::new();
+        if variation && !junctions.is_empty() {
+            let count = (junctions.len() / 250).clamp(1, 5);
+            for _ in 0..count {
+                let node = junctions[rng.random_range(0..junctions.len())];
+                let rate_m3h = (rng.random_range(1.0..3.0) * 100.0f64).round() / 100.0;
+                night_users.push(NightUser { node, rate_m3h });
+            }
+        }
+        Self {
+            rng,
+            variation,
+            weekly,
+            junctions,
+            unpatterned,
+            day: None,
+            day_factor: vec![1.0; n],
+            short_term: vec![0.0; n],
+            night_users,
+        }
+    }
+
+    /// Fills each junction's multiplier of its pattern demand and its extra draw (m³/h) at
+    /// local time `local`.
+    pub fn at(&mut self, local: NaiveDateTime, factor: &mut [f64], extra_m3h: &mut [f64]) {
+        factor.fill(1.0);
+        extra_m3h.fill(0.0);
+        let hour = local.hour() as f64 + local.minute() as f64 / 60.0;
+        for &j in &self.junctions {
+            if self.unpatterned[j] {
+                factor[j] = crate::model::diurnal_factor(hour);
+            }
+        }
+        if !self.variation {
+            return;
+        }
+        let day = local.date().num_days_from_ce() as i64;
+        if self.day != Some(day) {
+            self.day = Some(day);
+            let global = 1.0 + 0.03 * gaussian(&mut self.rng);
+            for &j in &self.junctions {
+                self.day_factor[j] = global * (1.0 + 0.05 * gaussian(&mut self.rng));
+            }
+        }
+        let weekly = if self.weekly {
+            match local.weekday().num_days_from_monday() {
+                4 => 1.02,
+                5 => 1.06,
+                6 => 0.92,
+                _ => 1.0,
+            }
+        } else {
+            1.0
+        };
+        let innovation = AR_SIGMA * (1.0 - AR_PHI * AR_PHI).sqrt();
+        for &j in &self.junctions {
+            let e = AR_PHI * self.short_term[j] + innovation * gaussian(&mut self.rng);
+            self.short_term[j] = e;
+            factor[j] = (factor[j] * weekly * self.day_factor[j] * (1.0 + e)).max(0.0);
+        }
+        let night = local.hour() >= 23 || local.hour() < 5;
+        if night {
+            for u in &self.night_users {
+                extra_m3h[u.node] += u.rate_m3h;
+            }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! `waterline sim --export DIR`: runs the twin and writes
+//!
+//! - `DIR/readings.csv`: `time,sensor,value` (CONTRACTS §2), RFC 3339 UTC, one row per sensor
+//!   and step, in the units `network.toml` gives (m, m³/h, L/h for customer meters);
+//! - `DIR/network.toml`: the areas and sensors (CONTRACTS §1);
+//! - `DIR/truth.jsonl`: one line per injected leak that overlaps the simulated window: `kind`
+//!   (`leak`), `start`, `end` (the repair, or the end of the window when the leak outlives it;
+//!   `repaired` says which), `dma`, `pipe`, `node` (the emitter's junction), `diameter_mm`,
+//!   `leak_type`, `peak`, and `mean_flow_m3h`, the simulated leak flow averaged over the steps
+//!   in which the leak was open.
+//!
+//! Progress goes to stderr (when asked) about every 5 % of the steps.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+
+use super::engine::Engine;
+use super::inp::sensor_tags;
+use super::scenario::Scenario;
+use super::sensors::{self, SensorSpec};
+use super::{Twin, TwinConfig, TwinError};
+
+/// What `waterline sim` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimRequest {
+    /// `.inp` file; `None`: the built-in network.
+    pub network: Option<PathBuf>,
+    pub days: u32,
+    pub seed: u64,
+    /// No sensor noise.
+    pub ideal: bool,
+    pub scenario: Option<PathBuf>,
+    /// First step; default: the scenario's, else 2026-01-05T00:00:00Z (a Monday).
+    pub start: Option<DateTime<Utc>>,
+    pub step_minutes: u32,
+    pub export: PathBuf,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSummary {
+    pub steps: usize,
+    pub sensors: usize,
+    pub rows: usize,
+    pub leaks: usize,
+    pub dmas: usize,
+    /// Large night users (junction id, m³/h from 23:00 to 05:00 local): legitimate night use
+    /// that `truth.jsonl` does not list.
+    pub night_users: Vec<(String, f64)>,
+    pub seconds: f64,
+}
+
+fn io(what: &Path, e: std::io::Error) -> TwinError {
+    TwinError::Io(format!("{}: {e}", what.display()))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Builds the twin a request describes: network, scenario, random leaks, start and steps.
+pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinError> {
+    if req.days == 0 {
+        return Err(TwinError::Request("--days must be at least 1".into()));
+    }
+    if req.step_minutes == 0 || 1440 % req.step_minutes != 0 {
+        return Err(TwinError::Request(format!(
+            "--step-minutes {} does not divide a day",
+            req.step_minutes
+        )));
+    }
+    let (engine, text) = match &req.network {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| io(p, e))?;
+            (Engine::from_inp_file(p)?, text)
+        }
+        None => (
+            Engine::from_inp_text(super::BUILTIN_INP, "built-in network")?,
+            super::BUILTIN_INP.to_owned(),
+        ),
+    };
+    let scenario = match &req.scenario {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| io(p, e))?;
+            Scenario::parse(&text, &p.display().to_string())?
+        }
+        None => Scenario {
+            random_leaks: (req.days as usize).div_ceil(7),
+            ..Scenario::default()
+        },
+    };
+    let start = req
+        .start
+        .or(scenario.start)
+        .unwrap_or_else(|| "2026-01-05T00:00:00Z".parse().expect("valid time"));
+    let step_s = req.step_minutes as usize * 60;
+    let config = TwinConfig {
+        start,
+        steps: req.days as usize * 86_400 / step_s,
+        step_s,
+        timezone: scenario.timezone.unwrap_or(Tz::UTC),
+        seed: req.seed,
+        demand_variation: true,
+        leaks: scenario.leaks,
+        random_leaks: scenario.random_leaks,
+        setpoints: scenario.setpoints,
+    };
+    Ok((Twin::new(engine, config)?, sensor_tags(&text)))
+}
+
+/// Builds the twin and writes the three files.
+pub fn run(req: &SimRequest) -> Result<ExportSummary, TwinError> {
+    let (mut twin, tags) = build(req)?;
+    export(&mut twin, &tags, &req.export, req.ideal, req.progress)
+}
+
+/// Runs `twin` and writes the three files into `dir` (created if missing).
+pub fn export(
+    twin: &mut Twin,
+    tags: &super::inp::SensorTags,
+    dir: &Path,
+    ideal: bool,
+    progress: bool,
+) -> Result<ExportSummary, TwinError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let (specs, points) = sensors::choose(twin, tags).map_err(TwinError::Inp)?;
+    let toml_path = dir.join("network.toml");
+    std::fs::write(&toml_path, network_toml(twin, &specs, &points))
+        .map_err(|e| io(&toml_path, e))?;
+
+    let csv_path = dir.join("readings.csv");
+    let file = File::create(&csv_path).map_err(|e| io(&csv_path, e))?;
+    let mut csv = BufWriter::with_capacity(1 << 20, file);
+    csv.write_all(b"time,sensor,value\n")
+        .map_err(|e| io(&csv_path, e))?;
+    let mut noise = crate::model::rng(twin.config().seed ^ 0x0005_e25e);
+    let steps = twin.config().steps;
+    let mut flow_sum = vec![0.0f64; twin.leaks().len()];
+    let mut open_steps = vec![0usize; twin.leaks().len()];
+    let mut rows = 0usize;
+    let mut line = String::with_capacity(64);
+    let report_every = (steps / 20).max(1);
+    twin.run(|step| {
+        let time = rfc3339(step.time);
+        for s in &specs {
+            let v = s.true_value(step.engine);
+            line.clear();
+            if ideal {
+                let _ = writeln!(line, "{time},{},{:.4}", s.id, v);
+            } else {
+                let _ = writeln!(line, "{time},{},{:.3}", s.id, s.measure(v, &mut noise));
+            }
+            csv.write_all(line.as_bytes())
+                .map_err(|e| io(&csv_path, e))?;
+            rows += 1;
+        }
+        for (i, q) in step.leak_flows_m3h.iter().enumerate() {
+            if *q > 0.0 {
+                flow_sum[i] += q;
+                open_steps[i] += 1;
+            }
+        }
+        if progress && (step.index + 1) % report_every == 0 {
+            eprintln!(
+                "sim: {} / {} steps ({}%), {}, {:.1} s",
+                step.index + 1,
+                steps,
+                (step.index + 1) * 100 / steps,
+                time,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(())
+    })?;
+    csv.flush().map_err(|e| io(&csv_path, e))?;
+
+    let truth_path = dir.join("truth.jsonl");
+    let mut truth = String::new();
+    let window_end = twin.time_of(steps);
+    let mut leaks = 0;
+    for (i, p) in twin.leaks().iter().enumerate() {
+        let l = &p.leak;
+        if l.start >= window_end || l.end.is_some_and(|e| e <= twin.config().start) {
+            continue;
+        }
+        leaks += 1;
+        let end = l.end.map_or(window_end, |e| e.min(window_end));
+        let mean = if open_steps[i] > 0 {
+            flow_sum[i] / open_steps[i] as f64
+        } else {
+            0.0
+        };
+        let obj = serde_json::json!({
+            "kind": "leak",
+            "start": rfc3339(l.start),
+            "end": rfc3339(end),
+            "repaired": l.end.is_some_and(|e| e <= window_end),
+            "dma": p.zone.map(|z| twin.zones()[z].id.clone()),
+            "pipe": l.pipe,
+            "node": twin.engine().nodes()[p.node].id,
+            "diameter_mm": l.diameter_mm,
+            "leak_type": l.leak_type.as_str(),
+            "peak": rfc3339(l.peak),
+            "mean_flow_m3h": (mean * 1000.0).round() / 1000.0,
+        });
+        truth.push_str(&obj.to_string());
+        truth.push('\n');
+    }
+    std::fs::write(&truth_path, truth).map_err(|e| io(&truth_path, e))?;
+    Ok(ExportSummary {
+        steps,
+        sensors: specs.len(),
+        rows,
+        leaks,
+        dmas: twin.zones().len(),
+        night_users: twin
+            .night_users()
+            .iter()
+            .map(|u| (twin.engine().nodes()[u.node].id.clone(), u.rate_m3h))
+            .collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+fn list(ids: impl Iterator<Item = String>) -> String {
+    let v: Vec<String> = ids.map(|s| quoted(&s)).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// Service connections estimated from mean demand: 1 m³ per connection per day.
+pub fn connections_estimate(mean_demand_m3h: f64) -> u32 {
+    (mean_demand_m3h * 24.0).round().max(0.0) as u32
+}
+
+/// The network description of the export.
+pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePoints]) -> String {
+    let mut out = String::new();
+    let cfg = twin.config();
+    let _ = writeln!(
+        out,
+        "# Written by `waterline sim` (seed {}, {} steps of {} min from {}).",
+        cfg.seed,
+        cfg.steps,
+        cfg.step_s / 60,
+        rfc3339(cfg.start)
+    );
+    let _ = writeln!(
+        out,
+        "# DMAs derived from the topology; connections estimated at 1 m3/day each.\n"
+    );
+    let _ = writeln!(out, "timezone = {}\n", quoted(cfg.timezone.name()));
+    let sensor_of_link = |link: usize| {
+        specs
+            .iter()
+            .find(|s| s.source == sensors::Source::Flow(link))
+            .map(|s| s.id.clone())
+            .expect("every balance meter is a sensor")
+    };
+    for (z, p) in twin.zones().iter().zip(points) {
+        let _ = writeln!(out, "[[dma]]");
+        let _ = writeln!(out, "id = {}", quoted(&z.id));
+        let _ = writeln!(out, "name = {}", quoted(&format!("Area {}", z.id)));
+        let _ = writeln!(
+            out,
+            "inlets = {}",
+            list(z.inlets.iter().map(|m| sensor_of_link(m.link)))
+        );
+        let _ = writeln!(
+            out,
+            "outlets = {}",
+            list(z.outlets.iter().map(|m| sensor_of_link(m.link)))
+        );
+        if !p.customer_meters.is_empty() {
+            let _ = writeln!(
+                out,
+                "customer_meters = {}",
+                list(p.customer_meters.iter().cloned())
+            );
+        }
+        let _ = writeln!(out, "mains_km = {:.2}", z.mains_km);
+        let _ = writeln!(
+            out,
+            "connections = {}",
+            connections_estimate(z.mean_demand_m3h)
+        );
+        if let Some(a) = &p.azp {
+            let _ = writeln!(out, "azp_sensor = {}", quoted(a));
+        }
+        if let Some(c) = &p.critical {
+            let _ = writeln!(out, "critical_sensor = {}", quoted(c));
+        }
+        out.push('\n');
+    }
+    for s in specs {
+        let (kind, unit) = match s.kind() {
+            waterline_core::SensorKind::Flow => ("flow", s.unit()),
+            waterline_core::SensorKind::Level => ("level", s.unit()),
+            _ => ("pressure", s.unit()),
+        };
+        let _ = writeln!(out, "[[sensor]]");
+        let _ = writeln!(out, "id = {}", quoted(&s.id));
+        let _ = writeln!(out, "kind = {}", quoted(kind));
+        let _ = writeln!(out, "unit = {}", quoted(unit));
+        if let Some(d) = &s.dma {
+            let _ = writeln!(out, "dma = {}", quoted(d));
+        }
+        let _ = writeln!(out, "resolution = {:?}", s.resolution());
+        out.push('\n');
+    }
+    out
+}
