@@ -6,5 +6,6 @@ mod api;
 mod conformance;
 mod faults;
 mod ingest;
+mod leakage;
 mod modbus;
 mod protocols;

@@ -3,12 +3,14 @@
 //! One pass in time order over two streams of the DMA's balance flow:
 //!
 //! - every bucket (15 min): a **burst** detector compares the flow with a demand profile
-//!   (median of the same slot on recent days of the same day type, weekday or weekend) and opens
+//!   (median of the same slot on the last weeks' same weekday, scaled by the day's demand
+//!   level, with an allowance for timing jitter on steep ramps) and opens
 //!   a `burst` when the residual jumps, from near zero, above both `burst_sigma` robust
 //!   deviations and `min_burst_m3h` for `burst_buckets` buckets in a row; a sudden lasting drop
 //!   of the same size closes the open leak it matches (a repair);
 //! - every night (at the end of the night window): a **leak** detector runs a one-sided CUSUM
-//!   on the net night flow against a baseline (median of recent clean nights, robust spread) and
+//!   on the net night flow against a baseline (median of recent clean nights of the same weekday,
+//!   else of all recent clean nights; robust spread of the residuals) and
 //!   opens a `leak` when the evidence of a lasting rise exceeds `cusum_h`; nights well below the
 //!   expected level close the matching open leak.
 //!
@@ -20,7 +22,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Datelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, Utc};
 use waterline_core::{DmaId, Event, EventKind, Severity};
 
 use crate::timefmt::EpochMillis;
@@ -47,8 +49,8 @@ pub struct DetectorConfig {
     pub min_burst_m3h: f64,
     /// Burst: consecutive buckets above the threshold.
     pub burst_buckets: usize,
-    /// Days of the same type in the demand profile.
-    pub profile_days: usize,
+    /// Weeks (same weekday) in the demand profile.
+    pub profile_weeks: usize,
 }
 
 impl Default for DetectorConfig {
@@ -58,12 +60,12 @@ impl Default for DetectorConfig {
             warmup_nights: 5,
             cusum_k: 0.5,
             cusum_h: 4.0,
-            min_leak_m3h: 0.5,
-            min_leak_share: 0.03,
+            min_leak_m3h: 1.0,
+            min_leak_share: 0.05,
             burst_sigma: 4.0,
             min_burst_m3h: 5.0,
             burst_buckets: 4,
-            profile_days: 6,
+            profile_weeks: 3,
         }
     }
 }
@@ -127,9 +129,9 @@ fn slope(ys: &[f64]) -> f64 {
     sxy / sxx
 }
 
-fn is_weekend(t: EpochMillis, offset_ms: i64) -> bool {
+fn weekday(t: EpochMillis, offset_ms: i64) -> usize {
     DateTime::<Utc>::from_timestamp_millis(t + offset_ms)
-        .is_some_and(|d| matches!(d.weekday(), Weekday::Sat | Weekday::Sun))
+        .map_or(0, |d| d.weekday().num_days_from_monday() as usize)
 }
 
 /// One night's figure as the leak detector sees it.
@@ -141,6 +143,8 @@ pub struct Night {
     pub mnf_start: EpochMillis,
     /// Net night flow (or MNF), m³/h.
     pub flow: f64,
+    /// Local weekday of the night, Monday = 0.
+    pub weekday: usize,
 }
 
 /// One bucket of balance flow as the burst detector sees it.
@@ -150,7 +154,8 @@ pub struct Bucket {
     pub end: EpochMillis,
     /// Slot of the local day (0 .. buckets per day).
     pub slot: usize,
-    pub weekend: bool,
+    /// Local weekday, Monday = 0.
+    pub weekday: usize,
     pub flow: Option<f64>,
 }
 
@@ -163,16 +168,20 @@ pub struct DmaDetector {
     dma: DmaId,
     cfg: DetectorConfig,
     events: Vec<Tracked>,
-    // Leak detector (nightly).
-    clean_nights: VecDeque<f64>,
+    // Leak detector (nightly): clean nights as (weekday, flow net of open leaks).
+    clean_nights: VecDeque<(usize, f64)>,
+    /// Residuals of clean nights against their baseline.
+    night_resid: VecDeque<f64>,
     cusum: f64,
     cusum_start: Option<EpochMillis>,
     cusum_excess: Vec<f64>,
     low_nights: usize,
     low_since: Option<EpochMillis>,
+    previous_excess: Option<f64>,
     last_night_end: Option<EpochMillis>,
     last_clean_night_end: Option<EpochMillis>,
-    // Burst detector (per bucket): per (weekend, slot) recent demand net of open leaks.
+    // Burst detector (per bucket): per (weekday, slot) recent demand net of open leaks.
+    slots: usize,
     profile: Vec<VecDeque<f64>>,
     /// Typical |residual| / predicted demand.
     rel_scale: Option<f64>,
@@ -189,14 +198,17 @@ impl DmaDetector {
             cfg,
             events: Vec::new(),
             clean_nights: VecDeque::new(),
+            night_resid: VecDeque::new(),
             cusum: 0.0,
             cusum_start: None,
             cusum_excess: Vec::new(),
             low_nights: 0,
             low_since: None,
+            previous_excess: None,
             last_night_end: None,
             last_clean_night_end: None,
-            profile: vec![VecDeque::new(); 2 * slots_per_day],
+            slots: slots_per_day,
+            profile: vec![VecDeque::new(); 7 * slots_per_day],
             rel_scale: None,
             run_high: Vec::new(),
             run_low: Vec::new(),
@@ -260,13 +272,21 @@ impl DmaDetector {
         let Some(flow) = b.flow else {
             return;
         };
-        let idx = usize::from(b.weekend) * (self.profile.len() / 2) + b.slot;
-        let Some(hist) = self.profile.get(idx) else {
-            return;
-        };
+        let idx = (b.weekday % 7) * self.slots + b.slot % self.slots;
         let demand = flow - self.open_flow();
-        let mut h: Vec<f64> = hist.iter().copied().collect();
-        let predicted = if h.len() >= 3 { median(&mut h) } else { None };
+        let slot_median = |i: usize| {
+            let mut h: Vec<f64> = self.profile[i].iter().copied().collect();
+            if h.len() >= 2 { median(&mut h) } else { None }
+        };
+        let predicted = slot_median(idx);
+        // Timing jitter: half the profile's change across the neighbouring slots.
+        let day0 = idx - idx % self.slots;
+        let prev = slot_median(day0 + (idx - day0 + self.slots - 1) % self.slots);
+        let next = slot_median(day0 + (idx - day0 + 1) % self.slots);
+        let jitter = match (prev, next) {
+            (Some(a), Some(b)) => (b - a).abs() / 4.0,
+            _ => 0.0,
+        };
         let mut ordinary = true;
         if let Some(pred) = predicted.filter(|p| *p > 0.0) {
             // Today's demand factor from the ordinary buckets just before.
@@ -285,7 +305,7 @@ impl DmaDetector {
             let expected = factor * pred;
             let resid = demand - expected;
             let scale = self.rel_scale.unwrap_or(0.05) * expected;
-            let sigma = 1.25 * scale;
+            let sigma = 1.25 * scale + jitter;
             let threshold = (self.cfg.burst_sigma * sigma).max(self.cfg.min_burst_m3h);
             if resid > threshold {
                 self.run_high.push((b.start, resid));
@@ -344,23 +364,48 @@ impl DmaDetector {
         if ordinary {
             let hist = &mut self.profile[idx];
             hist.push_back(demand);
-            if hist.len() > self.cfg.profile_days {
+            if hist.len() > self.cfg.profile_weeks {
                 hist.pop_front();
             }
+        }
+    }
+
+    /// The baseline night flow for a weekday: the median of the last clean nights of that
+    /// weekday, once there are two (night use differs between weekdays, and the detector does
+    /// not alarm before it knows the weekday).
+    fn night_baseline(&self, weekday: usize) -> Option<f64> {
+        let mut same: Vec<f64> = self
+            .clean_nights
+            .iter()
+            .rev()
+            .filter(|(d, _)| *d == weekday)
+            .take(self.cfg.profile_weeks)
+            .map(|(_, x)| *x)
+            .collect();
+        if same.len() >= 2 {
+            median(&mut same)
+        } else {
+            None
         }
     }
 
     /// Processes one night (the leak detector).
     pub fn night(&mut self, n: Night) {
         let previous_night_end = self.last_night_end.replace(n.end);
-        let mut base: Vec<f64> = self.clean_nights.iter().copied().collect();
-        let enough = base.len() >= self.cfg.warmup_nights;
-        let Some(baseline) = median(&mut base) else {
-            self.push_clean(n.flow - self.open_flow(), n.end);
+        let previous_excess = self.previous_excess.take();
+        let Some(baseline) = self.night_baseline(n.weekday) else {
+            self.push_clean(n.weekday, n.flow - self.open_flow(), f64::NAN, n.end);
             return;
         };
-        let floor = (self.cfg.min_leak_m3h / 2.0).max(0.01 * baseline.abs());
-        let sigma = mad_sigma(&base, baseline).max(floor);
+        let enough = self.night_resid.len() >= self.cfg.warmup_nights;
+        let floor = (self.cfg.min_leak_m3h / 2.0).max(0.02 * baseline.abs());
+        let resid: Vec<f64> = self.night_resid.iter().copied().collect();
+        let sigma = if resid.len() >= 3 {
+            let center = median(&mut resid.clone()).unwrap_or(0.0);
+            mad_sigma(&resid, center).max(floor)
+        } else {
+            floor.max(0.05 * baseline.abs())
+        };
         let forecast: f64 = self.open_events().map(|e| e.level + e.trend).sum();
         let mut excess = n.flow - baseline - forecast;
         // A steady leak's first nights refine its flow estimate (a burst's daytime estimate
@@ -380,6 +425,7 @@ impl DmaDetector {
             e.nights += 1;
         }
         let z = excess / sigma;
+        self.previous_excess = Some(excess);
 
         // Repair: the expected level is too high for two nights in a row.
         let open = self.open_events().count();
@@ -402,7 +448,10 @@ impl DmaDetector {
             .cfg
             .min_leak_m3h
             .max(self.cfg.min_leak_share * baseline.abs());
-        let jump = z >= self.cfg.cusum_h + self.cfg.cusum_k && excess >= min_flow;
+        // A lasting rise: this night above the smallest leak, and the night before at least
+        // half-way there (one odd night is not a leak).
+        let lasting = excess >= min_flow && previous_excess.is_some_and(|p| p >= 0.5 * min_flow);
+        let jump = z >= self.cfg.cusum_h + self.cfg.cusum_k && lasting;
         let growing = self
             .events
             .iter()
@@ -430,12 +479,17 @@ impl DmaDetector {
                     e.growing = false;
                     e.trend = 0.0;
                 }
-                self.push_clean(n.flow - self.open_flow(), n.end);
+                self.push_clean(
+                    n.weekday,
+                    n.flow - self.open_flow(),
+                    n.flow - self.open_flow() - baseline,
+                    n.end,
+                );
             }
             return;
         }
 
-        self.cusum = (self.cusum + z - self.cfg.cusum_k).max(0.0);
+        self.cusum = (self.cusum + z - self.cfg.cusum_k).clamp(0.0, 3.0 * self.cfg.cusum_h);
         if self.cusum > 0.0 {
             if self.cusum_start.is_none() {
                 self.cusum_start = Some(self.last_clean_night_end.unwrap_or(n.mnf_start));
@@ -444,10 +498,8 @@ impl DmaDetector {
             self.cusum_excess.push(excess);
         } else {
             self.cusum_start = None;
-            self.push_clean(n.flow - self.open_flow(), n.end);
-            return;
         }
-        if enough && self.cusum >= self.cfg.cusum_h && excess >= min_flow {
+        if enough && self.cusum >= self.cfg.cusum_h && lasting {
             let onset = self.cusum_start.unwrap_or(n.mnf_start);
             let confidence = 1.0 - (-self.cusum / self.cfg.cusum_h).exp() * 0.5;
             let trend = if self.cusum_excess.len() >= 2 {
@@ -456,13 +508,27 @@ impl DmaDetector {
                 0.0
             };
             self.open(EventKind::Leak, onset, n.end, excess, trend, confidence);
+            self.previous_excess = Some(0.0);
+            return;
+        }
+        // A night that is not suspicious teaches the baseline (a slow rise still shows against
+        // the same weekday weeks ago).
+        if z < 2.0 {
+            let net = n.flow - self.open_flow();
+            self.push_clean(n.weekday, net, excess, n.end);
         }
     }
 
-    fn push_clean(&mut self, x: f64, end: EpochMillis) {
-        self.clean_nights.push_back(x);
-        if self.clean_nights.len() > self.cfg.baseline_nights {
+    fn push_clean(&mut self, weekday: usize, x: f64, resid: f64, end: EpochMillis) {
+        self.clean_nights.push_back((weekday, x));
+        if self.clean_nights.len() > 7 * self.cfg.profile_weeks {
             self.clean_nights.pop_front();
+        }
+        if resid.is_finite() {
+            self.night_resid.push_back(resid);
+            if self.night_resid.len() > self.cfg.baseline_nights {
+                self.night_resid.pop_front();
+            }
         }
         self.last_clean_night_end = Some(end);
     }
@@ -511,7 +577,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Whether `t` falls on a weekend at the given UTC offset.
-pub fn weekend_at(t: EpochMillis, offset_ms: i64) -> bool {
-    is_weekend(t, offset_ms)
+/// The local weekday (Monday = 0) of `t` at the given UTC offset.
+pub fn weekday_at(t: EpochMillis, offset_ms: i64) -> usize {
+    weekday(t, offset_ms)
 }

@@ -11,6 +11,7 @@ pub mod months;
 
 use std::collections::HashMap;
 
+use chrono::Datelike;
 use polars::prelude::PolarsResult;
 use waterline_core::{Event, Network, SensorId, SensorKind};
 
@@ -129,6 +130,7 @@ fn run_detector(
                 end: d.night_end,
                 mnf_start: d.mnf_start?,
                 flow: d.nnf_m3h?,
+                weekday: d.date.weekday().num_days_from_monday() as usize,
             })
         })
         .collect();
@@ -142,7 +144,7 @@ fn run_detector(
             start,
             end,
             slot: (minute as i64 * 60_000 / inflow.step) as usize % slots,
-            weekend: detect::weekend_at(start, offset),
+            weekday: detect::weekday_at(start, offset),
             flow: inflow.values[i],
         });
         while next_night < nights.len() && nights[next_night].end <= end {
