@@ -2,7 +2,8 @@
 //!
 //! A detection (`leak` or `burst`, with a DMA) is a true positive when it is raised while a
 //! true leak of that DMA is running (`start ≤ detected_at ≤ end`) and that leak has not been
-//! claimed by an earlier detection; otherwise it is a false alarm (before any leak, a second
+//! claimed by an earlier detection (of several such leaks, it claims the one that started
+//! last); otherwise it is a false alarm (before any leak, a second
 //! report of a claimed leak, or in the wrong DMA). Recall counts true leaks found; the delay of
 //! a found leak is `detected_at − start`. The economic score follows BattLeDIM: water saved
 //! (the leak's flow from detection to the leak's end, at a price per m³) minus a cost per false
@@ -121,7 +122,8 @@ pub fn score(
                     && t.start <= e.detected_at
                     && e.detected_at <= t.end.unwrap_or(horizon)
             })
-            .min_by_key(|(_, t)| t.start)
+            // The most recently started leak is the likeliest cause of a new detection.
+            .max_by_key(|(_, t)| t.start)
             .map(|(i, _)| i);
         if let Some(i) = hit {
             claimed[i] = Some(e.detected_at);
@@ -228,6 +230,29 @@ mod tests {
         // A saves 10 m³/h × 234 h; B (open-ended) 4 m³/h × 312 h to the horizon.
         assert!((s.water_saved_m3 - (2340.0 + 1248.0)).abs() < 1e-6);
         assert!((s.economic_score - (3588.0 * 0.8 - 1000.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_detection_claims_the_leak_that_started_last() {
+        let leak = |start: &str| TruthLeak {
+            kind: "leak".into(),
+            start: t(start),
+            end: None,
+            dma: Some("A".into()),
+            pipe: None,
+            profile: Some("abrupt".into()),
+            flow_m3h: Some(1.0),
+        };
+        let truth = vec![leak("2018-01-01T00:00:00Z"), leak("2018-01-10T00:00:00Z")];
+        let events = vec![event("A", "2018-01-10T02:00:00Z")];
+        let s = score(
+            &truth,
+            &events,
+            t("2018-01-20T00:00:00Z"),
+            Economics::default(),
+        );
+        assert_eq!((s.found, s.false_alarms), (1, 0));
+        assert_eq!(s.median_delay_h["abrupt"], 2.0);
     }
 
     #[test]
