@@ -1,6 +1,9 @@
 //! The `waterline` binary as an operator runs it (cargo builds it before these tests): `serve` against the real PostgreSQL and
 //! Mosquitto, `token create`, and the specific errors for bad input at start-up.
 
+mod process;
+
+use process::run;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,20 +40,6 @@ async fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, St
         .map(|x| x.1.to_owned())
         .unwrap_or_default();
     Some((code, body))
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_waterline"))
-        .args(args)
-        .env("WATERLINE_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `waterline serve` on the given services, quiet, with its spool beside the network file (so a

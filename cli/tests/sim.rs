@@ -1,19 +1,11 @@
 //! `waterline sim` as an operator runs it: the built-in network for two days into a directory,
 //! and a bad scenario refused with a reason that names the key.
 
-use std::process::{Command, Stdio};
+mod process;
 
 fn waterline(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_waterline"))
-        .args(args)
-        .env("WATERLINE_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, _, stderr) = process::run(args);
+    (code, stderr)
 }
 
 #[test]
