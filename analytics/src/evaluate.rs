@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use waterline_core::{Event, EventKind};
 
+use crate::stats::median;
+
 /// One injected incident of the ground truth.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TruthLeak {
@@ -82,19 +84,6 @@ pub struct Score {
     pub water_saved_m3: f64,
     /// Saved water × price − false alarms × cost, €.
     pub economic_score: f64,
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
 }
 
 /// Scores detections against the truth. `horizon` ends leaks that have no end (the data's end).
@@ -172,7 +161,7 @@ pub fn score(
         f1,
         median_delay_h: delays
             .into_iter()
-            .filter_map(|(k, v)| median(v).map(|m| (k, m)))
+            .filter_map(|(k, mut v)| median(&mut v).map(|m| (k, m)))
             .collect(),
         water_saved_m3: saved,
         economic_score: saved * econ.price_per_m3 - false_alarms as f64 * econ.false_alarm_cost,

@@ -7,7 +7,8 @@
 //! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
 //! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
 //! - [`evaluate`]: scoring detected events against ground truth.
-//! - [`clock`], [`timefmt`]: local time and fast RFC 3339 parsing.
+//! - [`clock`], [`timefmt`]: local time and fast RFC 3339 parsing; `stats`: median, MAD and
+//!   least-squares slope shared by the detectors, the KPIs and the evaluation.
 //!
 //! Detectors are causal (CONTRACTS §3): an event's `detected_at` is the end of the newest data
 //! the detector had used when it decided, and nothing newer is read to decide it. The same
@@ -19,6 +20,7 @@ pub mod evaluate;
 pub mod grid;
 pub mod leakage;
 pub mod readings;
+mod stats;
 pub mod timefmt;
 
 pub use readings::{LoadOptions, LoadReport, Readings, ReadingsError};

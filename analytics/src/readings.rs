@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use polars::prelude::*;
-use waterline_core::{Network, SensorId, SensorKind};
+use waterline_core::{Network, SensorId};
 
 use crate::timefmt::{EpochMillis, parse_rfc3339};
 
@@ -663,19 +663,6 @@ impl Readings {
         let min = t.iter().min()?;
         let max = t.iter().max()?;
         Some((*min, *max))
-    }
-
-    /// Sensors of a kind that have readings.
-    pub fn sensors_of_kind<'n>(
-        &self,
-        network: &'n Network,
-        kind: SensorKind,
-    ) -> impl Iterator<Item = &'n SensorId> {
-        network
-            .sensors
-            .values()
-            .filter(move |s| s.kind == kind)
-            .map(|s| &s.id)
     }
 
     fn time_slice(&self) -> &[i64] {

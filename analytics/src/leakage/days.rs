@@ -14,6 +14,7 @@ use waterline_core::Dma;
 use crate::clock::LocalClock;
 use crate::consumption::{Register, flow_volume};
 use crate::grid::Grid;
+use crate::stats::slope;
 use crate::timefmt::EpochMillis;
 
 /// Where the legitimate night use came from.
@@ -344,10 +345,5 @@ fn trend(days: &[DmaDay], n: usize) -> Option<f64> {
     if window.len() < n || pts.len() * 2 < n || pts.len() < 3 {
         return None;
     }
-    let k = pts.len() as f64;
-    let mx = pts.iter().map(|p| p.0).sum::<f64>() / k;
-    let my = pts.iter().map(|p| p.1).sum::<f64>() / k;
-    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    (sxx > 0.0).then(|| sxy / sxx)
+    slope(&pts)
 }

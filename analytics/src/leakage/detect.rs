@@ -22,9 +22,10 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use waterline_core::{DmaId, Event, EventKind, Severity};
 
+use crate::stats::{mad_sigma, median, slope};
 use crate::timefmt::EpochMillis;
 
 /// Detector settings (defaults tuned for the physics of 8–25 mm leaks in DMAs of a few
@@ -92,47 +93,6 @@ struct Tracked {
 
 /// Nights after detection in which a steady leak's flow estimate is refined.
 const REFINE_NIGHTS: usize = 5;
-
-/// Robust location and spread of a sample.
-fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    })
-}
-
-fn mad_sigma(values: &[f64], center: f64) -> f64 {
-    let mut dev: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
-    1.4826 * median(&mut dev).unwrap_or(0.0)
-}
-
-/// Least-squares slope of `ys` against their index.
-fn slope(ys: &[f64]) -> f64 {
-    let n = ys.len() as f64;
-    if ys.len() < 2 {
-        return 0.0;
-    }
-    let mx = (n - 1.0) / 2.0;
-    let my = ys.iter().sum::<f64>() / n;
-    let sxx: f64 = (0..ys.len()).map(|i| (i as f64 - mx).powi(2)).sum();
-    let sxy: f64 = ys
-        .iter()
-        .enumerate()
-        .map(|(i, y)| (i as f64 - mx) * (y - my))
-        .sum();
-    sxy / sxx
-}
-
-fn weekday(t: EpochMillis, offset_ms: i64) -> usize {
-    DateTime::<Utc>::from_timestamp_millis(t + offset_ms)
-        .map_or(0, |d| d.weekday().num_days_from_monday() as usize)
-}
 
 /// One night's figure as the leak detector sees it.
 #[derive(Debug, Clone, Copy)]
@@ -503,7 +463,13 @@ impl DmaDetector {
             let onset = self.cusum_start.unwrap_or(n.mnf_start);
             let confidence = 1.0 - (-self.cusum / self.cfg.cusum_h).exp() * 0.5;
             let trend = if self.cusum_excess.len() >= 2 {
-                slope(&self.cusum_excess)
+                let points: Vec<(f64, f64)> = self
+                    .cusum_excess
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &e)| (i as f64, e))
+                    .collect();
+                slope(&points).unwrap_or(0.0)
             } else {
                 0.0
             };
@@ -575,9 +541,4 @@ impl DmaDetector {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-/// The local weekday (Monday = 0) of `t` at the given UTC offset.
-pub fn weekday_at(t: EpochMillis, offset_ms: i64) -> usize {
-    weekday(t, offset_ms)
 }

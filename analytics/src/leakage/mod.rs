@@ -11,7 +11,7 @@ pub mod months;
 
 use std::collections::HashMap;
 
-use chrono::Datelike;
+use chrono::{Datelike, Timelike};
 use polars::prelude::PolarsResult;
 use waterline_core::{Event, Network, SensorId, SensorKind};
 
@@ -138,13 +138,13 @@ fn run_detector(
     for i in 0..inflow.len() {
         let start = inflow.time(i);
         let end = start + inflow.step;
-        let offset = clock.offset_ms(start);
-        let (_, minute) = clock.date_and_minute(start);
+        let local = clock.local(start);
+        let minute = i64::from(local.hour() * 60 + local.minute());
         det.bucket(detect::Bucket {
             start,
             end,
-            slot: (minute as i64 * 60_000 / inflow.step) as usize % slots,
-            weekday: detect::weekday_at(start, offset),
+            slot: (minute * 60_000 / inflow.step) as usize % slots,
+            weekday: local.weekday().num_days_from_monday() as usize,
             flow: inflow.values[i],
         });
         while next_night < nights.len() && nights[next_night].end <= end {
