@@ -6,10 +6,12 @@
 //! - [`network`]: the `network.toml` description ([`Network`]) with line-precise errors.
 //! - [`codec`]: wire payloads (the native JSON uplink) as pure functions.
 //! - [`event`]: the analytics event model of CONTRACTS §4.
+//! - [`alert`]: the alert workflow's vocabulary ([`Resolution`], [`GrabSample`], [`Note`]).
 //! - [`auth`]: user roles.
 //! - [`health`]: a shared board of component states for `/health`.
 //! - [`modbus`]: Modbus register maps ([`modbus::RegisterMap`]), read planning and word decoding.
 
+pub mod alert;
 pub mod auth;
 pub mod codec;
 pub mod event;
@@ -22,6 +24,7 @@ pub mod reading;
 pub mod testing;
 pub mod units;
 
+pub use alert::{GrabSample, Note, Resolution};
 pub use auth::Role;
 pub use event::{Event, EventKind, EventState, Severity};
 pub use ids::{DeviceId, DmaId, IdError, SensorId, StationId};
