@@ -76,7 +76,11 @@ pub(crate) fn stored_event(r: EventRow) -> Result<StoredEvent, StoreError> {
         acknowledged_at: r.acknowledged_at,
         resolved_by: r.resolved_by,
         resolved_at: r.resolved_at,
-        resolution: r.resolution,
+        resolution: r
+            .resolution
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e| corrupt("event resolution", e))?,
         resolution_note: r.resolution_note,
     })
 }

@@ -1,5 +1,8 @@
 //! Store errors, and whether retrying can help.
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use waterline_core::EventState;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +30,28 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A workflow action the event's current state does not allow (acknowledging an event
+    /// that is no longer open, resolving one already resolved).
+    #[error("cannot {action} event {id}: it is already {}{}", .state.as_str(), since(.by, .at))]
+    InvalidTransition {
+        id: i64,
+        action: &'static str,
+        state: EventState,
+        /// Who put it in that state, and when.
+        by: Option<String>,
+        at: Option<DateTime<Utc>>,
+    },
+}
+
+/// ` (by NAME at TIME)`, or as much of it as is known.
+fn since(by: &Option<String>, at: &Option<DateTime<Utc>>) -> String {
+    let at = at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+    match (by, at) {
+        (Some(b), Some(t)) => format!(" (by {b} at {t})"),
+        (Some(b), None) => format!(" (by {b})"),
+        (None, Some(t)) => format!(" (at {t})"),
+        (None, None) => String::new(),
+    }
 }
 
 impl StoreError {

@@ -15,8 +15,12 @@
 //! (Sensors first seen in a payload are registered just before, by
 //! [`Store::register_sensors`]; that is idempotent too.)
 //!
+//! Events follow the alert workflow (`open → acknowledged → resolved`, grab samples, an
+//! audit trail and follow-up KPIs): see [`workflow`] and [`Store::acknowledge_event`].
+//!
 //! Main types: [`Store`], [`Batch`], [`Bucket`], [`StoreError`] (with
-//! [`StoreError::is_retryable`]).
+//! [`StoreError::is_retryable`]), [`EventDetail`], [`AlertKpis`]. With the `testing` feature,
+//! [`testing::TestDb`] gives a test a fresh database.
 
 mod decode;
 mod error;
@@ -24,8 +28,13 @@ mod model;
 mod pg;
 mod rollup;
 mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod timescale;
 mod token;
+pub mod workflow;
+#[cfg(test)]
+mod workflow_tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -36,7 +45,12 @@ pub use model::*;
 pub use rollup::Bucket;
 pub use timescale::TimescaleOptions;
 pub use token::TOKEN_PREFIX;
-use waterline_core::{DeviceId, Event, EventKind, Network, Reading, Role, SensorId};
+use waterline_core::{
+    DeviceId, Event, EventKind, GrabSample, Network, Note, Reading, Resolution, Role, SensorId,
+};
+pub use workflow::{
+    Actor, AlertKpis, DurationStats, EventDetail, HistoryAction, HistoryEntry, StoredSample,
+};
 
 /// Which backend a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +316,76 @@ impl Store {
         kind: Option<EventKind>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         on_backend!(self, b => b.events(from, to, kind).await)
+    }
+
+    /// One event with its grab samples and history (oldest first), if it exists.
+    pub async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
+        on_backend!(self, b => b.event_detail(id).await)
+    }
+
+    async fn event_after(&self, id: i64) -> Result<EventDetail, StoreError> {
+        self.event(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("event {id}")))
+    }
+
+    /// `open → acknowledged` by `actor` at `at`, with an optional note in the history.
+    /// [`StoreError::InvalidTransition`] unless the event is open (so of concurrent
+    /// acknowledgements exactly one succeeds); [`StoreError::NotFound`] for an unknown id.
+    pub async fn acknowledge_event(
+        &self,
+        id: i64,
+        actor: &Actor,
+        at: DateTime<Utc>,
+        note: Option<&Note>,
+    ) -> Result<EventDetail, StoreError> {
+        on_backend!(self, b => b.acknowledge_event(id, actor, at, note).await)?;
+        self.event_after(id).await
+    }
+
+    /// `open | acknowledged → resolved` with a class, a note and optionally a grab sample,
+    /// all in one transaction. Resolving an open event acknowledges it implicitly (same actor
+    /// and time; the history records it with `implicit: true`). Resolving a resolved event is
+    /// [`StoreError::InvalidTransition`].
+    pub async fn resolve_event(
+        &self,
+        id: i64,
+        actor: &Actor,
+        at: DateTime<Utc>,
+        resolution: Resolution,
+        note: &Note,
+        sample: Option<&GrabSample>,
+    ) -> Result<EventDetail, StoreError> {
+        on_backend!(self, b => b.resolve_event(id, actor, at, resolution, note, sample).await)?;
+        self.event_after(id).await
+    }
+
+    /// Attaches a grab sample to an event in any state, with a history entry.
+    pub async fn add_event_sample(
+        &self,
+        id: i64,
+        actor: &Actor,
+        at: DateTime<Utc>,
+        sample: &GrabSample,
+    ) -> Result<StoredSample, StoreError> {
+        let row = on_backend!(self, b => b.add_event_sample(id, actor, at, sample).await)?;
+        Ok(StoredSample {
+            id: row,
+            event_id: id,
+            sample: sample.clone(),
+            entered_by: actor.name.clone(),
+            entered_at: at,
+        })
+    }
+
+    /// Follow-up KPIs of the events of `kinds` (every kind when empty) raised in `[from, to)`.
+    pub async fn alert_kpis(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        kinds: &[EventKind],
+    ) -> Result<AlertKpis, StoreError> {
+        on_backend!(self, b => b.alert_kpis(from, to, kinds).await)
     }
 
     /// Creates a bearer token for `role` and returns it; only its hash is stored.

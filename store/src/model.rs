@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use waterline_core::{DeviceId, Event, EventState, Reading, Role, SensorId};
+use waterline_core::{DeviceId, Event, EventState, Reading, Resolution, Role, SensorId};
 
 /// A device's place in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -170,7 +170,7 @@ pub struct StoredEvent {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_by: Option<String>,
     pub resolved_at: Option<DateTime<Utc>>,
-    pub resolution: Option<String>,
+    pub resolution: Option<Resolution>,
     pub resolution_note: Option<String>,
 }
 

@@ -18,6 +18,14 @@ use crate::model::*;
 use crate::rollup::{self, Bucket, from_micros};
 use crate::token;
 
+mod workflow;
+
+/// The columns [`event_from_row`] reads.
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, kind, dma, sensor, station, sensors, start_time, detected_at,
+    end_time, severity, value, flow_m3h, confidence, message, state,
+    acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution, resolution_note";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Rows per multi-row INSERT (3 parameters each, well under SQLite's 32 766).
@@ -362,47 +370,19 @@ impl SqliteStore {
         to: DateTime<Utc>,
         kind: Option<EventKind>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, dma, sensor, station, sensors, start_time, detected_at,
-                    end_time, severity, value, flow_m3h, confidence, message, state,
-                    acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution, resolution_note
-             FROM events
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events
              WHERE start_time < ?2 AND (end_time IS NULL OR end_time >= ?1)
                AND (?3 IS NULL OR kind = ?3)
-             ORDER BY detected_at, id",
-        )
-        .bind(us(from))
-        .bind(us(to))
-        .bind(kind.map(|k| k.as_str()))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                crate::decode::stored_event(crate::decode::EventRow {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    dma: r.try_get("dma")?,
-                    sensor: r.try_get("sensor")?,
-                    station: r.try_get("station")?,
-                    sensors: r.try_get("sensors")?,
-                    start: from_micros(r.try_get("start_time")?),
-                    detected_at: from_micros(r.try_get("detected_at")?),
-                    end: opt_time(r.try_get("end_time")?),
-                    severity: r.try_get("severity")?,
-                    value: r.try_get("value")?,
-                    flow_m3h: r.try_get("flow_m3h")?,
-                    confidence: r.try_get("confidence")?,
-                    message: r.try_get("message")?,
-                    state: r.try_get("state")?,
-                    acknowledged_by: r.try_get("acknowledged_by")?,
-                    acknowledged_at: opt_time(r.try_get("acknowledged_at")?),
-                    resolved_by: r.try_get("resolved_by")?,
-                    resolved_at: opt_time(r.try_get("resolved_at")?),
-                    resolution: r.try_get("resolution")?,
-                    resolution_note: r.try_get("resolution_note")?,
-                })
-            })
-            .collect()
+             ORDER BY detected_at, id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(us(from))
+            .bind(us(to))
+            .bind(kind.map(|k| k.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     pub(crate) async fn create_token(&self, role: Role, label: &str) -> Result<String, StoreError> {
@@ -541,6 +521,33 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?)
     }
+}
+
+/// An `events` row (selected with [`EVENT_COLUMNS`]) as a stored event.
+pub(crate) fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, StoreError> {
+    crate::decode::stored_event(crate::decode::EventRow {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        dma: r.try_get("dma")?,
+        sensor: r.try_get("sensor")?,
+        station: r.try_get("station")?,
+        sensors: r.try_get("sensors")?,
+        start: from_micros(r.try_get("start_time")?),
+        detected_at: from_micros(r.try_get("detected_at")?),
+        end: opt_time(r.try_get("end_time")?),
+        severity: r.try_get("severity")?,
+        value: r.try_get("value")?,
+        flow_m3h: r.try_get("flow_m3h")?,
+        confidence: r.try_get("confidence")?,
+        message: r.try_get("message")?,
+        state: r.try_get("state")?,
+        acknowledged_by: r.try_get("acknowledged_by")?,
+        acknowledged_at: opt_time(r.try_get("acknowledged_at")?),
+        resolved_by: r.try_get("resolved_by")?,
+        resolved_at: opt_time(r.try_get("resolved_at")?),
+        resolution: r.try_get("resolution")?,
+        resolution_note: r.try_get("resolution_note")?,
+    })
 }
 
 async fn insert_readings(
