@@ -25,7 +25,8 @@ pub const MAX_LIMIT: i64 = 1_000_000;
 /// Points a readings answer carries unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: i64 = 100_000;
 
-const READ_ROLES: &[Role] = &[Role::Engineer, Role::Dispatcher, Role::Lab, Role::Viewer];
+/// Roles that may read (admin always may).
+pub(crate) const READ_ROLES: &[Role] = &[Role::Engineer, Role::Dispatcher, Role::Lab, Role::Viewer];
 
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let mut components: BTreeMap<String, Value> = state

@@ -1,4 +1,5 @@
 //! API errors: a status and a message for the client; internal details only go to the log.
+//! Every error answers `{"error": MESSAGE}`; the message names the parameter or field at fault.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,6 +18,11 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// 404: the named thing does not exist.
     NotFound(String),
+    /// 409: the request is valid but the resource's current state forbids it (acknowledging
+    /// an event that is no longer open, resolving one already resolved).
+    Conflict(String),
+    /// 422: a JSON body that parsed but whose fields are wrong; the message names the field.
+    Unprocessable(String),
     /// 503: the store is unreachable right now.
     Unavailable,
     /// 500: logged, not shown.
@@ -27,6 +33,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
+            e @ StoreError::InvalidTransition { .. } => ApiError::Conflict(e.to_string()),
             e if e.is_retryable() => {
                 tracing::warn!(error = %e, "store unavailable");
                 ApiError::Unavailable
@@ -49,6 +56,8 @@ impl IntoResponse for ApiError {
                 format!("this request needs the role {need}"),
             ),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the store is unavailable; try again shortly".to_owned(),

@@ -1,5 +1,10 @@
 //! Waterline's HTTP face: the JSON API of CONTRACTS §7 (`/health`, `/metrics`,
-//! `/api/v1/{sensors,readings,events,dead-letters,devices}`) with bearer-token auth and roles.
+//! `/api/v1/{sensors,readings,events,dead-letters,devices}`, the alert workflow under
+//! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`) with bearer-token auth and
+//! roles.
+//!
+//! Modules: `api` (read handlers), `workflow` (the alert workflow), `auth` ([`Caller`]),
+//! `params` (query parameters), `body` (JSON bodies), `error` ([`ApiError`]).
 //!
 //! [`app`] builds the axum `Router` from an [`AppState`], so tests drive it with `oneshot`
 //! and the binary serves it with [`serve`]. This crate reads what ingest and analytics wrote
@@ -7,13 +12,14 @@
 
 mod api;
 mod auth;
+mod body;
 mod error;
 mod params;
+mod workflow;
 
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,16 +39,38 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
+/// Declares the routes once: [`app`] builds the router from them and [`ROUTES`] lists them,
+/// so the list cannot drift from the router.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every route of the router as (method, path), in axum's path syntax, which is also
+        /// OpenAPI's (`/api/v1/events/{id}`).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn routes(router: Router<AppState>) -> Router<AppState> {
+            router$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+routes! {
+    get "/health" => api::health,
+    get "/metrics" => api::metrics,
+    get "/api/v1/sensors" => api::sensors,
+    get "/api/v1/readings" => api::readings,
+    get "/api/v1/events" => api::events,
+    get "/api/v1/events/{id}" => workflow::event,
+    post "/api/v1/events/{id}/acknowledge" => workflow::acknowledge,
+    post "/api/v1/events/{id}/resolve" => workflow::resolve,
+    post "/api/v1/events/{id}/samples" => workflow::add_sample,
+    get "/api/v1/alerts/kpis" => workflow::kpis,
+    get "/api/v1/dead-letters" => api::dead_letters,
+    get "/api/v1/devices" => api::devices,
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(api::health))
-        .route("/metrics", get(api::metrics))
-        .route("/api/v1/sensors", get(api::sensors))
-        .route("/api/v1/readings", get(api::readings))
-        .route("/api/v1/events", get(api::events))
-        .route("/api/v1/dead-letters", get(api::dead_letters))
-        .route("/api/v1/devices", get(api::devices))
+    routes(Router::new())
         .fallback(api::not_found)
         .with_state(state)
 }

@@ -1,0 +1,496 @@
+//! The alert workflow through the real router (`app(state)` driven
+//! with `oneshot`), on a fresh PostgreSQL database or SQLite file per test.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use chrono::{DateTime, TimeDelta, Utc};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use waterline_core::health::HealthBoard;
+use waterline_core::{Event, EventKind, Role, SensorId, StationId};
+use waterline_dashboards::{AppState, app};
+use waterline_store::Store;
+use waterline_store::testing::TestDb;
+
+struct Api {
+    _db: TestDb,
+    store: Store,
+    lab: String,
+    engineer: String,
+    dispatcher: String,
+    viewer: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Answer {
+    fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
+    }
+}
+
+impl Api {
+    async fn on(db: TestDb) -> Api {
+        let store = db.store().await.unwrap();
+        Api {
+            lab: store.create_token(Role::Lab, "lab-anna").await.unwrap(),
+            engineer: store.create_token(Role::Engineer, "eng-bo").await.unwrap(),
+            dispatcher: store
+                .create_token(Role::Dispatcher, "disp-cy")
+                .await
+                .unwrap(),
+            viewer: store.create_token(Role::Viewer, "view-di").await.unwrap(),
+            store,
+            _db: db,
+        }
+    }
+
+    async fn postgres() -> Api {
+        Api::on(TestDb::postgres().await.unwrap()).await
+    }
+
+    async fn sqlite() -> Api {
+        Api::on(TestDb::sqlite().unwrap()).await
+    }
+
+    fn router(&self) -> axum::Router {
+        app(AppState {
+            store: self.store.clone(),
+            health: HealthBoard::new(),
+            metrics: None,
+        })
+    }
+
+    async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: &str) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if !body.is_empty() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let resp = self
+            .router()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn get(&self, uri: &str, token: Option<&str>) -> Answer {
+        self.call(Method::GET, uri, token, "").await
+    }
+
+    async fn post(&self, uri: &str, token: Option<&str>, body: Value) -> Answer {
+        let text = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        self.call(Method::POST, uri, token, &text).await
+    }
+
+    async fn event(&self, kind: EventKind, detected_at: DateTime<Utc>) -> i64 {
+        let mut e = Event::new(kind, detected_at, detected_at);
+        match kind {
+            EventKind::QualityEvent => e.station = Some(StationId::parse("Q1").unwrap()),
+            _ => e.sensor = Some(SensorId::parse("S1").unwrap()),
+        }
+        self.store.insert_event(&e).await.unwrap()
+    }
+}
+
+fn recent() -> DateTime<Utc> {
+    Utc::now() - TimeDelta::hours(3)
+}
+
+fn sample_json(at: DateTime<Utc>) -> Value {
+    json!({ "parameter": "chlorine", "value": 0.07, "unit": "mg/L",
+            "sampled_at": at.to_rfc3339(), "sample_id": "LIMS-7" })
+}
+
+async fn full_lifecycle(api: Api) {
+    let id = api.event(EventKind::QualityThreshold, recent()).await;
+    let base = format!("/api/v1/events/{id}");
+
+    let a = api.get(&base, Some(&api.viewer)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["state"], "open");
+    assert_eq!(a.body["kind"], "quality_threshold");
+    assert_eq!(a.body["samples"], json!([]));
+    assert_eq!(a.body["history"], json!([]));
+
+    let a = api
+        .post(
+            &format!("{base}/acknowledge"),
+            Some(&api.lab),
+            json!({ "note": "on my way" }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["state"], "acknowledged");
+    assert_eq!(a.body["acknowledged_by"], "lab-anna");
+    assert_eq!(a.body["history"][0]["details"]["note"], "on my way");
+
+    let a = api
+        .post(
+            &format!("{base}/acknowledge"),
+            Some(&api.engineer),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.error().starts_with(&format!(
+            "cannot acknowledge event {id}: it is already acknowledged (by lab-anna at "
+        )),
+        "{}",
+        a.error()
+    );
+
+    let a = api
+        .post(
+            &format!("{base}/samples"),
+            Some(&api.lab),
+            sample_json(recent()),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["event_id"], id);
+    assert_eq!(a.body["entered_by"], "lab-anna");
+    assert_eq!(a.body["sample_id"], "LIMS-7");
+
+    let a = api
+        .post(
+            &format!("{base}/resolve"),
+            Some(&api.engineer),
+            json!({ "resolution": "true_event", "note": "residual restored after dosing fix",
+                    "sample": { "parameter": "chlorine", "value": 0.3, "unit": "mg/L",
+                                "sampled_at": Utc::now().to_rfc3339() } }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["state"], "resolved");
+    assert_eq!(a.body["resolved_by"], "eng-bo");
+    assert_eq!(a.body["resolution"], "true_event");
+    assert_eq!(
+        a.body["resolution_note"],
+        "residual restored after dosing fix"
+    );
+    assert_eq!(a.body["samples"].as_array().unwrap().len(), 2);
+    let actions: Vec<&str> = a.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["acknowledge", "sample", "sample", "resolve"]);
+    assert_eq!(a.body["history"][3]["details"]["role"], "engineer");
+
+    let a = api
+        .post(
+            &format!("{base}/resolve"),
+            Some(&api.lab),
+            json!({ "resolution": "false_alarm", "note": "again" }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.error().contains("already resolved (by eng-bo at "),
+        "{}",
+        a.error()
+    );
+
+    // The list still answers as before, lifecycle included.
+    let a = api.get("/api/v1/events", Some(&api.viewer)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body[0]["id"], id);
+    assert_eq!(a.body[0]["state"], "resolved");
+    assert_eq!(a.body[0]["acknowledged_by"], "lab-anna");
+
+    let from = (recent() - TimeDelta::hours(1)).to_rfc3339();
+    let uri = format!(
+        "/api/v1/alerts/kpis?kind=quality&from={}",
+        from.replace('+', "%2B")
+    );
+    let a = api.get(&uri, Some(&api.viewer)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["raised"], 1);
+    assert_eq!(a.body["resolved"], 1);
+    assert_eq!(a.body["follow_up_rate"], 1.0);
+    assert_eq!(a.body["resolutions"]["true_event"], 1);
+    assert_eq!(a.body["resolutions"]["false_alarm"], 0);
+    assert_eq!(
+        a.body["kinds"],
+        json!(["quality_event", "quality_threshold"])
+    );
+}
+
+#[tokio::test]
+async fn full_lifecycle_through_the_api_on_postgres() {
+    full_lifecycle(Api::postgres().await).await;
+}
+
+#[tokio::test]
+async fn full_lifecycle_through_the_api_on_sqlite() {
+    full_lifecycle(Api::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn workflow_routes_need_credentials_and_the_right_role() {
+    let api = Api::postgres().await;
+    let quality = api.event(EventKind::QualityEvent, recent()).await;
+    let pressure = api.event(EventKind::PressureLow, recent()).await;
+    let ack_body = json!({});
+    let resolve_body = json!({ "resolution": "maintenance", "note": "valve work" });
+
+    for uri in [
+        format!("/api/v1/events/{quality}"),
+        "/api/v1/alerts/kpis".to_owned(),
+    ] {
+        let a = api.get(&uri, None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let a = api.get(&uri, Some("wl_forged")).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let a = api.get(&uri, Some(&api.viewer)).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+    }
+    for action in ["acknowledge", "resolve", "samples"] {
+        let uri = format!("/api/v1/events/{quality}/{action}");
+        let a = api.post(&uri, None, resolve_body.clone()).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri}");
+        let a = api
+            .post(&uri, Some(&api.viewer), resolve_body.clone())
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{uri}");
+        assert!(
+            a.error().contains("lab, engineer or admin"),
+            "{}",
+            a.error()
+        );
+    }
+
+    // Dispatchers handle pressure alerts only, and do not enter grab samples.
+    let a = api
+        .post(
+            &format!("/api/v1/events/{quality}/acknowledge"),
+            Some(&api.dispatcher),
+            ack_body.clone(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.error().contains("dispatcher only for pressure_low"),
+        "{}",
+        a.error()
+    );
+    let a = api
+        .post(
+            &format!("/api/v1/events/{pressure}/acknowledge"),
+            Some(&api.dispatcher),
+            ack_body,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["acknowledged_by"], "disp-cy");
+    let a = api
+        .post(
+            &format!("/api/v1/events/{pressure}/resolve"),
+            Some(&api.dispatcher),
+            resolve_body,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let a = api
+        .post(
+            &format!("/api/v1/events/{pressure}/samples"),
+            Some(&api.dispatcher),
+            sample_json(recent()),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+
+    // Admin may do everything.
+    let admin = api.store.create_token(Role::Admin, "root").await.unwrap();
+    let a = api
+        .post(
+            &format!("/api/v1/events/{quality}/acknowledge"),
+            Some(&admin),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+}
+
+#[tokio::test]
+async fn bad_ids_and_bodies_are_refused_naming_what_was_wrong() {
+    let api = Api::sqlite().await;
+    let id = api.event(EventKind::QualityThreshold, recent()).await;
+    let resolve = format!("/api/v1/events/{id}/resolve");
+    let lab = Some(api.lab.as_str());
+
+    let a = api.get("/api/v1/events/abc", lab).await;
+    assert_eq!(
+        (a.status, a.error()),
+        (
+            StatusCode::BAD_REQUEST,
+            "`id`: `abc` is not an event id; expected a positive whole number"
+        )
+    );
+    let a = api.get("/api/v1/events/999", lab).await;
+    assert_eq!(
+        (a.status, a.error()),
+        (StatusCode::NOT_FOUND, "event 999 not found")
+    );
+    let a = api
+        .post("/api/v1/events/999/acknowledge", lab, Value::Null)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api
+        .post("/api/v1/events/999/samples", lab, sample_json(recent()))
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api.get(&format!("/api/v1/events/{id}?x=1"), lab).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+
+    let a = api.call(Method::POST, &resolve, lab, "{not json").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.error().starts_with("the request body is not valid JSON"),
+        "{}",
+        a.error()
+    );
+    let a = api.call(Method::POST, &resolve, lab, "").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+
+    let cases = [
+        (json!({ "resolution": "true_event" }), "`note`: is required"),
+        (
+            json!({ "resolution": "true_event", "note": "  " }),
+            "`note`: must not be empty",
+        ),
+        (json!({ "note": "x" }), "`resolution`: is required"),
+        (
+            json!({ "resolution": "fixed", "note": "x" }),
+            "`resolution`: `fixed` is not a resolution; expected true_event, sensor_fault, maintenance or false_alarm",
+        ),
+        (
+            json!({ "resolution": "true_event", "note": "x", "by": "me" }),
+            "`by`: unknown field; expected resolution, note, sample",
+        ),
+        (
+            json!({ "resolution": "true_event", "note": "x", "sample": { "parameter": "cl", "value": "0.2", "unit": "mg/L", "sampled_at": "2026-01-01T00:00:00Z" } }),
+            "`sample.value`: must be a number",
+        ),
+        (
+            json!({ "resolution": "true_event", "note": "x", "sample": { "parameter": "cl", "value": 0.2, "unit": "mg/L" } }),
+            "`sample.sampled_at`: is required",
+        ),
+        (
+            json!({ "resolution": "true_event", "note": "x", "sample": { "parameter": "", "value": 0.2, "unit": "mg/L", "sampled_at": "2026-01-01T00:00:00Z" } }),
+            "`sample.parameter`: must not be empty",
+        ),
+        (
+            json!({ "resolution": "true_event", "note": "x", "sample": { "parameter": "cl", "value": 0.2, "unit": "mg/L", "sampled_at": "yesterday" } }),
+            "`sample.sampled_at`: `yesterday` is not an RFC 3339 time with offset, e.g. 2026-03-01T08:00:00Z",
+        ),
+        (
+            json!({ "resolution": "true_event", "note": "x", "sample": 5 }),
+            "`sample`: must be a JSON object",
+        ),
+    ];
+    for (body, message) in cases {
+        let a = api.post(&resolve, lab, body.clone()).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(a.error(), message, "{body}");
+    }
+    let future = json!({ "parameter": "cl", "value": 0.2, "unit": "mg/L",
+                         "sampled_at": (Utc::now() + TimeDelta::hours(2)).to_rfc3339() });
+    let a = api
+        .post(&format!("/api/v1/events/{id}/samples"), lab, future)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.error().starts_with("`sampled_at`: ") && a.error().ends_with("is in the future"),
+        "{}",
+        a.error()
+    );
+    let a = api
+        .post(
+            &format!("/api/v1/events/{id}/acknowledge"),
+            lab,
+            json!({ "note": 5 }),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.error()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "`note`: must be a string")
+    );
+
+    // Nothing above changed the event.
+    let a = api.get(&format!("/api/v1/events/{id}"), lab).await;
+    assert_eq!(a.body["state"], "open");
+    assert_eq!(a.body["samples"], json!([]));
+
+    let a = api.get("/api/v1/alerts/kpis?kind=flood", lab).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.error().contains("`flood`"), "{}", a.error());
+    let a = api
+        .get(
+            "/api/v1/alerts/kpis?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            lab,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn concurrent_acknowledgements_through_the_api_exactly_one_wins() {
+    let api = std::sync::Arc::new(Api::postgres().await);
+    let id = api.event(EventKind::QualityEvent, recent()).await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let token = if i % 2 == 0 {
+                    api.lab.clone()
+                } else {
+                    api.engineer.clone()
+                };
+                api.post(
+                    &format!("/api/v1/events/{id}/acknowledge"),
+                    Some(&token),
+                    Value::Null,
+                )
+                .await
+                .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        5,
+        "{statuses:?}"
+    );
+}
