@@ -1,10 +1,11 @@
 //! Waterline's HTTP face: the JSON API of CONTRACTS §7 (`/health`, `/metrics`,
 //! `/api/v1/{sensors,readings,events,dead-letters,devices}`, the alert workflow under
-//! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`) with bearer-token auth and
-//! roles.
+//! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`, and `/api/v1/openapi.json`) with
+//! bearer-token auth and roles. docs/api.md describes it for clients.
 //!
-//! Modules: `api` (read handlers), `workflow` (the alert workflow), `auth` ([`Caller`]),
-//! `params` (query parameters), `body` (JSON bodies), `error` ([`ApiError`]).
+//! Modules: `api` (read handlers), `workflow` (the alert workflow), `openapi` (the
+//! document), `auth` ([`Caller`]), `params` (query parameters), `body` (JSON bodies),
+//! `error` ([`ApiError`]).
 //!
 //! [`app`] builds the axum `Router` from an [`AppState`], so tests drive it with `oneshot`
 //! and the binary serves it with [`serve`]. This crate reads what ingest and analytics wrote
@@ -14,6 +15,7 @@ mod api;
 mod auth;
 mod body;
 mod error;
+mod openapi;
 mod params;
 mod workflow;
 
@@ -29,6 +31,7 @@ use waterline_store::Store;
 pub use api::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use auth::Caller;
 pub use error::ApiError;
+pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -40,7 +43,7 @@ pub struct AppState {
 }
 
 /// Declares the routes once: [`app`] builds the router from them and [`ROUTES`] lists them,
-/// so the list cannot drift from the router.
+/// so the list (which the OpenAPI test compares with the document) cannot drift.
 macro_rules! routes {
     ($($method:ident $path:literal => $handler:path),* $(,)?) => {
         /// Every route of the router as (method, path), in axum's path syntax, which is also
@@ -56,6 +59,7 @@ macro_rules! routes {
 routes! {
     get "/health" => api::health,
     get "/metrics" => api::metrics,
+    get "/api/v1/openapi.json" => openapi::document,
     get "/api/v1/sensors" => api::sensors,
     get "/api/v1/readings" => api::readings,
     get "/api/v1/events" => api::events,

@@ -1,4 +1,4 @@
-//! The alert workflow through the real router (`app(state)` driven
+//! The alert workflow and the OpenAPI document through the real router (`app(state)` driven
 //! with `oneshot`), on a fresh PostgreSQL database or SQLite file per test.
 
 use axum::body::Body;
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use waterline_core::health::HealthBoard;
 use waterline_core::{Event, EventKind, Role, SensorId, StationId};
-use waterline_dashboards::{AppState, app};
+use waterline_dashboards::{AppState, ROUTES, app};
 use waterline_store::Store;
 use waterline_store::testing::TestDb;
 
@@ -256,6 +256,7 @@ async fn workflow_routes_need_credentials_and_the_right_role() {
     for uri in [
         format!("/api/v1/events/{quality}"),
         "/api/v1/alerts/kpis".to_owned(),
+        "/api/v1/openapi.json".to_owned(),
     ] {
         let a = api.get(&uri, None).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri}");
@@ -492,5 +493,35 @@ async fn concurrent_acknowledgements_through_the_api_exactly_one_wins() {
             .count(),
         5,
         "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_every_route_answers() {
+    let api = Api::sqlite().await;
+    let a = api.get("/api/v1/openapi.json", Some(&api.viewer)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = a.body["paths"].as_object().unwrap();
+    for (method, path) in ROUTES {
+        assert!(
+            paths[*path].get(*method).is_some(),
+            "{method} {path} is not documented"
+        );
+        // The router really has the route: not the fallback's 404 nor a 405.
+        let uri = path.replace("{id}", "1");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let a = api.call(m, &uri, None, "").await;
+        assert!(
+            a.status != StatusCode::METHOD_NOT_ALLOWED && a.error() != "route not found",
+            "{method} {path}: {} {:?}",
+            a.status,
+            a.body
+        );
+    }
+    let a = api.get("/api/v1/nowhere", Some(&api.viewer)).await;
+    assert_eq!(
+        (a.status, a.error()),
+        (StatusCode::NOT_FOUND, "route not found")
     );
 }
