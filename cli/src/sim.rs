@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Without `--network` the built-in three-DMA network runs. Without `--scenario`, one random
-//! leak per started week is drawn from the seed. The work is in
+//! leak per started week is drawn from the seed, and water-quality stations report with three
+//! quality incidents and six instrument faults per simulated fortnight (prorated, rounded down). The work is in
 //! [`waterline_sim::twin::export`]; this module only parses flags and reports.
 
 use std::path::PathBuf;
@@ -24,13 +25,14 @@ pub struct SimArgs {
     /// Days to simulate.
     #[arg(long)]
     pub days: u32,
-    /// Seed of every random draw (demand, random leaks, noise).
+    /// Seed of every random draw (demand, random leaks, quality incidents and faults, noise).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// No sensor noise (exact values, 4 decimals).
+    /// No sensor noise and no instrument faults (exact values, 4 decimals).
     #[arg(long)]
     pub ideal: bool,
-    /// Scenario (TOML): leaks and PRV set-point changes; see examples/sim/.
+    /// Scenario (TOML): leaks, PRV set-point changes, quality stations, incidents and
+    /// instrument faults; see examples/sim/.
     #[arg(long)]
     pub scenario: Option<PathBuf>,
     /// First time step, RFC 3339 (default: the scenario's, else 2026-01-05T00:00:00Z).
@@ -67,12 +69,16 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     };
     let summary = export::run(&req)?;
     eprintln!(
-        "sim: wrote {} readings of {} sensors ({} steps), {} DMAs, {} leaks to {} in {:.1} s",
+        "sim: wrote {} readings of {} sensors ({} steps), {} DMAs, {} leaks, {} quality stations \
+         ({} quality events, {} instrument faults) to {} in {:.1} s",
         summary.rows,
         summary.sensors,
         summary.steps,
         summary.dmas,
         summary.leaks,
+        summary.stations,
+        summary.quality_events,
+        summary.faults,
         req.export.display(),
         summary.seconds
     );

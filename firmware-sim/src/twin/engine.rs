@@ -27,7 +27,7 @@
 
 use std::path::Path;
 
-use epanet_rs::constants::{CMHperCFS, MperFT, PSIperFT};
+use epanet_rs::constants::{CMHperCFS, M3perFT3, MperFT, PSIperFT};
 use epanet_rs::model::link::{LinkStatus, LinkType};
 use epanet_rs::model::network::{JunctionUpdate, Network, ValveUpdate};
 use epanet_rs::model::node::NodeType;
@@ -73,6 +73,8 @@ pub struct LinkInfo {
     pub to: usize,
     /// Pipe length (0 for pumps and valves).
     pub length_m: f64,
+    /// Pipe diameter (0 for pumps and valves), m.
+    pub diameter_m: f64,
     /// Closed in the `.inp` (a closed boundary valve, for instance).
     pub closed: bool,
     /// A PRV.
@@ -191,11 +193,17 @@ impl Engine {
             .links
             .iter()
             .map(|l| {
-                let (kind, length_m, prv) = match &l.link_type {
-                    LinkType::Pipe(p) => (LinkKind::Pipe, p.length * MperFT, false),
-                    LinkType::Pump(_) => (LinkKind::Pump, 0.0, false),
+                let (kind, length_m, diameter_m, prv) = match &l.link_type {
+                    LinkType::Pipe(p) => (
+                        LinkKind::Pipe,
+                        p.length * MperFT,
+                        p.diameter * MperFT,
+                        false,
+                    ),
+                    LinkType::Pump(_) => (LinkKind::Pump, 0.0, 0.0, false),
                     LinkType::Valve(v) => (
                         LinkKind::Valve,
+                        0.0,
                         0.0,
                         v.valve_type == epanet_rs::model::valve::ValveType::PRV,
                     ),
@@ -206,6 +214,7 @@ impl Engine {
                     from: l.start_node,
                     to: l.end_node,
                     length_m,
+                    diameter_m,
                     closed: l.initial_status == LinkStatus::Closed,
                     prv,
                 }
@@ -418,6 +427,17 @@ impl Engine {
             (self.state.demands[node] - self.state.emitter_flows[node]) * CMHperCFS
         } else {
             0.0
+        }
+    }
+
+    /// Water volume in a tank at its current level, m³ (0 for other nodes, and for tanks
+    /// described by a volume curve, which epanet-rs 0.2 does not support).
+    pub fn tank_volume_m3(&self, node: usize) -> f64 {
+        match &self.network.nodes[node].node_type {
+            NodeType::Tank(t) if t.volume_curve.is_none() => {
+                t.volume_at_head(self.state.heads[node]) * M3perFT3
+            }
+            _ => 0.0,
         }
     }
 

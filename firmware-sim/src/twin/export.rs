@@ -9,6 +9,17 @@
 //!   `leak_type`, `peak`, and `mean_flow_m3h`, the simulated leak flow averaged over the steps
 //!   in which the leak was open.
 //!
+//! With water quality ([`super::quality`], on in `waterline sim`), `readings.csv` also has
+//! the stations' signals (`<station>-cl2`, … rounded to their resolution, or 4 decimals with
+//! `--ideal`), `network.toml` describes them (`station`, `role`, alarms, resolution), and
+//! `truth.jsonl` goes on, after the leak lines, with one line per station that an incident
+//! reaches (`{"kind":"quality_event","incident","type","station","sensors","node","start",
+//! "end"}`: when the abnormal water shows at that station, from the onset of its ramp until it
+//! is back to normal) and, unless `--ideal`, one per instrument fault
+//! (`{"kind":"sensor_fault","fault","sensor","station","start","end"}`) or maintenance
+//! (`{"kind":"maintenance","station","sensors","start","end"}`). Windows are cut at the end of
+//! the simulated window; those wholly outside it are left out.
+//!
 //! Progress goes to stderr (when asked) about every 5 % of the steps.
 
 use std::fmt::Write as _;
@@ -21,10 +32,20 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
 use super::engine::Engine;
+use super::faults::FaultType;
 use super::inp::sensor_tags;
+use super::quality::{QualityConfig, QualityPlan, QualitySim};
 use super::scenario::Scenario;
 use super::sensors::{self, SensorSpec};
+use super::stations::Channel;
 use super::{Twin, TwinConfig, TwinError};
+
+/// Random quality incidents per simulated fortnight without a scenario (prorated, rounded
+/// down: exports under 5 days have none).
+pub const DEFAULT_INCIDENTS_PER_FORTNIGHT: usize = 3;
+/// Random instrument faults per simulated fortnight without a scenario (prorated, rounded
+/// down: exports under 3 days have none).
+pub const DEFAULT_FAULTS_PER_FORTNIGHT: usize = 6;
 
 /// What `waterline sim` asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +73,12 @@ pub struct ExportSummary {
     pub rows: usize,
     pub leaks: usize,
     pub dmas: usize,
+    /// Water-quality stations.
+    pub stations: usize,
+    /// `quality_event` lines of the truth (incident × station reached).
+    pub quality_events: usize,
+    /// `sensor_fault` and `maintenance` lines of the truth.
+    pub faults: usize,
     /// Large night users (junction id, m³/h from 23:00 to 05:00 local): legitimate night use
     /// that `truth.jsonl` does not list.
     pub night_users: Vec<(String, f64)>,
@@ -94,8 +121,17 @@ pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinErr
         }
         None => Scenario {
             random_leaks: (req.days as usize).div_ceil(7),
+            random_quality_incidents: req.days as usize * DEFAULT_INCIDENTS_PER_FORTNIGHT / 14,
+            random_sensor_faults: req.days as usize * DEFAULT_FAULTS_PER_FORTNIGHT / 14,
             ..Scenario::default()
         },
+    };
+    let quality = QualityConfig {
+        stations: scenario.stations,
+        incidents: scenario.quality_incidents,
+        random_incidents: scenario.random_quality_incidents,
+        faults: scenario.sensor_faults,
+        random_faults: scenario.random_sensor_faults,
     };
     let start = req
         .start
@@ -113,7 +149,8 @@ pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinErr
         random_leaks: scenario.random_leaks,
         setpoints: scenario.setpoints,
     };
-    Ok((Twin::new(engine, config)?, sensor_tags(&text)))
+    let twin = Twin::new(engine, config)?.with_quality(&quality)?;
+    Ok((twin, sensor_tags(&text)))
 }
 
 /// Builds the twin and writes the three files.
@@ -133,9 +170,27 @@ pub fn export(
     let started = Instant::now();
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let (specs, points) = sensors::choose(twin, tags).map_err(TwinError::Inp)?;
+    let plan = twin.quality().cloned().unwrap_or_default();
+    let quality_ids: Vec<String> = plan
+        .stations
+        .iter()
+        .flat_map(|s| Channel::ALL.map(|c| s.sensor_id(c)))
+        .collect();
+    if let Some(id) = quality_ids
+        .iter()
+        .find(|id| specs.iter().any(|s| &s.id == *id))
+    {
+        return Err(TwinError::Scenario(format!(
+            "quality sensor `{id}` would share its id with a hydraulic sensor; rename the station"
+        )));
+    }
     let toml_path = dir.join("network.toml");
-    std::fs::write(&toml_path, network_toml(twin, &specs, &points))
-        .map_err(|e| io(&toml_path, e))?;
+    let mut toml = network_toml(twin, &specs, &points);
+    toml.push_str(&quality_toml(&plan));
+    std::fs::write(&toml_path, toml).map_err(|e| io(&toml_path, e))?;
+    let mut quality = (!plan.stations.is_empty())
+        .then(|| QualitySim::new(plan, twin.engine(), twin.config(), ideal));
+    let mut quality_rows: Vec<Option<f64>> = Vec::new();
 
     let csv_path = dir.join("readings.csv");
     let file = File::create(&csv_path).map_err(|e| io(&csv_path, e))?;
@@ -162,6 +217,22 @@ pub fn export(
             csv.write_all(line.as_bytes())
                 .map_err(|e| io(&csv_path, e))?;
             rows += 1;
+        }
+        if let Some(q) = quality.as_mut() {
+            q.step(step.index, step.time, step.engine, &mut quality_rows);
+            for (i, v) in quality_rows.iter().enumerate() {
+                let Some(v) = v else { continue };
+                let decimals = if ideal {
+                    4
+                } else {
+                    Channel::ALL[i % Channel::ALL.len()].decimals()
+                };
+                line.clear();
+                let _ = writeln!(line, "{time},{},{:.*}", quality_ids[i], decimals, v);
+                csv.write_all(line.as_bytes())
+                    .map_err(|e| io(&csv_path, e))?;
+                rows += 1;
+            }
         }
         for (i, q) in step.leak_flows_m3h.iter().enumerate() {
             if *q > 0.0 {
@@ -215,13 +286,21 @@ pub fn export(
         truth.push_str(&obj.to_string());
         truth.push('\n');
     }
+    let (mut quality_events, mut faults) = (0, 0);
+    if let Some(q) = &quality {
+        let start = twin.config().start;
+        (quality_events, faults) = quality_truth(q, twin, start, window_end, ideal, &mut truth);
+    }
     std::fs::write(&truth_path, truth).map_err(|e| io(&truth_path, e))?;
     Ok(ExportSummary {
         steps,
-        sensors: specs.len(),
+        sensors: specs.len() + quality_ids.len(),
         rows,
         leaks,
         dmas: twin.zones().len(),
+        stations: quality.as_ref().map_or(0, |q| q.plan().stations.len()),
+        quality_events,
+        faults,
         night_users: twin
             .night_users()
             .iter()
@@ -229,6 +308,112 @@ pub fn export(
             .collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Appends the truth lines of the quality incidents and (unless `ideal`) the faults; returns
+/// how many of each.
+fn quality_truth(
+    q: &QualitySim,
+    twin: &Twin,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    ideal: bool,
+    out: &mut String,
+) -> (usize, usize) {
+    let plan = q.plan();
+    let nodes = twin.engine().nodes();
+    let mut events = 0;
+    for a in q.arrivals() {
+        if a.start >= end || a.end <= start {
+            continue;
+        }
+        let inc = &plan.incidents[a.incident];
+        let st = &plan.stations[a.station];
+        let sensors: Vec<String> = inc
+            .incident
+            .channels()
+            .iter()
+            .map(|c| format!("{}-{c}", st.id))
+            .collect();
+        let obj = serde_json::json!({
+            "kind": "quality_event",
+            "incident": inc.id,
+            "type": inc.incident.incident_type.as_str(),
+            "station": st.id,
+            "sensors": sensors,
+            "node": nodes[inc.node].id,
+            "start": rfc3339(a.start),
+            "end": rfc3339(a.end.min(end)),
+        });
+        out.push_str(&obj.to_string());
+        out.push('\n');
+        events += 1;
+    }
+    let mut faults = 0;
+    for f in plan.faults.iter().filter(|_| !ideal) {
+        let sf = &f.fault;
+        if sf.start >= end || sf.end <= start {
+            continue;
+        }
+        let st = &plan.stations[f.station];
+        let (from, to) = (rfc3339(sf.start.max(start)), rfc3339(sf.end.min(end)));
+        let obj = match (sf.fault, f.channel) {
+            (FaultType::Maintenance, _) | (_, None) => {
+                let sensors: Vec<String> = Channel::ALL
+                    .into_iter()
+                    .filter(|c| c.calibration(false).is_some())
+                    .map(|c| st.sensor_id(c))
+                    .collect();
+                serde_json::json!({
+                    "kind": "maintenance",
+                    "station": st.id,
+                    "sensors": sensors,
+                    "start": from,
+                    "end": to,
+                })
+            }
+            (fault, Some(c)) => serde_json::json!({
+                "kind": "sensor_fault",
+                "fault": fault.as_str(),
+                "sensor": st.sensor_id(c),
+                "station": st.id,
+                "start": from,
+                "end": to,
+            }),
+        };
+        out.push_str(&obj.to_string());
+        out.push('\n');
+        faults += 1;
+    }
+    (events, faults)
+}
+
+/// The `[[sensor]]` stanzas of the quality stations' signals.
+pub fn quality_toml(plan: &QualityPlan) -> String {
+    let mut out = String::new();
+    for st in &plan.stations {
+        for c in Channel::ALL {
+            let _ = writeln!(out, "[[sensor]]");
+            let _ = writeln!(out, "id = {}", quoted(&st.sensor_id(c)));
+            let _ = writeln!(out, "kind = {}", quoted(c.kind()));
+            let _ = writeln!(out, "unit = {}", quoted(c.unit()));
+            if let Some(d) = &st.dma {
+                let _ = writeln!(out, "dma = {}", quoted(d));
+            }
+            let _ = writeln!(out, "station = {}", quoted(&st.id));
+            let _ = writeln!(out, "role = {}", quoted(c.role()));
+            let (lo, hi) = c.alarms();
+            if let Some(lo) = lo {
+                let _ = writeln!(out, "alarm_low = {lo:?}");
+            }
+            if let Some(hi) = hi {
+                let _ = writeln!(out, "alarm_high = {hi:?}");
+            }
+            let _ = writeln!(out, "resolution = {:?}", c.resolution());
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn quoted(s: &str) -> String {

@@ -7,8 +7,12 @@
 //! - [`zones`]: DMAs, their balance meters, AZP and critical points, from the topology.
 //! - [`demand`]: diurnal, weekly and random demand; large night users.
 //! - [`leaks`]: abrupt and incipient leaks as orifice emitters (FAVAD).
-//! - [`scenario`]: the scenario file (leaks, set points).
+//! - [`scenario`]: the scenario file (leaks, set points, stations, incidents, faults).
 //! - [`sensors`]: which sensors the export has, and their noise.
+//! - [`age`]: water age (and a tracer) from the solved flows.
+//! - [`stations`]: water-quality monitoring stations and their signals.
+//! - [`incidents`]: quality incidents carried downstream; [`faults`]: instrument faults.
+//! - [`quality`]: the stations' readings step by step.
 //! - [`export`]: `readings.csv`, `network.toml`, `truth.jsonl`.
 //!
 //! [`Twin::run`] is the loop the export and the tests share: at each step it applies set
@@ -18,13 +22,18 @@
 //! zone's offset at the first step; daylight-saving changes are ignored), with pattern time 0
 //! at local midnight, or at Monday 00:00 when the patterns span whole weeks.
 
+pub mod age;
 pub mod demand;
 pub mod engine;
 pub mod export;
+pub mod faults;
+pub mod incidents;
 pub mod inp;
 pub mod leaks;
+pub mod quality;
 pub mod scenario;
 pub mod sensors;
+pub mod stations;
 pub mod zones;
 
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
@@ -112,6 +121,7 @@ pub struct Twin {
     setpoints: Vec<(usize, Setpoint)>,
     demand: Demand,
     config: TwinConfig,
+    quality: Option<quality::QualityPlan>,
 }
 
 impl Twin {
@@ -211,7 +221,20 @@ impl Twin {
             setpoints,
             demand,
             config,
+            quality: None,
         })
+    }
+
+    /// Adds water-quality stations, incidents and instrument faults (placed on the network,
+    /// random ones drawn from the seed); the export then writes their readings and truth.
+    pub fn with_quality(mut self, cfg: &quality::QualityConfig) -> Result<Self, TwinError> {
+        self.quality = Some(quality::plan(&self, cfg)?);
+        Ok(self)
+    }
+
+    /// The water-quality stations, incidents and faults, when added.
+    pub fn quality(&self) -> Option<&quality::QualityPlan> {
+        self.quality.as_ref()
     }
 
     /// The engine (topology, and the last solution).

@@ -17,17 +17,42 @@
 //! link = "PRV-1"
 //! at = "2018-02-01T00:00:00Z"
 //! setting_m = 35.0
+//!
+//! random_quality_incidents = 1     # optional: incidents drawn from the seed
+//! random_sensor_faults = 2         # optional: instrument faults drawn from the seed
+//!
+//! [[station]]                      # optional: replaces the default stations
+//! id = "S1"
+//! node = "n54"
+//!
+//! [[quality_incident]]
+//! type = "contamination"           # contamination | ph_excursion
+//! node = "n54"                     # or station = "S1"
+//! start = "2018-01-03T10:00:00Z"
+//! duration = "4h"                  # or end = "…"; units s, min, h, d
+//! magnitude = 0.6                  # optional: chlorine share consumed / pH shift
+//!
+//! [[sensor_fault]]
+//! type = "flatline"                # flatline | spike | drift | dropout | floor | maintenance
+//! sensor = "S1-ph"                 # maintenance: station = "S1"
+//! start = "2018-01-04T00:00:00Z"
+//! end = "2018-01-04T06:00:00Z"     # or duration
+//! magnitude = 0.5                  # optional: spike size, drift at the end
+//! value = 4.0                      # optional: the floor reading
 //! ```
 //!
 //! Unknown keys and bad values are errors that name the line; checks across fields name the
-//! leak (by position and pipe).
+//! leak, incident or fault (by position and pipe, node or sensor).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::TwinError;
+use super::faults::{FaultType, SensorFault, Target};
+use super::incidents::{IncidentType, Origin, QualityIncident};
 use super::leaks::{Leak, LeakType};
+use super::stations::StationSpec;
 
 /// A PRV set-point change.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +70,12 @@ pub struct Scenario {
     pub random_leaks: usize,
     pub leaks: Vec<Leak>,
     pub setpoints: Vec<Setpoint>,
+    /// Quality stations; empty: the default ones.
+    pub stations: Vec<StationSpec>,
+    pub quality_incidents: Vec<QualityIncident>,
+    pub random_quality_incidents: usize,
+    pub sensor_faults: Vec<SensorFault>,
+    pub random_sensor_faults: usize,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +89,91 @@ struct RawScenario {
     leak: Vec<RawLeak>,
     #[serde(default)]
     setpoint: Vec<RawSetpoint>,
+    #[serde(default)]
+    random_quality_incidents: usize,
+    #[serde(default)]
+    random_sensor_faults: usize,
+    #[serde(default)]
+    station: Vec<RawStation>,
+    #[serde(default)]
+    quality_incident: Vec<RawIncident>,
+    #[serde(default)]
+    sensor_fault: Vec<RawFault>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    id: String,
+    node: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncident {
+    #[serde(rename = "type")]
+    incident_type: String,
+    node: Option<String>,
+    station: Option<String>,
+    start: String,
+    end: Option<String>,
+    duration: Option<String>,
+    magnitude: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFault {
+    #[serde(rename = "type")]
+    fault_type: String,
+    sensor: Option<String>,
+    station: Option<String>,
+    start: String,
+    end: Option<String>,
+    duration: Option<String>,
+    magnitude: Option<f64>,
+    value: Option<f64>,
+}
+
+/// Parses a duration such as `90min`, `4h`, `1.5h`, `2d` or `30s`, seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().ok()?;
+    let unit_s = match unit {
+        "s" => 1.0,
+        "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return None,
+    };
+    let secs = (n * unit_s).round();
+    (n.is_finite() && secs > 0.0).then_some(secs as i64)
+}
+
+/// The end of a window given as `end` or `duration` (exactly one).
+fn window_end(
+    what: &str,
+    start: DateTime<Utc>,
+    end: &Option<String>,
+    duration: &Option<String>,
+) -> Result<DateTime<Utc>, String> {
+    let end = match (end, duration) {
+        (Some(e), None) => time(&format!("{what}: end"), e).map_err(|e| e.to_string())?,
+        (None, Some(d)) => {
+            let secs = parse_duration(d).ok_or_else(|| {
+                format!("{what}: duration `{d}` is not a positive duration such as 90min, 4h or 2d")
+            })?;
+            start + chrono::TimeDelta::seconds(secs)
+        }
+        (Some(_), Some(_)) => return Err(format!("{what}: give `end` or `duration`, not both")),
+        (None, None) => return Err(format!("{what}: needs `end` or `duration`")),
+    };
+    if end <= start {
+        return Err(format!("{what}: end is not after start"));
+    }
+    Ok(end)
 }
 
 #[derive(Deserialize)]
@@ -183,12 +299,120 @@ impl Scenario {
             });
         }
         setpoints.sort_by_key(|s| s.at);
+        let stations = raw
+            .station
+            .iter()
+            .map(|s| StationSpec {
+                id: s.id.clone(),
+                node: s.node.clone(),
+            })
+            .collect();
+        let mut quality_incidents = Vec::new();
+        for (i, q) in raw.quality_incident.iter().enumerate() {
+            let at = q
+                .node
+                .as_ref()
+                .map(|n| format!("node {n}"))
+                .or(q.station.as_ref().map(|s| format!("station {s}")))
+                .unwrap_or_else(|| "no origin".into());
+            let what = format!("quality_incident {} ({at})", i + 1);
+            let incident_type = IncidentType::parse(&q.incident_type).ok_or_else(|| {
+                err(format!(
+                    "{what}: type `{}` is neither `contamination` nor `ph_excursion`",
+                    q.incident_type
+                ))
+            })?;
+            let origin = match (&q.node, &q.station) {
+                (Some(n), None) => Origin::Node(n.clone()),
+                (None, Some(s)) => Origin::Station(s.clone()),
+                _ => {
+                    return Err(err(format!(
+                        "{what}: give exactly one of `node` and `station`"
+                    )));
+                }
+            };
+            let start =
+                time(&format!("{what}: start"), &q.start).map_err(|e| err(e.to_string()))?;
+            let end = window_end(&what, start, &q.end, &q.duration).map_err(err)?;
+            let magnitude = q.magnitude.unwrap_or(incident_type.default_magnitude());
+            let ok = match incident_type {
+                IncidentType::Contamination => magnitude > 0.0 && magnitude <= 1.0,
+                IncidentType::PhExcursion => magnitude.abs() >= 0.1 && magnitude.abs() <= 3.0,
+            };
+            if !ok {
+                return Err(err(format!(
+                    "{what}: magnitude {magnitude} is out of range ({})",
+                    match incident_type {
+                        IncidentType::Contamination => "the share of chlorine consumed, in (0, 1]",
+                        IncidentType::PhExcursion => "a pH shift of ±0.1 to ±3",
+                    }
+                )));
+            }
+            quality_incidents.push(QualityIncident {
+                incident_type,
+                origin,
+                start,
+                end,
+                magnitude,
+            });
+        }
+        let mut sensor_faults = Vec::new();
+        for (i, f) in raw.sensor_fault.iter().enumerate() {
+            let on = f
+                .sensor
+                .as_ref()
+                .or(f.station.as_ref())
+                .map_or("no sensor", |s| s.as_str());
+            let what = format!("sensor_fault {} ({on})", i + 1);
+            let fault = FaultType::parse(&f.fault_type).ok_or_else(|| {
+                err(format!(
+                    "{what}: type `{}` is not one of flatline, spike, drift, dropout, floor, maintenance",
+                    f.fault_type
+                ))
+            })?;
+            let target = match (fault, &f.sensor, &f.station) {
+                (FaultType::Maintenance, None, Some(s)) => Target::Station(s.clone()),
+                (FaultType::Maintenance, _, _) => {
+                    return Err(err(format!(
+                        "{what}: maintenance takes a whole station: give `station` (not `sensor`)"
+                    )));
+                }
+                (_, Some(s), None) => Target::Sensor(s.clone()),
+                _ => {
+                    return Err(err(format!(
+                        "{what}: a {} fault takes one sensor: give `sensor` (not `station`)",
+                        fault.as_str()
+                    )));
+                }
+            };
+            let start =
+                time(&format!("{what}: start"), &f.start).map_err(|e| err(e.to_string()))?;
+            let end = window_end(&what, start, &f.end, &f.duration).map_err(err)?;
+            for (key, v) in [("magnitude", f.magnitude), ("value", f.value)] {
+                if v.is_some_and(|v| !v.is_finite()) {
+                    return Err(err(format!("{what}: {key} is not a finite number")));
+                }
+            }
+            sensor_faults.push(SensorFault {
+                fault,
+                target,
+                start,
+                end,
+                magnitude: f.magnitude,
+                value: f.value,
+            });
+        }
         Ok(Self {
             start,
             timezone,
             random_leaks: raw.random_leaks,
             leaks,
             setpoints,
+            stations,
+            quality_incidents,
+            random_quality_incidents: raw.random_quality_incidents,
+            sensor_faults,
+            random_sensor_faults: raw.random_sensor_faults,
         })
     }
 }
@@ -210,6 +434,68 @@ mod tests {
         assert_eq!(s.leaks[0].end, None);
         assert_eq!(s.setpoints[0].setting_m, 30.0);
         assert_eq!(s.timezone, Some(chrono_tz::Europe::Nicosia));
+    }
+
+    #[test]
+    fn parses_stations_incidents_and_faults() {
+        let s = Scenario::parse(
+            "random_sensor_faults = 2\n[[station]]\nid = \"Q1\"\nnode = \"J5\"\n\
+             [[quality_incident]]\ntype = \"ph_excursion\"\nstation = \"Q1\"\n\
+             start = \"2026-01-05T01:00:00Z\"\nduration = \"90min\"\nmagnitude = -0.8\n\
+             [[sensor_fault]]\ntype = \"maintenance\"\nstation = \"Q1\"\n\
+             start = \"2026-01-05T01:00:00Z\"\nend = \"2026-01-05T03:00:00Z\"\n",
+            "s.toml",
+        )
+        .unwrap();
+        assert_eq!(s.random_sensor_faults, 2);
+        assert_eq!(s.stations[0].node, "J5");
+        let q = &s.quality_incidents[0];
+        assert_eq!((q.end - q.start).num_minutes(), 90);
+        assert_eq!(q.magnitude, -0.8);
+        assert_eq!(q.origin, Origin::Station("Q1".into()));
+        assert_eq!(s.sensor_faults[0].target, Target::Station("Q1".into()));
+        assert_eq!(parse_duration("2d"), Some(172_800));
+        assert_eq!(parse_duration("1.5h"), Some(5400));
+        assert_eq!(parse_duration("0h"), None);
+        assert_eq!(parse_duration("4 hours"), None);
+    }
+
+    #[test]
+    fn quality_mistakes_name_the_line_or_entry() {
+        let e = Scenario::parse(
+            "[[station]]\nid = \"S1\"\nnode = \"J1\"\nkind = \"x\"\n",
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("kind") && e.contains("line 4"), "{e}");
+        let e = Scenario::parse(
+            "[[quality_incident]]\ntype = \"contamination\"\nnode = \"J1\"\nstart = \"2026-01-05T01:00:00Z\"\n",
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("quality_incident 1 (node J1)") && e.contains("duration"),
+            "{e}"
+        );
+        let e = Scenario::parse(
+            "[[quality_incident]]\ntype = \"contamination\"\nnode = \"J1\"\nstart = \"2026-01-05T01:00:00Z\"\nduration = \"1h\"\nmagnitude = 3\n",
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("magnitude 3"), "{e}");
+        let e = Scenario::parse(
+            "[[sensor_fault]]\ntype = \"maintenance\"\nsensor = \"S1-ph\"\nstart = \"2026-01-05T01:00:00Z\"\nduration = \"1h\"\n",
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sensor_fault 1 (S1-ph)") && e.contains("station"),
+            "{e}"
+        );
     }
 
     #[test]
