@@ -6,7 +6,9 @@
 //!   and each DMA's balance flow.
 //! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
 //! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
-//! - [`evaluate`]: scoring detected events against ground truth.
+//! - [`quality`]: per-station water-quality faults, set-point crossings and CANARY-style
+//!   events, with their row-wise scoring.
+//! - [`evaluate`]: scoring leak detections against ground truth.
 //! - [`clock`], [`timefmt`]: local time and fast RFC 3339 parsing; `stats`: median, MAD and
 //!   least-squares slope shared by the detectors, the KPIs and the evaluation.
 //!
@@ -19,6 +21,7 @@ pub mod consumption;
 pub mod evaluate;
 pub mod grid;
 pub mod leakage;
+pub mod quality;
 pub mod readings;
 mod stats;
 pub mod timefmt;

@@ -1,0 +1,371 @@
+//! Instrument faults, one signal at a time and causally: impossible values, floor values,
+//! resolution-aware flatlines, spikes and dropouts. A faulted value never reaches the event
+//! detector or the set-point check: faults are single-channel, events are water.
+
+use std::collections::VecDeque;
+
+use super::signals::SignalSpec;
+use crate::timefmt::EpochMillis;
+
+/// What is wrong with an instrument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// A value outside the physically possible range.
+    Impossible,
+    /// A value the instrument reports when not measuring (exact zero, pH buffer 4.0).
+    Floor,
+    /// No change beyond the resolution for far longer than the signal ever stays still.
+    Flatline,
+    /// Isolated single-step outliers.
+    Spike,
+    /// No readings while they were expected.
+    Dropout,
+}
+
+impl FaultKind {
+    /// The name used in event messages and ground truth.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Impossible => "impossible",
+            FaultKind::Floor => "floor",
+            FaultKind::Flatline => "flatline",
+            FaultKind::Spike => "spike",
+            FaultKind::Dropout => "dropout",
+        }
+    }
+}
+
+/// One fault episode of one signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultEpisode {
+    pub kind: FaultKind,
+    pub start: EpochMillis,
+    pub detected_at: EpochMillis,
+    /// First time the signal was healthy again; `None` while open.
+    pub end: Option<EpochMillis>,
+    /// A value that shows the fault (the frozen, floor, impossible or spike value).
+    pub value: Option<f64>,
+    /// How many single-step spikes an episode holds.
+    pub count: usize,
+}
+
+/// Tuning of the fault checks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultConfig {
+    /// A flatline needs at least this long without change.
+    pub flatline_min_ms: i64,
+    /// … and this many times the longest run of equal values the signal normally shows (p99).
+    pub flatline_factor: f64,
+    /// No change for this long is a flatline whatever the signal's history (even at start).
+    pub flatline_max_ms: i64,
+    /// A spike departs by this many robust standard deviations of the step-to-step change.
+    pub spike_sigmas: f64,
+    /// Spikes closer than this form one episode.
+    pub spike_merge_ms: i64,
+    /// A signal silent for this long (and at least three steps) has dropped out.
+    pub dropout_min_ms: i64,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self {
+            flatline_min_ms: 3 * 3_600_000,
+            flatline_factor: 3.0,
+            flatline_max_ms: 24 * 3_600_000,
+            spike_sigmas: 8.0,
+            spike_merge_ms: 6 * 3_600_000,
+            dropout_min_ms: 3_600_000,
+        }
+    }
+}
+
+/// What the fault check says about one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// The value the detectors may use (`None`: missing or faulted).
+    pub value: Option<f64>,
+    /// The previous step's value turned out to be a spike: take it back.
+    pub retract_previous: bool,
+}
+
+/// Causal fault tracking for one signal.
+#[derive(Debug)]
+pub struct FaultTracker {
+    spec: SignalSpec,
+    cfg: FaultConfig,
+    step_ms: i64,
+    /// Recent trusted values (the baseline a floor value or a spike departs from).
+    recent: VecDeque<f64>,
+    /// Recent absolute step-to-step changes, for the spike scale.
+    diffs: VecDeque<f64>,
+    diff_scale: f64,
+    diffs_since_scale: usize,
+    /// Current run of unchanged values: its value, first time and length in steps.
+    run: Option<(f64, EpochMillis, usize)>,
+    /// Lengths of finished runs (steps), for the signal's normal stillness.
+    runs: VecDeque<usize>,
+    run_p99: usize,
+    last_seen: Option<EpochMillis>,
+    pending_spike: Option<(EpochMillis, f64, f64)>,
+    last_spike: Option<EpochMillis>,
+    open: Vec<FaultEpisode>,
+    /// Finished and open episodes, in detection order.
+    pub episodes: Vec<FaultEpisode>,
+}
+
+const RECENT: usize = 12;
+const DIFFS: usize = 288;
+const RUNS: usize = 200;
+
+impl FaultTracker {
+    /// A tracker for `spec` on a grid of `step_ms`.
+    pub fn new(spec: SignalSpec, cfg: FaultConfig, step_ms: i64) -> Self {
+        Self {
+            spec,
+            cfg,
+            step_ms: step_ms.max(1),
+            recent: VecDeque::with_capacity(RECENT + 1),
+            diffs: VecDeque::with_capacity(DIFFS + 1),
+            diff_scale: 0.0,
+            diffs_since_scale: 0,
+            run: None,
+            runs: VecDeque::with_capacity(RUNS + 1),
+            run_p99: 0,
+            last_seen: None,
+            pending_spike: None,
+            last_spike: None,
+            open: Vec::new(),
+            episodes: Vec::new(),
+        }
+    }
+
+    /// The signal this tracker watches.
+    pub fn spec(&self) -> &SignalSpec {
+        &self.spec
+    }
+
+    /// Whether a fault of any kind is open.
+    pub fn faulted(&self) -> bool {
+        !self.open.is_empty()
+    }
+
+    /// Whether the current value is untrustworthy (impossible, floor or frozen) — as opposed to
+    /// missing or spiky now and then.
+    pub fn value_faulted(&self) -> bool {
+        self.open.iter().any(|e| {
+            matches!(
+                e.kind,
+                FaultKind::Impossible | FaultKind::Floor | FaultKind::Flatline
+            )
+        })
+    }
+
+    /// Feeds the value at grid time `t` (`None` when the signal has no reading there).
+    pub fn step(&mut self, t: EpochMillis, value: Option<f64>) -> Verdict {
+        let mut verdict = Verdict {
+            value: None,
+            retract_previous: false,
+        };
+        let Some(x) = value.filter(|x| x.is_finite()) else {
+            self.check_dropout(t);
+            return verdict;
+        };
+        // A gap just ended: a dropout (possibly noticed only now, when data resumed).
+        if let Some(last) = self.last_seen {
+            let gap = t - last;
+            if gap >= self.dropout_threshold() && !self.is_open(FaultKind::Dropout) {
+                self.open_fault(FaultKind::Dropout, last + self.step_ms, t, None);
+            }
+        }
+        self.close(FaultKind::Dropout, t);
+        self.last_seen = Some(t);
+
+        let (lo, hi) = self.spec.valid;
+        if !(lo..=hi).contains(&x) {
+            if !self.is_open(FaultKind::Impossible) {
+                self.open_fault(FaultKind::Impossible, t, t, Some(x));
+            }
+            return verdict;
+        }
+        self.close(FaultKind::Impossible, t);
+
+        let baseline = self.baseline();
+        if self.spec.is_floor(x)
+            && baseline.is_some_and(|b| (b - x).abs() > 5.0 * self.spec.min_change)
+        {
+            if !self.is_open(FaultKind::Floor) {
+                self.open_fault(FaultKind::Floor, t, t, Some(x));
+            }
+            self.track_run(t, x);
+            return verdict;
+        }
+        self.close(FaultKind::Floor, t);
+
+        // Spike: the previous value departed and this one is back where it came from.
+        if let Some((ts, xs, b)) = self.pending_spike.take() {
+            let back = (x - b).abs() <= (3.0 * self.diff_scale).max(self.spec.min_change);
+            if back {
+                verdict.retract_previous = true;
+                self.note_spike(ts, t, xs);
+                // The spike value was never trusted: forget it as a baseline value.
+                self.recent.pop_back();
+            }
+        }
+        if let Some(b) = self.recent.back().copied() {
+            let jump = (x - b).abs();
+            let threshold =
+                (self.cfg.spike_sigmas * self.diff_scale).max(3.0 * self.spec.min_change);
+            if self.diffs.len() >= 48 && jump > threshold && !verdict.retract_previous {
+                self.pending_spike = Some((t, x, b));
+            } else {
+                self.push_diff(jump);
+            }
+        }
+        self.close_spike_episode(t);
+
+        self.track_run(t, x);
+        if self.is_open(FaultKind::Flatline) {
+            return verdict;
+        }
+        self.recent.push_back(x);
+        if self.recent.len() > RECENT {
+            self.recent.pop_front();
+        }
+        verdict.value = Some(x);
+        verdict
+    }
+
+    /// Closes nothing, but marks the end of the data: open episodes stay open.
+    pub fn finish(&mut self) {
+        for e in self.open.drain(..) {
+            self.episodes.push(e);
+        }
+        self.episodes.sort_by_key(|e| (e.detected_at, e.kind));
+    }
+
+    fn baseline(&self) -> Option<f64> {
+        if self.recent.len() < 3 {
+            return None;
+        }
+        let mut v: Vec<f64> = self.recent.iter().copied().collect();
+        crate::stats::median(&mut v)
+    }
+
+    fn dropout_threshold(&self) -> i64 {
+        self.cfg.dropout_min_ms.max(3 * self.step_ms)
+    }
+
+    fn check_dropout(&mut self, t: EpochMillis) {
+        if let Some(last) = self.last_seen
+            && t - last >= self.dropout_threshold()
+            && !self.is_open(FaultKind::Dropout)
+        {
+            self.open_fault(FaultKind::Dropout, last + self.step_ms, t, None);
+        }
+    }
+
+    fn push_diff(&mut self, d: f64) {
+        self.diffs.push_back(d);
+        if self.diffs.len() > DIFFS {
+            self.diffs.pop_front();
+        }
+        self.diffs_since_scale += 1;
+        if self.diffs_since_scale >= 24 || self.diff_scale == 0.0 {
+            self.diffs_since_scale = 0;
+            let mut v: Vec<f64> = self.diffs.iter().copied().collect();
+            // The median absolute change of a random walk's steps, as a standard deviation.
+            let m = crate::stats::median(&mut v).unwrap_or(0.0);
+            self.diff_scale = (1.4826 * m).max(self.spec.resolution);
+        }
+    }
+
+    fn track_run(&mut self, t: EpochMillis, x: f64) {
+        let tol = self.spec.resolution / 2.0 + 1e-12;
+        match &mut self.run {
+            Some((v, _, n)) if (x - *v).abs() <= tol => *n += 1,
+            _ => {
+                if let Some((_, _, n)) = self.run.take() {
+                    if !self.is_open(FaultKind::Flatline) {
+                        self.runs.push_back(n);
+                        if self.runs.len() > RUNS {
+                            self.runs.pop_front();
+                        }
+                        let mut r: Vec<usize> = self.runs.iter().copied().collect();
+                        r.sort_unstable();
+                        self.run_p99 = r[(r.len() * 99 / 100).min(r.len() - 1)];
+                    }
+                    self.close(FaultKind::Flatline, t);
+                }
+                self.run = Some((x, t, 1));
+            }
+        }
+        if let Some((v, since, n)) = self.run
+            && !self.is_open(FaultKind::Flatline)
+            && !self.is_open(FaultKind::Floor)
+        {
+            let steps_needed = (self.cfg.flatline_factor * self.run_p99 as f64).ceil() as usize;
+            let unusual = self.runs.len() >= 20
+                && t - since >= self.cfg.flatline_min_ms
+                && n > steps_needed.max(3);
+            if unusual || (t - since >= self.cfg.flatline_max_ms && n > 3) {
+                self.open_fault(FaultKind::Flatline, since, t, Some(v));
+            }
+        }
+    }
+
+    fn note_spike(&mut self, at: EpochMillis, confirmed: EpochMillis, x: f64) {
+        if let Some(e) = self.open.iter_mut().find(|e| e.kind == FaultKind::Spike) {
+            e.count += 1;
+            e.end = None;
+            e.value = Some(x);
+            self.last_spike = Some(at);
+            return;
+        }
+        self.open.push(FaultEpisode {
+            kind: FaultKind::Spike,
+            start: at,
+            detected_at: confirmed,
+            end: None,
+            value: Some(x),
+            count: 1,
+        });
+        self.last_spike = Some(at);
+    }
+
+    fn close_spike_episode(&mut self, t: EpochMillis) {
+        if let Some(last) = self.last_spike
+            && t - last > self.cfg.spike_merge_ms
+        {
+            self.last_spike = None;
+            let end = last + self.step_ms;
+            if let Some(i) = self.open.iter().position(|e| e.kind == FaultKind::Spike) {
+                let mut e = self.open.remove(i);
+                e.end = Some(end);
+                self.episodes.push(e);
+            }
+        }
+    }
+
+    fn is_open(&self, kind: FaultKind) -> bool {
+        self.open.iter().any(|e| e.kind == kind)
+    }
+
+    fn open_fault(&mut self, kind: FaultKind, start: EpochMillis, at: EpochMillis, v: Option<f64>) {
+        self.open.push(FaultEpisode {
+            kind,
+            start,
+            detected_at: at,
+            end: None,
+            value: v,
+            count: 1,
+        });
+    }
+
+    fn close(&mut self, kind: FaultKind, t: EpochMillis) {
+        if let Some(i) = self.open.iter().position(|e| e.kind == kind) {
+            let mut e = self.open.remove(i);
+            e.end = Some(t);
+            self.episodes.push(e);
+        }
+    }
+}
