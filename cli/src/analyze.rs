@@ -45,6 +45,16 @@ pub enum AnalyzeCommand {
         #[arg(long)]
         monthly_kpis: Option<PathBuf>,
     },
+    /// Water-quality events, set-point crossings and instrument faults per station.
+    Quality {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Events as JSON Lines (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        tuning: crate::quality::QualityArgs,
+    },
 }
 
 /// `waterline evaluate …`.
@@ -74,6 +84,8 @@ pub enum EvaluateCommand {
         #[arg(long, default_value_t = 500.0)]
         false_alarm_cost: f64,
     },
+    /// Score the quality detectors against ground truth (truth.jsonl) or row labels.
+    Quality(crate::quality::EvaluateQualityArgs),
 }
 
 /// Loads the network and the readings, reporting what was skipped on stderr.
@@ -102,7 +114,7 @@ pub fn load_inputs(
     Ok((net, r, report))
 }
 
-fn write_events(out: &mut dyn Write, events: &[Event]) -> anyhow::Result<()> {
+pub(crate) fn write_events(out: &mut dyn Write, events: &[Event]) -> anyhow::Result<()> {
     for e in events {
         serde_json::to_writer(&mut *out, e)?;
         out.write_all(b"\n")?;
@@ -205,14 +217,7 @@ pub fn analyze(cmd: AnalyzeCommand) -> anyhow::Result<()> {
                 load_inputs(&input.network, &input.readings, input.skip_bad_rows)?;
             let loaded = started.elapsed();
             let result = run_leakage(&net, &r)?;
-            match &out {
-                Some(path) => {
-                    let file = File::create(path)
-                        .with_context(|| format!("cannot create {}", path.display()))?;
-                    write_events(&mut BufWriter::new(file), &result.events)?;
-                }
-                None => write_events(&mut std::io::stdout().lock(), &result.events)?,
-            }
+            emit_events(out.as_deref(), &result.events)?;
             if let Some(path) = &daily_kpis {
                 write_days(path, &result.days)?;
             }
@@ -232,7 +237,33 @@ pub fn analyze(cmd: AnalyzeCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        AnalyzeCommand::Quality { input, out, tuning } => {
+            crate::quality::analyze(&input, out.as_deref(), &tuning)
+        }
     }
+}
+
+/// Where the events go: a file, or stdout.
+pub(crate) fn emit_events(out: Option<&Path>, events: &[Event]) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            write_events(&mut BufWriter::new(file), events)
+        }
+        None => write_events(&mut std::io::stdout().lock(), events),
+    }
+}
+
+/// An input file: the flag's value, else `name` inside `--dir`.
+pub(crate) fn dir_file(
+    given: Option<PathBuf>,
+    dir: Option<&Path>,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
+    given.or_else(|| dir.map(|d| d.join(name))).ok_or_else(|| {
+        anyhow::anyhow!("give --dir or --{}", name.split('.').next().unwrap_or(name))
+    })
 }
 
 fn print_score(name: &str, s: &Score) {
@@ -257,25 +288,29 @@ fn print_score(name: &str, s: &Score) {
 
 /// Runs `waterline evaluate …`.
 pub fn evaluate(cmd: EvaluateCommand) -> anyhow::Result<()> {
-    let EvaluateCommand::Leakage {
-        dir,
-        network,
-        readings,
-        truth,
-        baseline_gamma,
-        price,
-        false_alarm_cost,
-    } = cmd;
-    let pick = |given: Option<PathBuf>, name: &str| -> anyhow::Result<PathBuf> {
-        given
-            .or_else(|| dir.as_ref().map(|d| d.join(name)))
-            .ok_or_else(|| {
-                anyhow::anyhow!("give --dir or --{}", name.split('.').next().unwrap_or(name))
-            })
+    let (dir, network, readings, truth, baseline_gamma, price, false_alarm_cost) = match cmd {
+        EvaluateCommand::Leakage {
+            dir,
+            network,
+            readings,
+            truth,
+            baseline_gamma,
+            price,
+            false_alarm_cost,
+        } => (
+            dir,
+            network,
+            readings,
+            truth,
+            baseline_gamma,
+            price,
+            false_alarm_cost,
+        ),
+        EvaluateCommand::Quality(args) => return crate::quality::evaluate(args),
     };
-    let network = pick(network, "network.toml")?;
-    let readings = pick(readings, "readings.csv")?;
-    let truth_path = pick(truth, "truth.jsonl")?;
+    let network = dir_file(network, dir.as_deref(), "network.toml")?;
+    let readings = dir_file(readings, dir.as_deref(), "readings.csv")?;
+    let truth_path = dir_file(truth, dir.as_deref(), "truth.jsonl")?;
     let (net, r, _) = load_inputs(&network, &readings, false)?;
     let truth_file =
         File::open(&truth_path).with_context(|| format!("cannot read {}", truth_path.display()))?;

@@ -1,0 +1,189 @@
+//! `waterline analyze quality` (CONTRACTS §3) and `waterline evaluate quality`: the offline
+//! replay of a readings file through the water-quality detectors, and their row-wise scoring
+//! against simulator ground truth or labelled rows.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use waterline_analytics::Readings;
+use waterline_analytics::quality::score::{self, EventScore, RowScore};
+use waterline_analytics::quality::{self, Algorithm, QualityConfig, QualityReport};
+use waterline_core::{EventKind, Network};
+
+use crate::analyze::{InputArgs, dir_file, emit_events, load_inputs};
+
+/// Detector settings a user may change (defaults are the documented ones).
+#[derive(Debug, Clone, clap::Args)]
+pub struct QualityArgs {
+    /// Outlier detection: lpcf (linear prediction per signal), mvnn (multivariate nearest
+    /// neighbour) or both.
+    #[arg(long, default_value = "both")]
+    pub algorithm: Algorithm,
+    /// Binomial event discriminator window, in steps.
+    #[arg(long, default_value_t = 4)]
+    pub bed_window: usize,
+    /// Event probability that opens an event (0.5..1).
+    #[arg(long, default_value_t = 0.9)]
+    pub bed_probability: f64,
+    /// Hours after which a lasting change is absorbed into the baseline.
+    #[arg(long, default_value_t = 6.0)]
+    pub timeout_hours: f64,
+}
+
+impl QualityArgs {
+    fn config(&self) -> anyhow::Result<QualityConfig> {
+        anyhow::ensure!(
+            self.bed_window >= 2 && self.bed_window <= 64,
+            "--bed-window {} must be between 2 and 64 steps",
+            self.bed_window
+        );
+        anyhow::ensure!(
+            self.bed_probability > 0.5 && self.bed_probability < 1.0,
+            "--bed-probability {} must lie between 0.5 and 1 (exclusive)",
+            self.bed_probability
+        );
+        anyhow::ensure!(
+            self.timeout_hours.is_finite() && self.timeout_hours > 0.0,
+            "--timeout-hours {} must be a positive number of hours",
+            self.timeout_hours
+        );
+        let mut cfg = QualityConfig::default();
+        cfg.detect.algorithm = self.algorithm;
+        cfg.detect.bed_window = self.bed_window;
+        cfg.detect.bed_probability = self.bed_probability;
+        cfg.detect.timeout_ms = (self.timeout_hours * 3_600_000.0) as i64;
+        Ok(cfg)
+    }
+}
+
+/// `waterline evaluate quality`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvaluateQualityArgs {
+    /// A simulator export directory: network.toml, readings.csv and truth.jsonl.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Network description (default: DIR/network.toml).
+    #[arg(long)]
+    pub network: Option<PathBuf>,
+    /// Readings (default: DIR/readings.csv).
+    #[arg(long)]
+    pub readings: Option<PathBuf>,
+    /// Ground truth JSON Lines (default: DIR/truth.jsonl).
+    #[arg(long, conflicts_with = "labels")]
+    pub truth: Option<PathBuf>,
+    /// Row labels instead of a truth file: CSV `time,event[,station]`.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Also write the detected events here (JSON Lines).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub tuning: QualityArgs,
+}
+
+fn run(net: &Network, r: &Readings, tuning: &QualityArgs) -> anyhow::Result<QualityReport> {
+    Ok(quality::analyze(r, net, &tuning.config()?))
+}
+
+fn count(report: &QualityReport, kind: EventKind) -> usize {
+    report.events.iter().filter(|e| e.kind == kind).count()
+}
+
+/// Runs `waterline analyze quality`.
+pub fn analyze(input: &InputArgs, out: Option<&Path>, tuning: &QualityArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (net, r, report) = load_inputs(&input.network, &input.readings, input.skip_bad_rows)?;
+    let loaded = started.elapsed();
+    let result = run(&net, &r, tuning)?;
+    emit_events(out, &result.events)?;
+    eprintln!(
+        "{} readings ({} rows) of {} stations: {} quality events, {} threshold crossings, \
+         {} sensor faults; loaded in {:.2} s, analysed in {:.2} s",
+        report.kept,
+        report.rows,
+        result.stations.len(),
+        count(&result, EventKind::QualityEvent),
+        count(&result, EventKind::QualityThreshold),
+        count(&result, EventKind::SensorFault),
+        loaded.as_secs_f64(),
+        (started.elapsed() - loaded).as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_rows(s: &RowScore) {
+    println!(
+        "rows {}  labelled {}  flagged {}  true positives {}",
+        s.rows, s.labelled, s.flagged, s.true_positives
+    );
+    println!(
+        "row-wise precision {:.3}  recall {:.3}  F1 {:.3}",
+        s.precision, s.recall, s.f1
+    );
+}
+
+fn print_events(s: &EventScore) {
+    let delay = s
+        .median_delay_minutes
+        .map_or_else(|| "-".to_owned(), |m| format!("{m:.0} min"));
+    println!(
+        "incidents found {}/{}  false quality events {}  median detection delay {delay}",
+        s.incidents_found, s.incidents, s.false_events
+    );
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    println!(
+        "sensor faults found {}/{} (recall {:.3})  fault detections {} of which true {} \
+         (precision {:.3})",
+        s.faults_found,
+        s.faults,
+        ratio(s.faults_found, s.faults),
+        s.fault_detections,
+        s.fault_detections_true,
+        ratio(s.fault_detections_true, s.fault_detections)
+    );
+    for (kind, (found, all)) in &s.faults_found_by_type {
+        println!("  {kind:<12} {found}/{all}");
+    }
+}
+
+/// Runs `waterline evaluate quality`.
+pub fn evaluate(args: EvaluateQualityArgs) -> anyhow::Result<()> {
+    let dir = args.dir.as_deref();
+    let network = dir_file(args.network.clone(), dir, "network.toml")?;
+    let readings = dir_file(args.readings.clone(), dir, "readings.csv")?;
+    let (net, r, _) = load_inputs(&network, &readings, false)?;
+    let started = Instant::now();
+    let result = run(&net, &r, &args.tuning)?;
+    let elapsed = started.elapsed();
+    if let Some(out) = &args.out {
+        emit_events(Some(out), &result.events)?;
+    }
+    println!(
+        "{} readings, {} stations; analysed in {:.2} s: {} quality events, {} threshold \
+         crossings, {} sensor faults",
+        r.len(),
+        result.stations.len(),
+        elapsed.as_secs_f64(),
+        count(&result, EventKind::QualityEvent),
+        count(&result, EventKind::QualityThreshold),
+        count(&result, EventKind::SensorFault),
+    );
+    if let Some(path) = &args.labels {
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let labels = score::read_labels(BufReader::new(file), &path.display().to_string())
+            .map_err(anyhow::Error::msg)?;
+        print_rows(&score::score_labels(&result, &labels));
+        return Ok(());
+    }
+    let truth_path = dir_file(args.truth.clone(), dir, "truth.jsonl")?;
+    let file =
+        File::open(&truth_path).with_context(|| format!("cannot read {}", truth_path.display()))?;
+    let truth = score::read_truth(BufReader::new(file), &truth_path.display().to_string())
+        .map_err(anyhow::Error::msg)?;
+    print_rows(&score::score_rows(&result, &truth));
+    print_events(&score::score_events(&result, &truth));
+    Ok(())
+}
