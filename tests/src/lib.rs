@@ -9,9 +9,11 @@
 //! - [`PgServer`]: a private PostgreSQL server (own data directory and port) that a
 //!   fault-injection test may stop, restart or kill.
 //! - [`ModbusServer`]: a Modbus TCP device with settable registers and an exception range.
+//! - [`bench`]: flags and peak-memory reporting for the benchmark binaries.
 //! - [`fixtures`]: a test network, native uplinks, and a QoS 1 publisher that waits for the
 //!   broker's acknowledgements.
 
+pub mod bench;
 pub mod fixtures;
 pub mod modbus_server;
 pub mod pg_server;

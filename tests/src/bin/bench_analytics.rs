@@ -19,22 +19,11 @@ use waterline_analytics::leakage::{self, LeakageConfig};
 use waterline_analytics::{LoadOptions, Readings};
 use waterline_core::Network;
 use waterline_core::testing::XorShift;
+use waterline_tests::bench::{arg, print_peak_rss, reset_peak_rss};
 
 const STEP_MS: i64 = 5 * 60_000;
 /// 2018-01-01T00:00:00Z.
 const T0: i64 = 1_514_764_800_000;
-
-fn arg(name: &str, default: i64) -> anyhow::Result<i64> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => args
-            .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
-            .parse()
-            .with_context(|| format!("{name} must be a whole number")),
-    }
-}
 
 fn network_toml(dmas: i64) -> String {
     let mut s = String::from("timezone = \"Asia/Shanghai\"\n");
@@ -47,13 +36,6 @@ fn network_toml(dmas: i64) -> String {
         );
     }
     s
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,8 +73,8 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    // Reset the peak resident set so that it covers the analysis only (Linux).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    // The peak resident set covers the analysis only.
+    reset_peak_rss();
     let t = Instant::now();
     let (readings, report) = Readings::load(&csv, &network, LoadOptions::default())?;
     let load_s = t.elapsed().as_secs_f64();
@@ -107,9 +89,6 @@ fn main() -> anyhow::Result<()> {
     println!("load CSV:        {load_s:.2} s");
     println!("analyse:         {analyse_s:.2} s");
     println!("end to end:      {total_s:.2} s");
-    match peak_rss_mib() {
-        Some(mib) => println!("peak RSS:        {mib:.0} MiB"),
-        None => println!("peak RSS:        unknown (no /proc/self/status)"),
-    }
+    print_peak_rss();
     Ok(())
 }

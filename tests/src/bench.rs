@@ -1,0 +1,37 @@
+//! What the benchmark binaries share: whole-number flags and the peak resident set.
+
+use anyhow::Context;
+
+/// The whole-number value of `--name N`, or `default`.
+pub fn arg(name: &str, default: i64) -> anyhow::Result<i64> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .with_context(|| format!("{name} needs a value"))?
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+    }
+}
+
+/// Resets the peak resident set so that a later [`peak_rss_mib`] covers what follows (Linux).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak resident set (VmHWM) in MiB, when the platform tells.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Prints the peak resident set line of a benchmark report.
+pub fn print_peak_rss() {
+    match peak_rss_mib() {
+        Some(mib) => println!("peak RSS:        {mib:.0} MiB"),
+        None => println!("peak RSS:        unknown (no /proc/self/status)"),
+    }
+}
