@@ -259,3 +259,67 @@ fn the_incident_is_one_event_and_each_fault_is_a_fault() {
         assert!(e.start <= e.detected_at, "{all}");
     }
 }
+
+/// A healthy station with clock jitter, a ten-hour outage, a repeated hour (the same rows sent
+/// twice, as after a logger restart or a DST fold) and shuffled order.
+#[test]
+fn gaps_jitter_and_repeats_raise_no_alarm() {
+    let net = Network::parse(NETWORK).expect("network");
+    let mut rng = Rng(XorShift(0x0bad_5eed));
+    let id = |s: &str| SensorId::parse(s).expect("id");
+    let outage = (5 * DAY + 2 * HOUR, 5 * DAY + 12 * HOUR);
+    let repeated = (7 * DAY + HOUR, 7 * DAY + 2 * HOUR);
+    let mut rows = Vec::new();
+    for k in 0..(10 * DAY / STEP) {
+        let off = k * STEP;
+        if (outage.0..outage.1).contains(&off) {
+            continue;
+        }
+        let jitter = (rng.uniform() * 40.0 - 20.0) as i64 * 1000;
+        let t = T0 + off + jitter;
+        let hour = (off % DAY) as f64 / HOUR as f64;
+        let age_h = 20.0 + 8.0 * (std::f64::consts::TAU * (hour - 4.0) / 24.0).cos();
+        let mut push = |s: &str, v: f64, res: f64| rows.push((id(s), t, quantise(v, res)));
+        push(
+            "S-cl2",
+            1.1 * (-0.02 * age_h).exp() + 0.01 * rng.normal(),
+            0.01,
+        );
+        push("S-turb", 0.25 + 0.01 * rng.normal(), 0.001);
+        push("S-ph", 7.4 + 0.01 * rng.normal(), 0.01);
+        push("S-cond", 320.0 + 0.8 * rng.normal(), 0.1);
+        push("S-toc", 2.0 + 0.03 * rng.normal(), 0.01);
+        push("S-temp", 12.0 + 0.05 * rng.normal(), 0.1);
+    }
+    let again: Vec<_> = rows
+        .iter()
+        .filter(|(_, t, _)| (repeated.0..repeated.1).contains(&(t - T0)))
+        .cloned()
+        .collect();
+    rows.extend(again);
+    rows.reverse();
+    let report = quality::analyze(
+        &Readings::from_rows(&net, rows),
+        &net,
+        &QualityConfig::default(),
+    );
+    let alarms: Vec<&Event> = report
+        .events
+        .iter()
+        .filter(|e| {
+            e.kind != EventKind::SensorFault
+                || !e
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("dropout"))
+        })
+        .collect();
+    assert!(alarms.is_empty(), "{alarms:#?}");
+    // The outage is a dropout of every signal, reported once each, when the data resumed.
+    let dropouts = report.events.len();
+    assert_eq!(dropouts, 6, "{:#?}", report.events);
+    for e in &report.events {
+        assert!(off(&e.start) <= outage.0 + STEP && off(&e.start) >= outage.0 - STEP);
+        assert!(off(&e.detected_at) >= outage.1 - STEP);
+    }
+}

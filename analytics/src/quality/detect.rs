@@ -521,12 +521,22 @@ impl StationDetector {
         if p < self.cfg.bed_probability {
             return;
         }
-        let mut quality = 0u64;
-        let mut context = 0u64;
-        for f in &self.bed {
-            quality |= f.quality;
-            context |= f.context;
-        }
+        // A signal takes part when it was abnormal in at least half of the window's steps: one
+        // noisy step does not make a second parameter agree.
+        let persistent = |mask_of: fn(&StepFlags) -> u64| -> u64 {
+            (0..64)
+                .filter(|i| {
+                    let hits = self
+                        .bed
+                        .iter()
+                        .filter(|f| mask_of(f) & (1u64 << i) != 0)
+                        .count();
+                    2 * hits >= n
+                })
+                .fold(0u64, |m, i| m | (1u64 << i))
+        };
+        let mut quality = persistent(|f| f.quality);
+        let context = persistent(|f| f.context);
         if quality == 0 {
             // Only the multivariate check spoke: name the signals furthest from normal now.
             quality = self.furthest_signals();
