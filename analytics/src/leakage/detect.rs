@@ -143,6 +143,8 @@ pub struct DmaDetector {
     // Burst detector (per bucket): per (weekday, slot) recent demand net of open leaks.
     slots: usize,
     profile: Vec<VecDeque<f64>>,
+    /// Each slot's profile median (`None`: fewer than two weeks), kept with the profile.
+    profile_median: Vec<Option<f64>>,
     /// Typical |residual| / predicted demand.
     rel_scale: Option<f64>,
     run_high: Vec<(EpochMillis, f64)>,
@@ -169,6 +171,7 @@ impl DmaDetector {
             last_clean_night_end: None,
             slots: slots_per_day,
             profile: vec![VecDeque::new(); 7 * slots_per_day],
+            profile_median: vec![None; 7 * slots_per_day],
             rel_scale: None,
             run_high: Vec::new(),
             run_low: Vec::new(),
@@ -234,10 +237,7 @@ impl DmaDetector {
         };
         let idx = (b.weekday % 7) * self.slots + b.slot % self.slots;
         let demand = flow - self.open_flow();
-        let slot_median = |i: usize| {
-            let mut h: Vec<f64> = self.profile[i].iter().copied().collect();
-            if h.len() >= 2 { median(&mut h) } else { None }
-        };
+        let slot_median = |i: usize| self.profile_median[i];
         let predicted = slot_median(idx);
         // Timing jitter: half the profile's change across the neighbouring slots.
         let day0 = idx - idx % self.slots;
@@ -327,6 +327,8 @@ impl DmaDetector {
             if hist.len() > self.cfg.profile_weeks {
                 hist.pop_front();
             }
+            let mut h: Vec<f64> = hist.iter().copied().collect();
+            self.profile_median[idx] = if h.len() >= 2 { median(&mut h) } else { None };
         }
     }
 

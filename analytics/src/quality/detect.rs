@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 
 use super::signals::SignalSpec;
+use crate::stats::select_median;
 use crate::timefmt::EpochMillis;
 
 /// Which outlier detectors vote.
@@ -171,8 +172,11 @@ impl SignalModel {
         let ar_scale = if res.is_empty() {
             level_scale
         } else {
-            let m = crate::stats::median(&mut res).unwrap_or(0.0);
-            crate::stats::mad_sigma(&res, m)
+            let m = select_median(&mut res);
+            for r in &mut res {
+                *r = (*r - m).abs();
+            }
+            1.4826 * select_median(&mut res)
         }
         .max(self.resolution)
         .max(self.min_change / ar_sigmas);
@@ -189,23 +193,6 @@ impl SignalModel {
 
 /// The newest values the prediction filter is fitted on.
 const AR_FIT_MAX: usize = 1440;
-
-/// The median by selection (reorders `v`); 0 when empty.
-fn select_median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let n = v.len();
-    let mid = n / 2;
-    let (lower, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
-    let m = *m;
-    if n % 2 == 1 {
-        m
-    } else {
-        let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (below + m) / 2.0
-    }
-}
 
 /// Least-squares AR(p) coefficients of the mean-removed series (small ridge for stability).
 fn fit_ar(h: &[f64], mean: f64, p: usize) -> Vec<f64> {
@@ -319,6 +306,11 @@ pub struct StationDetector {
 }
 
 const MV_HISTORY: usize = 144;
+
+/// A one-signal event also needs a deviation of this many "smallest changes" (pH 0.2,
+/// chlorine 0.2 mg/L, turbidity 0.12 NTU): a very steady signal's 8 σ can be a change nobody
+/// acts on.
+const SINGLE_SIGNAL_MIN_CHANGES: f64 = 4.0;
 
 impl StationDetector {
     /// A detector for `signals` on a grid of `step_ms`.
@@ -546,14 +538,13 @@ impl StationDetector {
         }
         if quality.count_ones() == 1 {
             let i = quality.trailing_zeros() as usize;
-            let far = self.models[i].alone
-                && self.models[i]
-                    .fit
-                    .as_ref()
-                    .zip(self.models[i].recent.back())
-                    .is_some_and(|(fit, x)| {
-                        ((x - fit.median) / fit.level_scale).abs() >= self.cfg.single_signal_sigmas
-                    });
+            let m = &self.models[i];
+            let far = m.alone
+                && m.fit.as_ref().zip(m.recent.back()).is_some_and(|(fit, x)| {
+                    let d = (x - fit.median).abs();
+                    d / fit.level_scale >= self.cfg.single_signal_sigmas
+                        && d >= SINGLE_SIGNAL_MIN_CHANGES * m.min_change
+                });
             if !far {
                 return;
             }
@@ -658,13 +649,6 @@ impl StationDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn select_median_agrees_with_sorting() {
-        assert_eq!(select_median(&mut []), 0.0);
-        assert_eq!(select_median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(select_median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
-    }
 
     #[test]
     fn binomial_cdf_matches_known_values() {

@@ -105,6 +105,7 @@ pub struct FaultTracker {
     /// Lengths of finished runs (steps), for the signal's normal stillness.
     runs: VecDeque<usize>,
     run_p99: usize,
+    runs_since_rank: usize,
     last_seen: Option<EpochMillis>,
     pending_spike: Option<(EpochMillis, f64, f64)>,
     last_spike: Option<EpochMillis>,
@@ -131,6 +132,7 @@ impl FaultTracker {
             run: None,
             runs: VecDeque::with_capacity(RUNS + 1),
             run_p99: 0,
+            runs_since_rank: 0,
             last_seen: None,
             pending_spike: None,
             last_spike: None,
@@ -244,11 +246,15 @@ impl FaultTracker {
     }
 
     fn baseline(&self) -> Option<f64> {
-        if self.recent.len() < 3 {
+        let n = self.recent.len();
+        if n < 3 {
             return None;
         }
-        let mut v: Vec<f64> = self.recent.iter().copied().collect();
-        crate::stats::median(&mut v)
+        let mut v = [0.0f64; RECENT];
+        for (slot, x) in v.iter_mut().zip(&self.recent) {
+            *slot = *x;
+        }
+        Some(crate::stats::select_median(&mut v[..n]))
     }
 
     fn dropout_threshold(&self) -> i64 {
@@ -274,7 +280,7 @@ impl FaultTracker {
             self.diffs_since_scale = 0;
             let mut v: Vec<f64> = self.diffs.iter().copied().collect();
             // The median absolute change of a random walk's steps, as a standard deviation.
-            let m = crate::stats::median(&mut v).unwrap_or(0.0);
+            let m = crate::stats::select_median(&mut v);
             self.diff_scale = (1.4826 * m).max(self.spec.resolution);
         }
     }
@@ -290,9 +296,14 @@ impl FaultTracker {
                         if self.runs.len() > RUNS {
                             self.runs.pop_front();
                         }
-                        let mut r: Vec<usize> = self.runs.iter().copied().collect();
-                        r.sort_unstable();
-                        self.run_p99 = r[(r.len() * 99 / 100).min(r.len() - 1)];
+                        // The normal stillness moves slowly: re-rank every 20 runs.
+                        self.runs_since_rank += 1;
+                        if self.run_p99 == 0 || self.runs_since_rank >= 20 {
+                            self.runs_since_rank = 0;
+                            let mut r: Vec<usize> = self.runs.iter().copied().collect();
+                            let k = (r.len() * 99 / 100).min(r.len() - 1);
+                            self.run_p99 = *r.select_nth_unstable(k).1;
+                        }
                     }
                     self.close(FaultKind::Flatline, t);
                 }
