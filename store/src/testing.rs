@@ -23,7 +23,8 @@ pub enum TestDb {
     Sqlite { dir: tempfile::TempDir, url: String },
 }
 
-fn unique_name() -> String {
+/// A database name no other test run uses (process id, clock and a random number).
+pub fn unique_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -37,7 +38,7 @@ fn unique_name() -> String {
 }
 
 /// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

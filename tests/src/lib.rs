@@ -30,40 +30,8 @@ use anyhow::{Context, bail};
 use sqlx::Connection;
 use waterline_store::{Store, StoreOptions};
 
-/// The PostgreSQL server tests use.
-pub fn pg_admin_url() -> String {
-    std::env::var("WATERLINE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn unique_name(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{}",
-        std::process::id(),
-        nanos,
-        rand::random::<u32>()
-    )
-}
-
-/// Replaces the database name at the end of a PostgreSQL URL.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let root = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
-        _ => base,
-    };
-    match query {
-        Some(q) => format!("{root}/{db}?{q}"),
-        None => format!("{root}/{db}"),
-    }
-}
+pub use waterline_store::testing::pg_admin_url;
+use waterline_store::testing::{unique_name, with_database};
 
 /// A fresh PostgreSQL database, dropped when this value is dropped.
 #[derive(Debug)]
@@ -77,7 +45,7 @@ impl PgDb {
     /// unreachable: CI starts it, so a missing server is a broken environment, not a skip.
     pub async fn create() -> anyhow::Result<PgDb> {
         let admin = pg_admin_url();
-        let name = unique_name("wl_test");
+        let name = unique_name();
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .with_context(|| format!("PostgreSQL test server at {admin} is not reachable (set WATERLINE_TEST_DATABASE_URL)"))?;
@@ -413,22 +381,5 @@ where
             return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_name_is_replaced() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-            "postgres://u:p@h/x?sslmode=disable"
-        );
     }
 }
