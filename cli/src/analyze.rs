@@ -45,6 +45,17 @@ pub enum AnalyzeCommand {
         #[arg(long)]
         monthly_kpis: Option<PathBuf>,
     },
+    /// Service-band violations, instrument faults and the pressure compliance rate.
+    Pressure {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Events as JSON Lines (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the daily compliance rate per point, zone and network to this CSV file.
+        #[arg(long)]
+        daily_kpis: Option<PathBuf>,
+    },
     /// Water-quality events, set-point crossings and instrument faults per station.
     Quality {
         #[command(flatten)]
@@ -237,6 +248,11 @@ pub fn analyze(cmd: AnalyzeCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        AnalyzeCommand::Pressure {
+            input,
+            out,
+            daily_kpis,
+        } => crate::pressure::analyze(&input, out.as_deref(), daily_kpis.as_deref()),
         AnalyzeCommand::Quality { input, out, tuning } => {
             crate::quality::analyze(&input, out.as_deref(), &tuning)
         }

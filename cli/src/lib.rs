@@ -2,13 +2,14 @@
 //!
 //! Subcommands (CONTRACTS §6): `serve` (the production daemon), `demo` (everything embedded),
 //! `token create`, `db migrate`, `device list|register|approve|retire`, `modbus write`,
-//! `sim` (the digital twin's export), `analyze leakage|quality`, `evaluate leakage|quality`. Each wires the
+//! `sim` (the digital twin's export), `analyze leakage|pressure|quality`, `evaluate leakage|quality`. Each wires the
 //! crates together; none holds domain logic of its own.
 
 pub mod analyze;
 pub mod broker;
 pub mod config;
 pub mod demo;
+pub mod pressure;
 pub mod quality;
 pub mod services;
 pub mod sim;

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use waterline_core::{Event, EventKind, Severity};
+
 use super::signals::SignalSpec;
 use crate::timefmt::EpochMillis;
 
@@ -47,6 +49,42 @@ pub struct FaultEpisode {
     pub value: Option<f64>,
     /// How many single-step spikes an episode holds.
     pub count: usize,
+}
+
+impl FaultEpisode {
+    /// The `sensor_fault` event of this episode on the signal `spec` (CONTRACTS §4).
+    pub fn event(&self, spec: &SignalSpec) -> Event {
+        let utc = super::utc;
+        let mut e = Event::new(
+            EventKind::SensorFault,
+            utc(self.start),
+            utc(self.detected_at),
+        );
+        e.end = self.end.map(utc);
+        e.sensor = Some(spec.sensor.clone());
+        e.severity = Some(Severity::Warning);
+        e.value = self.value;
+        e.confidence = Some(match self.kind {
+            FaultKind::Impossible | FaultKind::Dropout => 1.0,
+            _ => 0.8,
+        });
+        e.message = Some(match self.kind {
+            FaultKind::Spike => format!("spike: {} isolated outlier(s)", self.count),
+            FaultKind::Flatline => format!(
+                "flatline: no change beyond the resolution {} for far longer than usual",
+                spec.resolution
+            ),
+            FaultKind::Floor => {
+                "floor: the instrument reads a value it shows when not measuring".into()
+            }
+            FaultKind::Impossible => format!(
+                "impossible: outside the valid range {}..{}",
+                spec.valid.0, spec.valid.1
+            ),
+            FaultKind::Dropout => "dropout: no readings".into(),
+        });
+        e
+    }
 }
 
 /// Tuning of the fault checks.
@@ -205,7 +243,12 @@ impl FaultTracker {
 
         // Spike: the previous value departed and this one is back where it came from.
         if let Some((ts, xs, b)) = self.pending_spike.take() {
-            let back = (x - b).abs() <= (3.0 * self.diff_scale).max(self.spec.min_change);
+            // Back: within the signal's own step noise of where it was, or at least 80 % of
+            // the way (a signal with a trend does not return to the exact value).
+            let back = (x - b).abs()
+                <= (3.0 * self.diff_scale)
+                    .max(self.spec.min_change)
+                    .max(0.2 * (xs - b).abs());
             if back {
                 verdict.retract_previous = true;
                 self.note_spike(ts, t, xs);

@@ -27,7 +27,7 @@ pub use faults::FaultConfig;
 
 use crate::readings::Readings;
 use crate::timefmt::EpochMillis;
-use faults::{FaultEpisode, FaultKind, FaultTracker};
+use faults::{FaultEpisode, FaultTracker};
 use station::StationGrid;
 use thresholds::ThresholdTracker;
 
@@ -67,7 +67,7 @@ pub struct QualityReport {
     pub stations: Vec<StationSummary>,
 }
 
-fn utc(ms: EpochMillis) -> DateTime<Utc> {
+pub(crate) fn utc(ms: EpochMillis) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()
 }
 
@@ -192,31 +192,9 @@ fn analyze_station(grid: &StationGrid, cfg: &QualityConfig, report: &mut Quality
                 *j != i && o.start <= ep.detected_at && o.end.is_none_or(|end| end > ep.start)
             })
             .count();
-        let mut e = Event::new(EventKind::SensorFault, utc(ep.start), utc(ep.detected_at));
-        e.end = ep.end.map(utc);
-        e.sensor = Some(spec.sensor.clone());
+        let mut e = ep.event(spec);
         e.station = Some(station.clone());
-        e.severity = Some(Severity::Warning);
-        e.value = ep.value;
-        e.confidence = Some(match ep.kind {
-            FaultKind::Impossible | FaultKind::Dropout => 1.0,
-            _ => 0.8,
-        });
-        let mut message = match ep.kind {
-            FaultKind::Spike => format!("spike: {} isolated outlier(s)", ep.count),
-            FaultKind::Flatline => format!(
-                "flatline: no change beyond the resolution {} for far longer than usual",
-                spec.resolution
-            ),
-            FaultKind::Floor => {
-                "floor: the instrument reads a value it shows when not measuring".into()
-            }
-            FaultKind::Impossible => format!(
-                "impossible: outside the valid range {}..{}",
-                spec.valid.0, spec.valid.1
-            ),
-            FaultKind::Dropout => "dropout: no readings".into(),
-        };
+        let mut message = e.message.take().unwrap_or_default();
         if together > 0 {
             message.push_str(&format!(
                 "; {together} other signal(s) of station {station} faulted at the same time \
