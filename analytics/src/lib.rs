@@ -6,8 +6,8 @@
 //!   and each DMA's balance flow.
 //! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
 //! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
-//! - [`pressure`]: service-band violations and the pressure compliance rate per point, zone
-//!   and network per day.
+//! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`]) and the pressure
+//!   compliance rate per point, zone and network per day.
 //! - [`quality`]: per-station water-quality faults, set-point crossings and CANARY-style
 //!   events, with their row-wise scoring.
 //! - [`evaluate`]: scoring leak detections against ground truth.
@@ -24,6 +24,7 @@ pub mod evaluate;
 pub mod grid;
 pub mod leakage;
 pub mod pressure;
+pub mod pressure_drop;
 pub mod quality;
 pub mod readings;
 mod stats;

@@ -1,4 +1,4 @@
-//! Pressure analytics, first part: the service band and the pressure compliance rate
+//! Pressure analytics, first part: the service band, sudden drops and the compliance rate
 //! (压力合格率) per monitoring point, zone and network per local day, with instrument faults
 //! set aside. Causal (CONTRACTS §3), one pass per pressure sensor.
 //!
@@ -17,8 +17,12 @@
 //!   zone and for the network (every point weighs by its readings, as the national rule counts
 //!   readings). Declared-event exclusions are not supported yet.
 //!
-//! Not yet: `pressure_drop` against a time-of-day baseline, `transient` summaries, PRV
-//! recommendations.
+//! - `pressure_drop`: a sudden drop against the sensor's own time-of-day baseline
+//!   ([`crate::pressure_drop`]), fed each trusted reading once the next one shows it was no
+//!   spike.
+//!
+//! Not yet: correlation of drops with the DMA's inflow (one incident across flow and
+//! pressure), `transient` summaries, PRV recommendations.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +30,7 @@ use chrono::NaiveDate;
 use waterline_core::{Event, EventKind, Network, SensorKind, Severity};
 
 use crate::clock::LocalClock;
+use crate::pressure_drop::{DropConfig, DropDetector};
 use crate::quality::faults::{FaultConfig, FaultTracker};
 use crate::quality::signals::{SetPoint, Side, SignalSpec, Tier};
 use crate::quality::thresholds::ThresholdTracker;
@@ -41,6 +46,7 @@ pub struct PressureConfig {
     /// Consecutive readings beyond a bound that make a violation (and back inside that end it).
     pub persist: usize,
     pub faults: FaultConfig,
+    pub drops: DropConfig,
 }
 
 impl Default for PressureConfig {
@@ -48,6 +54,7 @@ impl Default for PressureConfig {
         Self {
             persist: 3,
             faults: FaultConfig::default(),
+            drops: DropConfig::default(),
         }
     }
 }
@@ -138,14 +145,22 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> 
         let mut days: BTreeMap<NaiveDate, (usize, usize)> = BTreeMap::new();
         // The day and verdict of the newest counted reading, in case it turns out a spike.
         let mut last_counted: Option<(NaiveDate, bool)> = None;
+        let mut drops = DropDetector::new(spec.resolution, cfg.drops);
+        // The drop detector sees a reading one reading later, once it is known not a spike.
+        let mut held: Option<(i64, f64)> = None;
         for (&t, &v) in series.times.iter().zip(series.values) {
             let verdict = faults.step(t, Some(v));
-            if verdict.retract_previous
-                && let Some((date, ok)) = last_counted.take()
-                && let Some(day) = days.get_mut(&date)
-            {
-                day.0 -= 1;
-                day.1 -= usize::from(ok);
+            if verdict.retract_previous {
+                held = None;
+                if let Some((date, ok)) = last_counted.take()
+                    && let Some(day) = days.get_mut(&date)
+                {
+                    day.0 -= 1;
+                    day.1 -= usize::from(ok);
+                }
+            }
+            if let Some((th, xh)) = held.take() {
+                drops.step(&mut clock, th, xh);
             }
             let Some(x) = verdict.value else {
                 bounds.interrupt();
@@ -153,6 +168,7 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> 
                 continue;
             };
             bounds.step(t, x);
+            held = Some((t, x));
             let ok = x >= low && high.is_none_or(|h| x <= h);
             let date = clock.date_and_minute(t).0;
             let day = days.entry(date).or_default();
@@ -160,6 +176,10 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> 
             day.1 += usize::from(ok);
             last_counted = Some((date, ok));
         }
+        if let Some((th, xh)) = held {
+            drops.step(&mut clock, th, xh);
+        }
+        drops.finish();
         faults.finish();
         bounds.finish();
         let dma = sensor.dma.clone();
@@ -185,6 +205,9 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> 
             ));
             report.events.push(e);
         }
+        report
+            .events
+            .extend(drops.drops.iter().map(|d| d.event(sensor)));
         for ep in &faults.episodes {
             let mut e = ep.event(&spec);
             e.dma = dma.clone();

@@ -170,3 +170,52 @@ fn band_violations_faults_and_compliance() {
     let network = day("network", "network", 4);
     assert_eq!(network.readings, day("zone", "A", 4).readings + b3.readings);
 }
+
+/// Two weeks of a zone pressure with its day and weekend shape and noise; on day 10 from
+/// 10:00 to 16:00 (local) a burst takes 3 m off it (still inside the band).
+#[test]
+fn a_sudden_drop_against_the_time_of_day_baseline_is_one_event() {
+    let net = Network::parse(NETWORK).expect("network");
+    let mut rng = XorShift(0x0dd_ba11);
+    let mut noise = || ((rng.next_u64() % 1000) as f64 / 1000.0 - 0.5) * 0.3;
+    let id = SensorId::parse("A-p1").expect("id");
+    let burst = (10 * DAY + 10 * HOUR, 10 * DAY + 16 * HOUR);
+    let mut rows = Vec::new();
+    for k in 0..(14 * DAY / STEP) {
+        let off = k * STEP;
+        let hour = (off % DAY) as f64 / HOUR as f64;
+        // 2026-03-02 is a Monday: days 5, 6, 12, 13 are weekends, with a later, flatter shape.
+        let weekend = matches!((off / DAY) % 7, 5 | 6);
+        let (amp, peak) = if weekend { (2.0, 17.0) } else { (3.0, 15.0) };
+        let mut p = 30.0 + amp * (std::f64::consts::TAU * (hour - peak) / 24.0).cos() + noise();
+        if (burst.0..burst.1).contains(&off) {
+            p -= 3.0;
+        }
+        rows.push((id.clone(), T0 + off, (p * 100.0).round() / 100.0));
+    }
+    let report = pressure::analyze(
+        &Readings::from_rows(&net, rows),
+        &net,
+        &PressureConfig::default(),
+    );
+    let all = format!("{:#?}", report.events);
+    let drops = of_kind(&report.events, EventKind::PressureDrop);
+    assert_eq!(drops.len(), 1, "{all}");
+    let d = drops[0];
+    let delay = off(&d.detected_at) - burst.0;
+    assert!(
+        (0..=30 * MIN).contains(&delay),
+        "detected {delay} ms after the onset\n{all}"
+    );
+    assert!(off(&d.start) <= off(&d.detected_at) && off(&d.start) >= burst.0 - 15 * MIN);
+    let end = off(d.end.as_ref().expect("closed"));
+    assert!(
+        (burst.1..=burst.1 + HOUR).contains(&end),
+        "end {end}\n{all}"
+    );
+    assert!(d.value.expect("depth") > 2.0, "{all}");
+    assert!(
+        of_kind(&report.events, EventKind::PressureLow).is_empty(),
+        "{all}"
+    );
+}

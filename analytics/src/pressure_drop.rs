@@ -1,0 +1,217 @@
+//! `pressure_drop`: a sudden drop of one sensor's pressure against its own baseline, causal.
+//!
+//! The baseline is a time-of-day × day-type profile: for every local quarter hour of weekdays
+//! and of weekends, the last [`PROFILE_LEN`] trusted readings of that quarter hour (about four
+//! days' worth at 5-minute steps) give a median and a robust spread (1.4826 × MAD, floored at
+//! [`MIN_SPREAD_M`] and the resolution). Demand moves a whole day's pressures up or down, so
+//! the residual from the profile is taken against the day's own offset (the median residual
+//! of the last three hours but the newest half hour): a drop is a sudden step, not a low day.
+//! The standardised step feeds an EWMA (λ = 0.3), the univariate burst detector that did best
+//! in published comparisons; a drop opens when the EWMA falls below −[`DropConfig::sigmas`]
+//! and the step is at least [`MIN_DROP_M`] deep, and closes when the EWMA is back above −1.
+//! While a drop is open the profile does not learn; a drop still open after
+//! [`DropConfig::absorb_ms`] is closed there and the new level is learnt (a burst that is
+//! not repaired must not alarm forever).
+
+use waterline_core::Event;
+
+use crate::clock::LocalClock;
+use crate::stats::select_median;
+use crate::timefmt::EpochMillis;
+
+/// Readings remembered per profile slot.
+pub const PROFILE_LEN: usize = 12;
+/// The smallest spread a profile slot may claim, m (sensor noise and demand jitter).
+pub const MIN_SPREAD_M: f64 = 0.25;
+/// A drop must also be this deep, m.
+pub const MIN_DROP_M: f64 = 1.0;
+
+/// Residuals remembered for the day's offset, and how many of the newest the offset skips
+/// (so that a drop building up does not pull its own reference down).
+const RESIDUALS: usize = 36;
+const RECENT_SKIP: usize = 6;
+
+/// Tuning of the drop detector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DropConfig {
+    pub sigmas: f64,
+    pub lambda: f64,
+    pub absorb_ms: i64,
+}
+
+impl Default for DropConfig {
+    fn default() -> Self {
+        Self {
+            sigmas: 4.0,
+            lambda: 0.3,
+            absorb_ms: 24 * 3_600_000,
+        }
+    }
+}
+
+/// One detected drop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drop {
+    pub start: EpochMillis,
+    pub detected_at: EpochMillis,
+    pub end: Option<EpochMillis>,
+    /// Baseline minus the reading that confirmed it, m.
+    pub depth_m: f64,
+    pub absorbed: bool,
+}
+
+/// The causal drop detector of one pressure sensor.
+#[derive(Debug)]
+pub struct DropDetector {
+    cfg: DropConfig,
+    resolution: f64,
+    /// 2 day types × 96 quarter hours.
+    profile: Vec<Vec<f64>>,
+    ewma: f64,
+    /// Recent residuals from the profile (newest last): the day's own level.
+    residuals: std::collections::VecDeque<f64>,
+    /// When the EWMA last left the normal band (the onset estimate).
+    below_since: Option<EpochMillis>,
+    open: Option<Drop>,
+    pub drops: Vec<Drop>,
+}
+
+impl DropDetector {
+    pub fn new(resolution: f64, cfg: DropConfig) -> Self {
+        Self {
+            cfg,
+            resolution,
+            profile: (0..2 * 96)
+                .map(|_| Vec::with_capacity(PROFILE_LEN))
+                .collect(),
+            ewma: 0.0,
+            residuals: std::collections::VecDeque::with_capacity(RESIDUALS + 1),
+            below_since: None,
+            open: None,
+            drops: Vec::new(),
+        }
+    }
+
+    /// Feeds one trusted reading (m) at `t`.
+    pub fn step(&mut self, clock: &mut LocalClock, t: EpochMillis, x: f64) {
+        use chrono::Datelike;
+        let local = clock.local(t);
+        let weekend = local.weekday().num_days_from_monday() >= 5;
+        let (_, minute) = clock.date_and_minute(t);
+        let slot = usize::from(weekend) * 96 + (minute / 15) as usize % 96;
+        let hist = &self.profile[slot];
+        if hist.len() < PROFILE_LEN / 2 {
+            self.learn(slot, x);
+            return;
+        }
+        let mut v = [0.0f64; PROFILE_LEN];
+        v[..hist.len()].copy_from_slice(hist);
+        let n = hist.len();
+        let median = select_median(&mut v[..n]);
+        for (d, x0) in v[..n].iter_mut().zip(hist) {
+            *d = (x0 - median).abs();
+        }
+        let spread = (1.4826 * select_median(&mut v[..n]))
+            .max(MIN_SPREAD_M)
+            .max(self.resolution);
+        // Demand moves a whole day's pressure up or down; what matters is a sudden step
+        // against the last hours' offset from the profile, not that offset.
+        let r = x - median;
+        let offset = if self.residuals.len() > RECENT_SKIP + 6 {
+            let older = self.residuals.len() - RECENT_SKIP;
+            let mut v: Vec<f64> = self.residuals.iter().take(older).copied().collect();
+            select_median(&mut v)
+        } else {
+            0.0
+        };
+        let z = (r - offset) / spread;
+        self.ewma = self.cfg.lambda * z + (1.0 - self.cfg.lambda) * self.ewma;
+        if self.ewma < -1.0 {
+            self.below_since.get_or_insert(t);
+        } else {
+            self.below_since = None;
+        }
+        match &mut self.open {
+            None => {
+                if self.ewma < -self.cfg.sigmas && offset - r >= MIN_DROP_M {
+                    self.open = Some(Drop {
+                        start: self.below_since.unwrap_or(t),
+                        detected_at: t,
+                        end: None,
+                        depth_m: offset - r,
+                        absorbed: false,
+                    });
+                } else {
+                    self.learn(slot, x);
+                    self.remember(r);
+                }
+            }
+            Some(d) => {
+                if self.ewma > -1.0 {
+                    d.end = Some(t);
+                    self.drops.extend(self.open.take());
+                    self.learn(slot, x);
+                    self.remember(r);
+                } else if t - d.start > self.cfg.absorb_ms {
+                    d.end = Some(t);
+                    d.absorbed = true;
+                    self.drops.extend(self.open.take());
+                    // The new level is the baseline from now on.
+                    for h in &mut self.profile {
+                        h.clear();
+                    }
+                    self.ewma = 0.0;
+                    self.below_since = None;
+                    self.residuals.clear();
+                }
+            }
+        }
+    }
+
+    /// Ends the data: an open drop stays open.
+    pub fn finish(&mut self) {
+        self.drops.extend(self.open.take());
+    }
+
+    fn remember(&mut self, r: f64) {
+        self.residuals.push_back(r);
+        if self.residuals.len() > RESIDUALS {
+            self.residuals.pop_front();
+        }
+    }
+
+    fn learn(&mut self, slot: usize, x: f64) {
+        let h = &mut self.profile[slot];
+        if h.len() == PROFILE_LEN {
+            h.remove(0);
+        }
+        h.push(x);
+    }
+}
+
+impl Drop {
+    /// The `pressure_drop` event of this drop on `sensor`.
+    pub fn event(&self, sensor: &waterline_core::Sensor) -> Event {
+        let utc = crate::quality::utc;
+        let mut e = Event::new(
+            waterline_core::EventKind::PressureDrop,
+            utc(self.start),
+            utc(self.detected_at),
+        );
+        e.end = self.end.map(utc);
+        e.sensor = Some(sensor.id.clone());
+        e.dma = sensor.dma.clone();
+        e.severity = Some(waterline_core::Severity::Warning);
+        e.value = Some((self.depth_m * 100.0).round() / 100.0);
+        e.confidence = Some(0.8);
+        let mut m = format!(
+            "pressure {:.2} m below its usual level for this time of day",
+            self.depth_m
+        );
+        if self.absorbed {
+            m.push_str("; lasted a day and became the new baseline");
+        }
+        e.message = Some(m);
+        e
+    }
+}
