@@ -67,6 +67,10 @@ pub struct DropDetector {
     resolution: f64,
     /// 2 day types × 96 quarter hours.
     profile: Vec<Vec<f64>>,
+    /// Each slot's (median, spread) and how many readings it learnt since they were computed.
+    stats: Vec<Option<(f64, f64, usize)>>,
+    /// The day's offset and the readings since it was computed.
+    offset: (f64, usize),
     ewma: f64,
     /// Recent residuals from the profile (newest last): the day's own level.
     residuals: std::collections::VecDeque<f64>,
@@ -84,6 +88,8 @@ impl DropDetector {
             profile: (0..2 * 96)
                 .map(|_| Vec::with_capacity(PROFILE_LEN))
                 .collect(),
+            stats: vec![None; 2 * 96],
+            offset: (0.0, usize::MAX),
             ewma: 0.0,
             residuals: std::collections::VecDeque::with_capacity(RESIDUALS + 1),
             below_since: None,
@@ -95,35 +101,56 @@ impl DropDetector {
     /// Feeds one trusted reading (m) at `t`.
     pub fn step(&mut self, clock: &mut LocalClock, t: EpochMillis, x: f64) {
         use chrono::Datelike;
+        use chrono::Timelike;
         let local = clock.local(t);
         let weekend = local.weekday().num_days_from_monday() >= 5;
-        let (_, minute) = clock.date_and_minute(t);
+        let minute = local.hour() * 60 + local.minute();
         let slot = usize::from(weekend) * 96 + (minute / 15) as usize % 96;
         let hist = &self.profile[slot];
         if hist.len() < PROFILE_LEN / 2 {
             self.learn(slot, x);
             return;
         }
-        let mut v = [0.0f64; PROFILE_LEN];
-        v[..hist.len()].copy_from_slice(hist);
-        let n = hist.len();
-        let median = select_median(&mut v[..n]);
-        for (d, x0) in v[..n].iter_mut().zip(hist) {
-            *d = (x0 - median).abs();
-        }
-        let spread = (1.4826 * select_median(&mut v[..n]))
-            .max(MIN_SPREAD_M)
-            .max(self.resolution);
+        // A slot's statistics move slowly: recomputed after every third reading it learnt.
+        let (median, spread) = match self.stats[slot] {
+            Some((m, sp, learnt)) if learnt < 3 => (m, sp),
+            _ => {
+                let mut v = [0.0f64; PROFILE_LEN];
+                v[..hist.len()].copy_from_slice(hist);
+                let n = hist.len();
+                let median = select_median(&mut v[..n]);
+                for (d, x0) in v[..n].iter_mut().zip(hist) {
+                    *d = (x0 - median).abs();
+                }
+                let spread = (1.4826 * select_median(&mut v[..n]))
+                    .max(MIN_SPREAD_M)
+                    .max(self.resolution);
+                self.stats[slot] = Some((median, spread, 0));
+                (median, spread)
+            }
+        };
         // Demand moves a whole day's pressure up or down; what matters is a sudden step
         // against the last hours' offset from the profile, not that offset.
         let r = x - median;
-        let offset = if self.residuals.len() > RECENT_SKIP + 6 {
-            let older = self.residuals.len() - RECENT_SKIP;
-            let mut v: Vec<f64> = self.residuals.iter().take(older).copied().collect();
-            select_median(&mut v)
-        } else {
-            0.0
-        };
+        // The offset moves slowly too: recomputed every third reading, without allocating.
+        if self.offset.1 >= 3 {
+            let n = self.residuals.len();
+            self.offset.0 = if n > RECENT_SKIP + 6 {
+                let mut v = [0.0f64; RESIDUALS];
+                for (slot, r0) in v
+                    .iter_mut()
+                    .zip(self.residuals.iter().take(n - RECENT_SKIP))
+                {
+                    *slot = *r0;
+                }
+                select_median(&mut v[..n - RECENT_SKIP])
+            } else {
+                0.0
+            };
+            self.offset.1 = 0;
+        }
+        self.offset.1 += 1;
+        let offset = self.offset.0;
         let z = (r - offset) / spread;
         self.ewma = self.cfg.lambda * z + (1.0 - self.cfg.lambda) * self.ewma;
         if self.ewma < -1.0 {
@@ -160,6 +187,8 @@ impl DropDetector {
                     for h in &mut self.profile {
                         h.clear();
                     }
+                    self.stats.iter_mut().for_each(|s| *s = None);
+                    self.offset = (0.0, usize::MAX);
                     self.ewma = 0.0;
                     self.below_since = None;
                     self.residuals.clear();
@@ -186,6 +215,9 @@ impl DropDetector {
             h.remove(0);
         }
         h.push(x);
+        if let Some(s) = &mut self.stats[slot] {
+            s.2 += 1;
+        }
     }
 }
 

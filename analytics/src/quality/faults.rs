@@ -229,9 +229,10 @@ impl FaultTracker {
         }
         self.close(FaultKind::Impossible, t);
 
-        let baseline = self.baseline();
         if self.spec.is_floor(x)
-            && baseline.is_some_and(|b| (b - x).abs() > 5.0 * self.spec.min_change)
+            && self
+                .baseline()
+                .is_some_and(|b| (b - x).abs() > 5.0 * self.spec.min_change)
         {
             if !self.is_open(FaultKind::Floor) {
                 self.open_fault(FaultKind::Floor, t, t, Some(x));

@@ -1,9 +1,12 @@
 //! Analytics benchmark: a year of 5-minute inflow data for 100 DMAs (≈ 10 million readings)
 //! through the leakage chain end to end: parse the CSV, build the grids, compute the daily
 //! and monthly KPIs and run the detectors. Prints the time of each stage and the peak memory.
+//! With `--pressure-sensors N`, a year of 5-minute data of N pressure sensors (spread over
+//! the DMAs) through the pressure analytics instead (band, drops, faults, compliance).
 //!
 //! ```sh
 //! cargo run --release -p waterline-tests --bin bench-analytics -- [--dmas 100] [--days 365]
+//! cargo run --release -p waterline-tests --bin bench-analytics -- --dmas 10 --pressure-sensors 300
 //! ```
 //!
 //! The CSV is generated first into a temporary directory (not timed); the peak resident set is
@@ -16,6 +19,7 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use waterline_analytics::leakage::{self, LeakageConfig};
+use waterline_analytics::pressure::{self, PressureConfig};
 use waterline_analytics::{LoadOptions, Readings};
 use waterline_core::Network;
 use waterline_core::testing::XorShift;
@@ -25,8 +29,10 @@ const STEP_MS: i64 = 5 * 60_000;
 /// 2018-01-01T00:00:00Z.
 const T0: i64 = 1_514_764_800_000;
 
-fn network_toml(dmas: i64) -> String {
+/// The network and its series: (sensor id, base value, relative daily swing).
+fn workload(dmas: i64, pressure_sensors: i64) -> (String, Vec<(String, f64, f64)>) {
     let mut s = String::from("timezone = \"Asia/Shanghai\"\n");
+    let mut series = Vec::new();
     for d in 0..dmas {
         let _ = write!(
             s,
@@ -34,16 +40,31 @@ fn network_toml(dmas: i64) -> String {
              [[sensor]]\nid = \"D{d:03}-in\"\nkind = \"flow\"\nunit = \"m3/h\"\n",
             1_000 + 37 * d
         );
+        if pressure_sensors == 0 {
+            series.push((format!("D{d:03}-in"), 20.0 + d as f64, 0.6));
+        }
     }
-    s
+    for p in 0..pressure_sensors {
+        let id = format!("D{:03}-p{p:03}", p % dmas.max(1));
+        let _ = write!(
+            s,
+            "[[sensor]]\nid = \"{id}\"\nkind = \"pressure\"\nunit = \"m\"\ndma = \"D{:03}\"\n",
+            p % dmas.max(1)
+        );
+        series.push((id, 30.0 + (p % 7) as f64, 0.1));
+    }
+    (s, series)
 }
 
 fn main() -> anyhow::Result<()> {
     let dmas = arg("--dmas", 100)?;
     let days = arg("--days", 365)?;
+    let pressure_sensors = arg("--pressure-sensors", 0)?;
+    anyhow::ensure!(dmas > 0 && days > 0, "--dmas and --days must be positive");
     let dir = tempfile::tempdir()?;
     let csv = dir.path().join("readings.csv");
-    let network = Network::parse(&network_toml(dmas)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (toml, series) = workload(dmas, pressure_sensors);
+    let network = Network::parse(&toml).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let started = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&csv)?);
@@ -57,11 +78,14 @@ fn main() -> anyhow::Result<()> {
             .context("time")?
             .format("%Y-%m-%dT%H:%M:%SZ");
         let hour = (t % 86_400_000) as f64 / 3_600_000.0;
-        let shape = 1.0 + 0.6 * (std::f64::consts::TAU * (hour - 9.0) / 24.0).sin();
-        for d in 0..dmas {
+        let wave = (std::f64::consts::TAU * (hour - 9.0) / 24.0).sin();
+        for (id, base, swing) in &series {
             let noise = (rng.next_u64() % 1_000) as f64 / 1_000.0 - 0.5;
-            let base = 20.0 + d as f64;
-            writeln!(out, "{stamp},D{d:03}-in,{:.3}", base * shape + noise)?;
+            writeln!(
+                out,
+                "{stamp},{id},{:.3}",
+                base * (1.0 + swing * wave) + noise
+            )?;
             rows += 1;
         }
     }
@@ -69,7 +93,9 @@ fn main() -> anyhow::Result<()> {
     drop(out);
     let size = std::fs::metadata(&csv)?.len() as f64 / 1e6;
     eprintln!(
-        "generated {rows} readings ({size:.0} MB CSV) for {dmas} DMAs × {days} days in {:.1} s",
+        "generated {rows} readings ({size:.0} MB CSV) for {dmas} DMAs, {} series × {days} days \
+         in {:.1} s",
+        series.len(),
         started.elapsed().as_secs_f64()
     );
 
@@ -79,13 +105,23 @@ fn main() -> anyhow::Result<()> {
     let (readings, report) = Readings::load(&csv, &network, LoadOptions::default())?;
     let load_s = t.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let result = leakage::analyze(&readings, &network, &LeakageConfig::default())?;
-    let analyse_s = t2.elapsed().as_secs_f64();
-    let total_s = t.elapsed().as_secs_f64();
     println!("readings:        {}", report.kept);
     println!("DMAs, days:      {dmas}, {days}");
-    println!("DMA-days:        {}", result.days.len());
-    println!("events:          {}", result.events.len());
+    if pressure_sensors > 0 {
+        let result = pressure::analyze(&readings, &network, &PressureConfig::default());
+        println!("pressure points: {pressure_sensors}");
+        println!(
+            "point-days:      {}",
+            result.days.iter().filter(|d| d.scope == "point").count()
+        );
+        println!("events:          {}", result.events.len());
+    } else {
+        let result = leakage::analyze(&readings, &network, &LeakageConfig::default())?;
+        println!("DMA-days:        {}", result.days.len());
+        println!("events:          {}", result.events.len());
+    }
+    let analyse_s = t2.elapsed().as_secs_f64();
+    let total_s = t.elapsed().as_secs_f64();
     println!("load CSV:        {load_s:.2} s");
     println!("analyse:         {analyse_s:.2} s");
     println!("end to end:      {total_s:.2} s");
