@@ -24,7 +24,7 @@ pub enum TestDb {
 }
 
 /// A database name no other test run uses (process id, clock and a random number).
-pub fn unique_name() -> String {
+fn unique_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -38,7 +38,7 @@ pub fn unique_name() -> String {
 }
 
 /// `url` with its database name replaced by `db`.
-pub fn with_database(url: &str, db: &str) -> String {
+fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),

@@ -27,35 +27,37 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sqlx::Connection;
 use waterline_store::{Store, StoreOptions};
 
+use waterline_store::testing::TestDb;
 pub use waterline_store::testing::pg_admin_url;
-use waterline_store::testing::{unique_name, with_database};
 
-/// A fresh PostgreSQL database, dropped when this value is dropped.
+/// A fresh PostgreSQL database, dropped when this value is dropped (by the store's
+/// [`TestDb`], which creates and drops it).
 #[derive(Debug)]
 pub struct PgDb {
     pub name: String,
     pub url: String,
+    _db: TestDb,
 }
 
 impl PgDb {
     /// Creates an empty database on the test server. Fails loudly when the server is
     /// unreachable: CI starts it, so a missing server is a broken environment, not a skip.
     pub async fn create() -> anyhow::Result<PgDb> {
-        let admin = pg_admin_url();
-        let name = unique_name();
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .with_context(|| format!("PostgreSQL test server at {admin} is not reachable (set WATERLINE_TEST_DATABASE_URL)"))?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await?;
-        conn.close().await?;
+        let db = TestDb::postgres().await.with_context(|| {
+            format!(
+                "PostgreSQL test server at {} is not reachable (set WATERLINE_TEST_DATABASE_URL)",
+                pg_admin_url()
+            )
+        })?;
+        let TestDb::Postgres { name, url } = &db else {
+            bail!("TestDb::postgres gave a database that is not PostgreSQL");
+        };
         Ok(PgDb {
-            url: with_database(&admin, &name),
-            name,
+            name: name.clone(),
+            url: url.clone(),
+            _db: db,
         })
     }
 
@@ -71,32 +73,6 @@ impl PgDb {
             ..StoreOptions::default()
         };
         Ok(Store::open(&self.url, opts).await?)
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let admin = pg_admin_url();
-        let name = self.name.clone();
-        // A runtime of its own: Drop may run inside or outside one.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
