@@ -33,6 +33,7 @@ use crate::clock::LocalClock;
 use crate::pressure_drop::{DropConfig, DropDetector};
 use crate::quality::faults::{FaultConfig, FaultTracker};
 use crate::quality::signals::{SetPoint, Side, SignalSpec, Tier};
+use crate::quality::station::median_interval;
 use crate::quality::thresholds::ThresholdTracker;
 use crate::quality::utc;
 use crate::readings::Readings;
@@ -99,20 +100,6 @@ fn band(network: &Network, sensor: &waterline_core::Sensor) -> (f64, Option<f64>
     )
 }
 
-/// The median positive interval between readings (ms), one minute when unknown.
-fn median_step(times: &[i64]) -> i64 {
-    let mut gaps: Vec<i64> = times
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .filter(|g| *g > 0)
-        .collect();
-    if gaps.is_empty() {
-        return 60_000;
-    }
-    let mid = gaps.len() / 2;
-    *gaps.select_nth_unstable(mid).1
-}
-
 /// Runs the band checks and the compliance rate over every pressure sensor of the network.
 pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> PressureReport {
     let mut report = PressureReport::default();
@@ -140,7 +127,11 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> 
             value,
         }))
         .collect();
-        let mut faults = FaultTracker::new(spec.clone(), cfg.faults, median_step(series.times));
+        let mut faults = FaultTracker::new(
+            spec.clone(),
+            cfg.faults,
+            median_interval(series.times).unwrap_or(60_000),
+        );
         let mut bounds = ThresholdTracker::new(&spec, cfg.persist);
         let mut days: BTreeMap<NaiveDate, (usize, usize)> = BTreeMap::new();
         // The day and verdict of the newest counted reading, in case it turns out a spike.

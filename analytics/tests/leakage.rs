@@ -13,18 +13,6 @@ const DAY: i64 = 24 * HOUR;
 /// 2018-01-01T00:00:00Z, a Monday.
 const T0: i64 = 1_514_764_800_000;
 
-struct Rng(XorShift);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
 fn diurnal(hour: f64) -> f64 {
     let g = |mu: f64, s: f64| (-(hour - mu).powi(2) / (2.0 * s * s)).exp();
     (0.35 + 1.1 * g(7.5, 1.5) + 0.7 * g(12.5, 2.0) + 1.0 * g(19.5, 2.0)) / 0.875
@@ -81,7 +69,7 @@ fn leak(t: i64) -> f64 {
 
 fn synthetic(days: i64) -> (Network, Readings, f64) {
     let net = Network::parse(NETWORK).unwrap();
-    let mut rng = Rng(XorShift(0x5eed_1234_abcd));
+    let mut rng = XorShift(0x5eed_1234_abcd);
     let id = |s: &str| SensorId::parse(s).unwrap();
     let mut rows = Vec::new();
     let mut registers = [1_000.0, 99_950.0, 20.0, 5_000.0];

@@ -16,18 +16,6 @@ const T0: i64 = 1_772_409_600_000;
 const STEP: i64 = 5 * MIN;
 const DAYS: i64 = 12;
 
-struct Rng(XorShift);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
 const NETWORK: &str = r#"
 timezone = "Asia/Shanghai"
 [[sensor]]
@@ -97,7 +85,7 @@ fn incident(t: i64) -> f64 {
 }
 
 fn readings(net: &Network) -> Readings {
-    let mut rng = Rng(XorShift(0x5eed_0001));
+    let mut rng = XorShift(0x5eed_0001);
     let id = |s: &str| SensorId::parse(s).expect("id");
     let mut rows = Vec::new();
     let mut frozen_ph = None;
@@ -265,7 +253,7 @@ fn the_incident_is_one_event_and_each_fault_is_a_fault() {
 #[test]
 fn gaps_jitter_and_repeats_raise_no_alarm() {
     let net = Network::parse(NETWORK).expect("network");
-    let mut rng = Rng(XorShift(0x0bad_5eed));
+    let mut rng = XorShift(0x0bad_5eed);
     let id = |s: &str| SensorId::parse(s).expect("id");
     let outage = (5 * DAY + 2 * HOUR, 5 * DAY + 12 * HOUR);
     let repeated = (7 * DAY + HOUR, 7 * DAY + 2 * HOUR);

@@ -17,6 +17,17 @@ impl XorShift {
         x
     }
 
+    /// A number in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A standard normal number (Box–Muller), for noise in synthetic test data.
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
     /// A number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize

@@ -52,21 +52,10 @@ const NICE_STEPS_MS: [i64; 18] = [
 /// fastest signal's, rounded to the nearest usual logger step (clock jitter of a few seconds
 /// must not make a 5-minute station a 5:10 one). One minute when there is nothing to measure.
 fn nominal_step(readings: &Readings, signals: &[SignalSpec]) -> i64 {
-    let mut fastest: Option<i64> = None;
-    for s in signals {
-        let times = readings.series(&s.sensor).times;
-        let mut gaps: Vec<i64> = times
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .filter(|g| *g > 0)
-            .collect();
-        if gaps.is_empty() {
-            continue;
-        }
-        let mid = gaps.len() / 2;
-        let m = *gaps.select_nth_unstable(mid).1;
-        fastest = Some(fastest.map_or(m, |f| f.min(m)));
-    }
+    let fastest = signals
+        .iter()
+        .filter_map(|s| median_interval(readings.series(&s.sensor).times))
+        .min();
     let Some(step) = fastest else {
         return 60_000;
     };
@@ -75,6 +64,20 @@ fn nominal_step(readings: &Readings, signals: &[SignalSpec]) -> i64 {
         .into_iter()
         .min_by(|a, b| distance(*a).total_cmp(&distance(*b)))
         .unwrap_or(step)
+}
+
+/// The median positive interval between consecutive (sorted) times, `None` without one.
+pub(crate) fn median_interval(times: &[EpochMillis]) -> Option<i64> {
+    let mut gaps: Vec<i64> = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 0)
+        .collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    let mid = gaps.len() / 2;
+    Some(*gaps.select_nth_unstable(mid).1)
 }
 
 impl StationGrid {

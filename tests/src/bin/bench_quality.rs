@@ -79,18 +79,6 @@ role = "context"
 resolution = 0.1
 "#;
 
-struct Rng(XorShift);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let days = arg("--days", 365)?;
     let step_ms = arg("--step-seconds", 60)? * 1000;
@@ -105,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&csv)?);
     writeln!(out, "time,sensor,value")?;
-    let mut rng = Rng(XorShift(0x0051_a7e5));
+    let mut rng = XorShift(0x0051_a7e5);
     let steps = days * DAY_MS / step_ms;
     let mut rows = 0u64;
     let mut incidents = 0;
