@@ -11,18 +11,22 @@
 //! - [`quality`]: per-station water-quality faults, set-point crossings and CANARY-style
 //!   events, with their row-wise scoring.
 //! - [`evaluate`]: scoring leak detections against ground truth.
+//! - [`online`]: the service's scheduled job: the same detectors over a sliding window of the
+//!   store's readings, writing events (once, however often they are re-detected) and daily
+//!   KPIs back to the store.
 //! - [`clock`], [`timefmt`]: local time and fast RFC 3339 parsing; `stats`: median, MAD and
 //!   least-squares slope shared by the detectors, the KPIs and the evaluation.
 //!
 //! Detectors are causal (CONTRACTS §3): an event's `detected_at` is the end of the newest data
 //! the detector had used when it decided, and nothing newer is read to decide it. The same
-//! code runs offline (`waterline analyze`) and is meant to run online in the service.
+//! code runs offline (`waterline analyze`) and online in the service ([`online`]).
 
 pub mod clock;
 pub mod consumption;
 pub mod evaluate;
 pub mod grid;
 pub mod leakage;
+pub mod online;
 pub mod pressure;
 pub mod pressure_drop;
 pub mod quality;

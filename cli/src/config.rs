@@ -24,6 +24,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub network: NetworkConfig,
     pub modbus: waterline_ingest::modbus_poll::ModbusConfig,
+    pub analytics: AnalyticsConfig,
     /// Directory that relative paths in the configuration (register maps) are resolved
     /// against: the config file's directory, else the working directory.
     #[serde(skip)]
@@ -84,6 +85,29 @@ impl Default for HttpConfig {
 pub struct NetworkConfig {
     /// Path of the `network.toml` network description.
     pub path: Option<PathBuf>,
+}
+
+/// `[analytics]`: the scheduled analytics job (leakage, pressure, quality) of `serve`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// Run the job in this process. It needs `[network] path`; run it in one process per
+    /// store (docs/operations.md).
+    pub enabled: bool,
+    /// Seconds between runs; the first run starts with the service.
+    pub interval_secs: u64,
+    /// Days of history each run analyses (baselines need weeks; 2 to 400).
+    pub lookback_days: u32,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 900,
+            lookback_days: 35,
+        }
+    }
 }
 
 /// A configuration problem, naming where it came from.
@@ -250,6 +274,19 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "database.url `{}` must start with postgres:// or sqlite://",
                 waterline_store::redact_url(url)
+            )));
+        }
+        let a = &self.analytics;
+        if a.interval_secs < 10 {
+            return Err(ConfigError::Invalid(format!(
+                "analytics.interval_secs = {} is too short; at least 10 s between runs",
+                a.interval_secs
+            )));
+        }
+        if !(2..=400).contains(&a.lookback_days) {
+            return Err(ConfigError::Invalid(format!(
+                "analytics.lookback_days = {} must be between 2 and 400",
+                a.lookback_days
             )));
         }
         let days = self.database.retain_raw_days;
@@ -460,6 +497,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(msg.contains("retain_raw_days"), "{msg}");
+    }
+
+    #[test]
+    fn analytics_schedule_is_checked() {
+        let cfg = Config::load(
+            None,
+            env(&[("WATERLINE_ANALYTICS__INTERVAL_SECS", "60")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.analytics.interval_secs, 60);
+        assert_eq!(cfg.analytics.lookback_days, 35);
+        for (var, value, key) in [
+            ("WATERLINE_ANALYTICS__INTERVAL_SECS", "1", "interval_secs"),
+            ("WATERLINE_ANALYTICS__LOOKBACK_DAYS", "1", "lookback_days"),
+        ] {
+            let msg = Config::load(None, env(&[(var, value)]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains(key), "{msg}");
+        }
     }
 
     #[test]

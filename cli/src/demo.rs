@@ -85,6 +85,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut cfg = Config::load(None, std::env::vars(), &flags)?;
     cfg.mqtt.client_id = format!("{}-demo", cfg.mqtt.client_id);
+    // Analytics every minute, so the back-filled history shows KPIs and events soon.
+    if std::env::var_os("WATERLINE_ANALYTICS__INTERVAL_SECS").is_none() {
+        cfg.analytics.interval_secs = 60;
+    }
     if std::env::var_os("WATERLINE_INGEST__SPOOL_DIR").is_none() {
         cfg.ingest.spool_dir = Some(args.data_dir.join("spool"));
     }
@@ -97,7 +101,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let listener = bind_http(args.http.as_deref()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let health = HealthBoard::new();
-    let running = services::start(&cfg, &store, &health, &stop_rx, Some(listener)).await?;
+    let running = services::start(
+        &cfg,
+        Some(&network),
+        &store,
+        &health,
+        &stop_rx,
+        Some(listener),
+    )
+    .await?;
     let http = running.http_addr.context("HTTP server did not start")?;
 
     let (host, port) = cfg.mqtt.broker_addr().map_err(anyhow::Error::msg)?;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod pressure;
 pub mod quality;
+pub mod scheduler;
 pub mod services;
 pub mod sim;
 pub mod telemetry;
@@ -383,7 +384,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let health = HealthBoard::new();
-    let running = services::start(&cfg, &store, &health, &stop_rx, None).await?;
+    let running = services::start(&cfg, network.as_ref(), &store, &health, &stop_rx, None).await?;
     tracing::info!(
         http = ?running.http_addr,
         broker = %cfg.mqtt.broker,

@@ -1,5 +1,5 @@
-//! Wires the crates into running services: ingest, HTTP, shutdown on a signal. Shared by
-//! `serve` and `demo`.
+//! Wires the crates into running services: ingest, the analytics scheduler, HTTP, shutdown on
+//! a signal. Shared by `serve` and `demo`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,10 +47,12 @@ impl Running {
     }
 }
 
-/// Starts ingest and HTTP as the configuration says. `http` may carry a listener the caller
-/// already bound (the demo picks a free port); otherwise `cfg.http.listen` is bound.
+/// Starts ingest, the analytics scheduler (when a network is described) and HTTP as the
+/// configuration says. `http` may carry a listener the caller already bound (the demo picks a
+/// free port); otherwise `cfg.http.listen` is bound.
 pub async fn start(
     cfg: &Config,
+    network: Option<&Network>,
     store: &Store,
     health: &HealthBoard,
     shutdown: &watch::Receiver<bool>,
@@ -79,6 +81,22 @@ pub async fn start(
         .await
         .context("cannot start ingest")?;
         tasks.push(("ingest", task));
+    }
+    match network {
+        Some(net) if cfg.analytics.enabled => tasks.push((
+            "analytics",
+            crate::scheduler::spawn(
+                store.clone(),
+                net.clone(),
+                &cfg.analytics,
+                health.clone(),
+                shutdown.clone(),
+            ),
+        )),
+        None if cfg.analytics.enabled => tracing::warn!(
+            "analytics job not started: it needs the network description ([network] path)"
+        ),
+        _ => {}
     }
     let mut http_addr = None;
     if cfg.http.enabled {

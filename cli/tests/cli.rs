@@ -597,3 +597,135 @@ async fn modbus_write_checks_range_reads_back_and_is_audited() {
     assert!(rows[0].2.contains("42.5"));
     assert_eq!(rows[1].1, "modbus.write.failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_analytics_job_on_stored_readings() {
+    use waterline_core::{Network, Reading, SensorId};
+    use waterline_store::Batch;
+
+    const NET: &str = r#"
+timezone = "Asia/Shanghai"
+[[dma]]
+id = "Z1"
+inlets = ["Z1-in"]
+min_service_pressure_m = 20.0
+[[sensor]]
+id = "Z1-in"
+kind = "flow"
+unit = "m3/h"
+[[sensor]]
+id = "Z1-p"
+kind = "pressure"
+unit = "m"
+dma = "Z1"
+"#;
+    let db = PgDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let net_path = dir.path().join("network.toml");
+    std::fs::write(&net_path, NET).unwrap();
+    let net = Network::parse(NET).unwrap();
+    let store = db.plain_store().await.unwrap();
+    store.upsert_described_sensors(&net).await.unwrap();
+
+    // Three days of five-minute data up to now; the pressure sags below the 20 m service
+    // minimum for an hour ten hours ago.
+    let now = chrono::Utc::now();
+    let step = TimeDelta::minutes(5);
+    let last = now - TimeDelta::seconds(now.timestamp() % 300);
+    let sag = (now - TimeDelta::hours(10), now - TimeDelta::hours(9));
+    let mut readings = Vec::new();
+    let mut t = last - TimeDelta::days(3);
+    let mut k = 0u32;
+    while t <= last {
+        let wobble = f64::from(k % 7) * 0.05;
+        let p = if t >= sag.0 && t < sag.1 { 12.0 } else { 32.0 };
+        readings.push(Reading::new(
+            SensorId::parse("Z1-in").unwrap(),
+            t,
+            50.0 + wobble,
+        ));
+        readings.push(Reading::new(
+            SensorId::parse("Z1-p").unwrap(),
+            t,
+            p + wobble,
+        ));
+        t += step;
+        k += 1;
+    }
+    store
+        .commit_batch(&Batch {
+            readings,
+            ..Batch::default()
+        })
+        .await
+        .unwrap();
+
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
+        .args(["serve", "--database-url", &db.url, "--network"])
+        .arg(&net_path)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env("WATERLINE_INGEST__ENABLED", "false")
+        .env("WATERLINE_ANALYTICS__INTERVAL_SECS", "10")
+        .env("WATERLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let token = store
+        .create_token(waterline_core::Role::Dispatcher, "disp")
+        .await
+        .unwrap();
+
+    // The first run finds the sag as one pressure_low event; later runs do not repeat it.
+    let events = eventually(Duration::from_secs(60), || async {
+        let (code, body) = http_get(port, "/api/v1/events?kind=pressure_low", Some(&token)).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && !v.as_array()?.is_empty()).then_some(v)
+    })
+    .await
+    .expect("the analytics job wrote a pressure_low event");
+    let e = &events[0];
+    assert_eq!(e["sensor"], "Z1-p");
+    assert_eq!(e["state"], "open");
+    assert!(e["end"].is_string(), "the sag ended: {e}");
+    let (_, health) = http_get(port, "/health", None).await.unwrap();
+    assert!(health.contains("analytics"), "{health}");
+
+    // Compliance per point and day, from the KPI endpoint.
+    let today = now.with_timezone(&net.timezone).date_naive();
+    let uri =
+        format!("/api/v1/kpis/daily?scope=point&subject=Z1-p&metric=compliance_percent&to={today}");
+    let (code, body) = http_get(port, &uri, Some(&token)).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let kpis: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let days = kpis.as_array().unwrap();
+    assert!(days.len() >= 3, "{body}");
+    let worst = days
+        .iter()
+        .filter_map(|d| d["value"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        worst < 100.0 && worst > 90.0,
+        "an hour below the band: {body}"
+    );
+
+    // Another run later, still one event.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let (_, body) = http_get(port, "/api/v1/events?kind=pressure_low", Some(&token))
+        .await
+        .unwrap();
+    let again: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(again.as_array().unwrap().len(), 1, "{body}");
+
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("serve stops within 15 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+    store.close().await;
+}

@@ -13,7 +13,7 @@ use chrono::{Duration as Span, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use waterline_core::{EventKind, Role, SensorId, SensorKind, Unit};
-use waterline_store::{Bucket, SensorRecord, StoredEvent};
+use waterline_store::{Bucket, DailyKpi, KpiQuery, KpiScope, SensorRecord, StoredEvent};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -217,6 +217,42 @@ pub(crate) async fn events(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(out))
+}
+
+/// Days per daily-KPI request at most (a year of every metric of a few hundred subjects).
+const MAX_KPI_DAYS: i64 = 400;
+
+pub(crate) async fn daily_kpis(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Vec<DailyKpi>>, ApiError> {
+    caller.require(READ_ROLES, "viewer or above")?;
+    params::only(&p, &["scope", "subject", "metric", "from", "to", "limit"])?;
+    let scope: KpiScope = params::parsed(&p, "scope")?.ok_or_else(|| {
+        ApiError::BadRequest("`scope` is required: dma, point, zone or network".into())
+    })?;
+    let to = params::date(&p, "to", Utc::now().date_naive())?;
+    let from = params::date(&p, "from", to - Span::days(30))?;
+    if from > to {
+        return Err(ApiError::BadRequest(format!(
+            "`from` ({from}) must not be after `to` ({to})"
+        )));
+    }
+    if (to - from).num_days() >= MAX_KPI_DAYS {
+        return Err(ApiError::BadRequest(format!(
+            "`from` to `to` spans more than {MAX_KPI_DAYS} days; ask for less"
+        )));
+    }
+    let query = KpiQuery {
+        scope,
+        subject: p.get("subject").cloned(),
+        metric: p.get("metric").cloned(),
+        from,
+        to,
+        limit: params::limit(&p, DEFAULT_LIMIT, MAX_LIMIT)?,
+    };
+    Ok(Json(state.store.kpis(&query).await?))
 }
 
 pub(crate) async fn dead_letters(

@@ -1,6 +1,7 @@
 //! Waterline's HTTP face: the JSON API of CONTRACTS §7 (`/health`, `/metrics`,
 //! `/api/v1/{sensors,readings,events,dead-letters,devices}`, the alert workflow under
-//! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`, and `/api/v1/openapi.json`) with
+//! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`, the analytics job's daily KPIs at
+//! `/api/v1/kpis/daily`, and `/api/v1/openapi.json`) with
 //! bearer-token auth and roles. docs/api.md describes it for clients.
 //!
 //! Modules: `api` (read handlers), `workflow` (the alert workflow), `openapi` (the
@@ -68,6 +69,7 @@ routes! {
     post "/api/v1/events/{id}/resolve" => workflow::resolve,
     post "/api/v1/events/{id}/samples" => workflow::add_sample,
     get "/api/v1/alerts/kpis" => workflow::kpis,
+    get "/api/v1/kpis/daily" => api::daily_kpis,
     get "/api/v1/dead-letters" => api::dead_letters,
     get "/api/v1/devices" => api::devices,
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use crate::error::ApiError;
 
@@ -22,6 +22,21 @@ pub(crate) fn time(
             .map_err(|_| {
                 ApiError::BadRequest(format!(
                     "`{name}`: `{s}` is not an RFC 3339 time with offset, e.g. 2026-11-27T02:00:00Z"
+                ))
+            }),
+    }
+}
+
+/// A calendar-day parameter (`YYYY-MM-DD`), or `default` when absent.
+pub(crate) fn date(p: &Params, name: &str, default: NaiveDate) -> Result<NaiveDate, ApiError> {
+    match p.get(name) {
+        None => Ok(default),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .filter(|d| (1900..=9999).contains(&d.year_ce().1))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "`{name}`: `{s}` is not a day like 2026-11-27 (years 1900 to 9999)"
                 ))
             }),
     }

@@ -525,3 +525,85 @@ async fn the_openapi_document_is_served_and_every_route_answers() {
         (StatusCode::NOT_FOUND, "route not found")
     );
 }
+
+#[tokio::test]
+async fn daily_kpis_of_the_analytics_job_are_served_by_scope_subject_and_day() {
+    use chrono::NaiveDate;
+    use waterline_store::{DailyKpi, KpiScope};
+    let api = Api::postgres().await;
+    let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    let kpi = |scope, subject: &str, d: &str, metric: &str, value| DailyKpi {
+        scope,
+        subject: subject.into(),
+        day: day(d),
+        metric: metric.into(),
+        value,
+    };
+    api.store
+        .upsert_kpis(
+            &[
+                kpi(KpiScope::Dma, "A", "2026-03-01", "nrw_percent", Some(18.0)),
+                kpi(KpiScope::Dma, "A", "2026-03-02", "nrw_percent", None),
+                kpi(KpiScope::Dma, "B", "2026-03-01", "nrw_percent", Some(9.5)),
+                kpi(
+                    KpiScope::Zone,
+                    "A",
+                    "2026-03-01",
+                    "compliance_percent",
+                    Some(99.0),
+                ),
+            ],
+            DateTime::parse_from_rfc3339("2026-03-03T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        )
+        .await
+        .unwrap();
+
+    let a = api
+        .get(
+            "/api/v1/kpis/daily?scope=dma&subject=A&from=2026-03-01&to=2026-03-31",
+            Some(&api.viewer),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(
+        a.body,
+        json!([
+            {"scope": "dma", "subject": "A", "day": "2026-03-01", "metric": "nrw_percent", "value": 18.0},
+            {"scope": "dma", "subject": "A", "day": "2026-03-02", "metric": "nrw_percent", "value": null},
+        ])
+    );
+    let a = api
+        .get(
+            "/api/v1/kpis/daily?scope=zone&from=2026-03-01&to=2026-03-01",
+            Some(&api.dispatcher),
+        )
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 1, "{:?}", a.body);
+
+    // Bad requests name what is wrong.
+    for (uri, words) in [
+        ("/api/v1/kpis/daily", "`scope` is required"),
+        ("/api/v1/kpis/daily?scope=district", "`district`"),
+        ("/api/v1/kpis/daily?scope=dma&from=1.3.2026", "`from`"),
+        (
+            "/api/v1/kpis/daily?scope=dma&from=2026-03-05&to=2026-03-01",
+            "must not be after",
+        ),
+        (
+            "/api/v1/kpis/daily?scope=dma&from=2020-01-01&to=2026-03-01",
+            "400 days",
+        ),
+        (
+            "/api/v1/kpis/daily?scope=dma&dma=A",
+            "unknown parameter `dma`",
+        ),
+    ] {
+        let a = api.get(uri, Some(&api.viewer)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(a.error().contains(words), "{uri}: {}", a.error());
+    }
+    let a = api.get("/api/v1/kpis/daily?scope=dma", None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}

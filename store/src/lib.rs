@@ -23,7 +23,9 @@
 //! [`testing::TestDb`] gives a test a fresh database.
 
 mod decode;
+pub mod detections;
 mod error;
+pub mod kpi;
 mod model;
 mod pg;
 mod rollup;
@@ -34,13 +36,20 @@ pub mod timescale;
 mod token;
 pub mod workflow;
 #[cfg(test)]
+#[macro_use]
+mod test_macros;
+#[cfg(test)]
+mod online_tests;
+#[cfg(test)]
 mod workflow_tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
+pub use detections::DetectionOutcome;
 pub use error::{StoreError, redact_url};
+pub use kpi::{DailyKpi, KpiQuery, KpiScope};
 pub use model::*;
 pub use rollup::Bucket;
 pub use timescale::TimescaleOptions;
@@ -316,6 +325,61 @@ impl Store {
         kind: Option<EventKind>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         on_backend!(self, b => b.events(from, to, kind).await)
+    }
+
+    /// Records what an analytics run detected: repeated detections update the stored event's
+    /// course, new ones are inserted open ([`detections`] has the matching rule).
+    pub async fn record_detections(
+        &self,
+        detected: &[Event],
+    ) -> Result<DetectionOutcome, StoreError> {
+        let mut outcome = DetectionOutcome::default();
+        let Some(from) = detected.iter().map(|e| e.start).min() else {
+            return Ok(outcome);
+        };
+        // Every stored event that can overlap a detection started before the latest moment
+        // any detection covers.
+        let to = detected
+            .iter()
+            .map(|e| e.end.unwrap_or(e.detected_at).max(e.detected_at))
+            .max()
+            .unwrap_or(from)
+            + chrono::TimeDelta::seconds(1);
+        let stored = self.events(from, to, None).await?;
+        for (action, event) in detections::plan(&stored, detected)
+            .into_iter()
+            .zip(detected)
+        {
+            match action {
+                detections::Action::Insert => {
+                    self.insert_event(event).await?;
+                    outcome.inserted += 1;
+                }
+                detections::Action::Update(id) => {
+                    on_backend!(self, b => b.update_event_course(id, event).await)?;
+                    outcome.updated += 1;
+                }
+                detections::Action::Unchanged => outcome.unchanged += 1,
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Writes daily KPI values, replacing those of the same scope, subject, metric and day.
+    pub async fn upsert_kpis(
+        &self,
+        kpis: &[DailyKpi],
+        computed_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if kpis.is_empty() {
+            return Ok(0);
+        }
+        on_backend!(self, b => b.upsert_kpis(kpis, computed_at).await)
+    }
+
+    /// Daily KPI values, by subject, metric and day.
+    pub async fn kpis(&self, query: &KpiQuery) -> Result<Vec<DailyKpi>, StoreError> {
+        on_backend!(self, b => b.kpis(query).await)
     }
 
     /// One event with its grab samples and history (oldest first), if it exists.

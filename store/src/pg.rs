@@ -16,6 +16,7 @@ use crate::model::*;
 use crate::rollup::Bucket;
 use crate::token;
 
+mod kpi;
 mod workflow;
 
 /// Bounds a connection attempt to ten seconds.

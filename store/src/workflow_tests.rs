@@ -6,7 +6,6 @@ use waterline_core::{
     Event, EventKind, EventState, GrabSample, Note, Resolution, Role, SensorId, StationId,
 };
 
-use crate::testing::TestDb;
 use crate::{Actor, HistoryAction, Store, StoreError};
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -46,30 +45,6 @@ async fn quality_event(store: &Store, detected_at: DateTime<Utc>) -> i64 {
     e.sensor = Some(SensorId::parse("Q1-chlorine").unwrap());
     e.station = Some(StationId::parse("Q1").unwrap());
     store.insert_event(&e).await.unwrap()
-}
-
-/// Runs an `async fn(Store)` as two tests: on PostgreSQL and on SQLite.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let db = super::TestDb::postgres().await.unwrap();
-                    super::$case(db.store().await.unwrap()).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let db = super::TestDb::sqlite().unwrap();
-                    super::$case(db.store().await.unwrap()).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -1,0 +1,314 @@
+//! The online analytics job: the same detectors as `waterline analyze`, run by the service on
+//! what the store holds, writing events and daily KPIs back to it.
+//!
+//! One run covers a sliding [`Window`]: from the local midnight `lookback_days` before `now` up
+//! to `now`. It has three steps, split so that the caller can run the CPU-bound middle one off
+//! its async runtime:
+//!
+//! 1. [`load`]: the readings of every sensor of the network in the window, from the store.
+//! 2. [`analyse`]: leakage (`leak`, `burst`, daily DMA figures), pressure (`pressure_low`,
+//!    `pressure_high`, `pressure_drop`, instrument faults, daily compliance) and water quality
+//!    (`quality_event`, `quality_threshold`, instrument faults). Detection is causal, so an
+//!    event found in an earlier run is found again, and [`record`] keeps it once.
+//! 3. [`record`]: detections through [`Store::record_detections`] (a repeated detection updates
+//!    the stored event's course and never its workflow state), KPIs through
+//!    [`Store::upsert_kpis`]. The window's first day is a warm-up (meter registers need the
+//!    read before the day, baselines need history) and its KPIs are not written. Every run
+//!    rewrites the KPIs of the other days, so with the default 35-day look-back a day's figures
+//!    are recomputed for 34 days after it, and late batches correct them.
+//!
+//! [`run_once`] does all three in order.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono_tz::Tz;
+use waterline_core::{Event, Network};
+use waterline_store::{DailyKpi, DetectionOutcome, KpiScope, Store, StoreError};
+
+use crate::Readings;
+use crate::leakage::{self, DmaDay, LeakageConfig};
+use crate::pressure::{self, ComplianceDay, PressureConfig};
+use crate::quality::{self, QualityConfig};
+
+/// Settings of the online job.
+#[derive(Debug, Clone, Copy)]
+pub struct OnlineConfig {
+    /// Days of history each run analyses (the detectors' baselines need weeks).
+    pub lookback_days: u32,
+    pub leakage: LeakageConfig,
+    pub pressure: PressureConfig,
+    pub quality: QualityConfig,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        Self {
+            lookback_days: 35,
+            leakage: LeakageConfig::default(),
+            pressure: PressureConfig::default(),
+            quality: QualityConfig::default(),
+        }
+    }
+}
+
+/// The span of one run: `[from, to)`, `from` a local midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The first local day whose KPIs are written (the day after the warm-up day).
+    pub first_day: NaiveDate,
+}
+
+impl Window {
+    /// The window of a run at `now` looking back `lookback_days` local days.
+    pub fn ending_at(tz: Tz, now: DateTime<Utc>, lookback_days: u32) -> Window {
+        let today = now.with_timezone(&tz).date_naive();
+        let start_day = today - TimeDelta::days(i64::from(lookback_days.max(1)));
+        Window {
+            from: local_midnight(tz, start_day).min(now),
+            to: now,
+            first_day: start_day.succ_opt().unwrap_or(start_day),
+        }
+    }
+}
+
+/// The UTC instant of `day`'s first local moment (the earlier one when midnight repeats; the
+/// first existing minute when a DST change skips it).
+fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
+    let mut t = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    for _ in 0..180 {
+        if let Some(local) = tz.from_local_datetime(&t).earliest() {
+            return local.with_timezone(&Utc);
+        }
+        t += TimeDelta::minutes(1);
+    }
+    Utc.from_utc_datetime(&t)
+}
+
+/// Reads every network sensor's readings in the window. Sensors the store has never seen
+/// have no readings yet and are left out.
+pub async fn load(
+    store: &Store,
+    network: &Network,
+    window: Window,
+) -> Result<Readings, StoreError> {
+    let mut rows = Vec::new();
+    for id in network.sensors.keys() {
+        let points = match store.readings(id, window.from, window.to, i64::MAX).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        rows.extend(
+            points
+                .into_iter()
+                .map(|p| (id.clone(), p.time.timestamp_millis(), p.value)),
+        );
+    }
+    Ok(Readings::from_rows(network, rows))
+}
+
+/// What one run found.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    /// Every event of the window, by detection time.
+    pub events: Vec<Event>,
+    /// Daily KPIs of the days after the warm-up day.
+    pub kpis: Vec<DailyKpi>,
+    /// Readings analysed.
+    pub readings: usize,
+}
+
+/// Runs every detector and KPI computation over the window's readings (CPU-bound).
+pub fn analyse(
+    readings: &Readings,
+    network: &Network,
+    cfg: &OnlineConfig,
+    window: Window,
+) -> Result<Findings, polars::error::PolarsError> {
+    let mut found = Findings {
+        readings: readings.len(),
+        ..Findings::default()
+    };
+    let leaks = leakage::analyze(readings, network, &cfg.leakage)?;
+    let pressure = pressure::analyze(readings, network, &cfg.pressure);
+    let quality = quality::analyze(readings, network, &cfg.quality);
+    for d in leaks.days.iter().filter(|d| d.date >= window.first_day) {
+        found.kpis.extend(dma_day_kpis(d));
+    }
+    for d in pressure.days.iter().filter(|d| d.date >= window.first_day) {
+        found.kpis.extend(compliance_kpis(d));
+    }
+    found.events.extend(leaks.events);
+    found.events.extend(pressure.events);
+    found.events.extend(quality.events);
+    found.events.sort_by_key(|e| e.detected_at);
+    Ok(found)
+}
+
+/// The KPI names of a DMA day (docs/api.md lists them with their units).
+pub const DMA_DAY_METRICS: [&str; 16] = [
+    "inflow_completeness",
+    "siv_m3",
+    "consumption_m3",
+    "consumption_completeness",
+    "nrw_m3",
+    "nrw_percent",
+    "mnf_m3h",
+    "legitimate_night_use_m3h",
+    "nnf_m3h",
+    "hdf_hours",
+    "real_losses_m3",
+    "azp_mean_m",
+    "uarl_m3",
+    "ili",
+    "nnf_trend_7d_m3h_per_day",
+    "nnf_trend_30d_m3h_per_day",
+];
+
+fn dma_day_kpis(d: &DmaDay) -> impl Iterator<Item = DailyKpi> + '_ {
+    let values = [
+        Some(d.inflow_completeness),
+        d.siv_m3,
+        d.consumption_m3,
+        d.consumption_completeness,
+        d.nrw_m3,
+        d.nrw_percent,
+        d.mnf_m3h,
+        Some(d.legitimate_night_use_m3h),
+        d.nnf_m3h,
+        Some(d.hdf_hours),
+        d.real_losses_m3,
+        d.azp_mean_m,
+        d.uarl_m3,
+        d.ili,
+        d.nnf_trend_7d,
+        d.nnf_trend_30d,
+    ];
+    DMA_DAY_METRICS
+        .into_iter()
+        .zip(values)
+        .map(|(metric, value)| DailyKpi {
+            scope: KpiScope::Dma,
+            subject: d.dma.clone(),
+            day: d.date,
+            metric: metric.into(),
+            value: value.filter(|v| v.is_finite()),
+        })
+}
+
+fn compliance_kpis(d: &ComplianceDay) -> [DailyKpi; 3] {
+    let scope = match d.scope {
+        "point" => KpiScope::Point,
+        "zone" => KpiScope::Zone,
+        _ => KpiScope::Network,
+    };
+    let kpi = |metric: &str, value: Option<f64>| DailyKpi {
+        scope,
+        subject: d.id.clone(),
+        day: d.date,
+        metric: metric.into(),
+        value,
+    };
+    [
+        kpi("compliance_percent", d.percent()),
+        kpi("compliance_readings", Some(d.readings as f64)),
+        kpi("compliance_qualified", Some(d.qualified as f64)),
+    ]
+}
+
+/// What writing one run's findings did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub events: DetectionOutcome,
+    pub kpis: u64,
+}
+
+/// Writes a run's findings: detections reconciled with stored events, KPIs replaced.
+pub async fn record(
+    store: &Store,
+    found: &Findings,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    Ok(Recorded {
+        events: store.record_detections(&found.events).await?,
+        kpis: store.upsert_kpis(&found.kpis, now).await?,
+    })
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    #[error("analytics run: {0}")]
+    Store(#[from] StoreError),
+    #[error("analytics run: computation failed: {0}")]
+    Compute(#[from] polars::error::PolarsError),
+    /// The thread running the analysis panicked or was cancelled.
+    #[error("analytics run: the analysis task failed: {0}")]
+    Task(String),
+}
+
+/// One whole run and how long each step took.
+#[derive(Debug, Clone, Copy)]
+pub struct RunReport {
+    pub window: Window,
+    pub readings: usize,
+    pub recorded: Recorded,
+    pub load: Duration,
+    pub analyse: Duration,
+    pub record: Duration,
+}
+
+/// Loads, analyses and records one window ending at `now`, analysing on the calling thread.
+pub async fn run_once(
+    store: &Store,
+    network: &Network,
+    cfg: &OnlineConfig,
+    now: DateTime<Utc>,
+) -> Result<RunReport, OnlineError> {
+    let window = Window::ending_at(network.timezone, now, cfg.lookback_days);
+    let started = Instant::now();
+    let readings = load(store, network, window).await?;
+    let loaded = Instant::now();
+    let found = analyse(&readings, network, cfg, window)?;
+    let analysed = Instant::now();
+    let recorded = record(store, &found, now).await?;
+    Ok(RunReport {
+        window,
+        readings: found.readings,
+        recorded,
+        load: loaded - started,
+        analyse: analysed - loaded,
+        record: analysed.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_starts_at_a_local_midnight_and_skips_its_first_day() {
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-03-10T05:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let w = Window::ending_at(tz, now, 7);
+        // 13:30 local on 10 March; seven days back is 3 March 00:00 local = 2 March 16:00 UTC.
+        assert_eq!(w.from.to_rfc3339(), "2026-03-02T16:00:00+00:00");
+        assert_eq!(w.to, now);
+        assert_eq!(w.first_day.to_string(), "2026-03-04");
+    }
+
+    #[test]
+    fn a_skipped_midnight_starts_the_day_at_its_first_minute() {
+        // Santiago skips 00:00–00:59 on 6 September 2026 (clocks go to 01:00).
+        let tz: Tz = "America/Santiago".parse().unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 9, 6).unwrap();
+        let t = local_midnight(tz, day);
+        assert_eq!(t.with_timezone(&tz).date_naive(), day);
+        assert_eq!(t.to_rfc3339(), "2026-09-06T04:00:00+00:00");
+    }
+}

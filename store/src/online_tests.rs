@@ -1,0 +1,171 @@
+//! What the analytics jobs write, on both backends: detections recorded without duplicates
+//! (and without touching the alert workflow), and daily KPIs replaced per day.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use waterline_core::{DmaId, Event, EventKind, EventState, Note, Resolution, Role, Severity};
+
+use crate::{Actor, DailyKpi, DetectionOutcome, KpiQuery, KpiScope, Store};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn burst(start: &str, detected: &str, end: Option<&str>, flow: f64) -> Event {
+    let mut e = Event::new(EventKind::Burst, t(start), t(detected));
+    e.dma = Some(DmaId::parse("DMA-1").unwrap());
+    e.end = end.map(t);
+    e.flow_m3h = Some(flow);
+    e.severity = Some(Severity::Alarm);
+    e
+}
+
+fn day(d: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap()
+}
+
+fn kpi(subject: &str, d: &str, metric: &str, value: Option<f64>) -> DailyKpi {
+    DailyKpi {
+        scope: KpiScope::Dma,
+        subject: subject.into(),
+        day: day(d),
+        metric: metric.into(),
+        value,
+    }
+}
+
+async fn repeated_runs_update_one_event_and_keep_its_workflow(store: Store) {
+    let first = burst("2026-03-01T02:00:00Z", "2026-03-01T02:30:00Z", None, 12.0);
+    let outcome = store.record_detections(&[first]).await.unwrap();
+    assert_eq!(
+        outcome,
+        DetectionOutcome {
+            inserted: 1,
+            ..Default::default()
+        }
+    );
+    let stored = store
+        .events(t("2026-03-01T00:00:00Z"), t("2026-03-02T00:00:00Z"), None)
+        .await
+        .unwrap();
+    let id = stored[0].id;
+    let engineer = Actor {
+        name: "eng".into(),
+        role: Role::Engineer,
+        token_id: None,
+    };
+    store
+        .acknowledge_event(id, &engineer, t("2026-03-01T03:00:00Z"), None)
+        .await
+        .unwrap();
+
+    // The next run sees the same burst (onset estimated 15 min later), still open: nothing
+    // changes. The run after sees it end.
+    let again = burst("2026-03-01T02:15:00Z", "2026-03-01T02:45:00Z", None, 12.0);
+    let outcome = store.record_detections(&[again]).await.unwrap();
+    assert_eq!(outcome.unchanged, 1, "{outcome:?}");
+    let ended = burst(
+        "2026-03-01T02:00:00Z",
+        "2026-03-01T02:30:00Z",
+        Some("2026-03-01T09:00:00Z"),
+        11.5,
+    );
+    let outcome = store.record_detections(&[ended]).await.unwrap();
+    assert_eq!(outcome.updated, 1, "{outcome:?}");
+
+    let stored = store
+        .events(t("2026-03-01T00:00:00Z"), t("2026-03-02T00:00:00Z"), None)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "one burst, stored once: {stored:?}");
+    let e = &stored[0];
+    assert_eq!(e.id, id);
+    assert_eq!(e.event.start, t("2026-03-01T02:00:00Z"));
+    assert_eq!(e.event.detected_at, t("2026-03-01T02:30:00Z"));
+    assert_eq!(e.event.end, Some(t("2026-03-01T09:00:00Z")));
+    assert_eq!(e.event.flow_m3h, Some(11.5));
+    assert_eq!(
+        e.state,
+        EventState::Acknowledged,
+        "the workflow is untouched"
+    );
+    assert_eq!(e.acknowledged_by.as_deref(), Some("eng"));
+
+    // A burst after this one ended is a new event, even when the first was resolved.
+    store
+        .resolve_event(
+            id,
+            &engineer,
+            t("2026-03-01T10:00:00Z"),
+            Resolution::TrueEvent,
+            &Note::parse("note", "main repaired").unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let later = burst("2026-03-01T20:00:00Z", "2026-03-01T20:30:00Z", None, 8.0);
+    let outcome = store.record_detections(&[later]).await.unwrap();
+    assert_eq!(outcome.inserted, 1, "{outcome:?}");
+    let all = store
+        .events(t("2026-03-01T00:00:00Z"), t("2026-03-02T00:00:00Z"), None)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].state, EventState::Open);
+}
+
+async fn kpis_are_replaced_per_day_and_missing_stays_missing(store: Store) {
+    let computed = t("2026-03-03T01:00:00Z");
+    let first = [
+        kpi("DMA-1", "2026-03-01", "nrw_percent", Some(18.5)),
+        kpi("DMA-1", "2026-03-02", "nrw_percent", None),
+        kpi("DMA-1", "2026-03-02", "mnf_m3h", Some(4.25)),
+        kpi("DMA-2", "2026-03-01", "nrw_percent", Some(9.0)),
+    ];
+    assert_eq!(store.upsert_kpis(&first, computed).await.unwrap(), 4);
+    // Late data completed 2 March: the next run replaces that day's value.
+    let second = [kpi("DMA-1", "2026-03-02", "nrw_percent", Some(21.0))];
+    store.upsert_kpis(&second, computed).await.unwrap();
+
+    let q = KpiQuery {
+        scope: KpiScope::Dma,
+        subject: Some("DMA-1".into()),
+        metric: Some("nrw_percent".into()),
+        from: day("2026-03-01"),
+        to: day("2026-03-31"),
+        limit: 100,
+    };
+    let got = store.kpis(&q).await.unwrap();
+    assert_eq!(
+        got,
+        [
+            kpi("DMA-1", "2026-03-01", "nrw_percent", Some(18.5)),
+            kpi("DMA-1", "2026-03-02", "nrw_percent", Some(21.0)),
+        ]
+    );
+    // Every metric of every DMA, and a day range that excludes 1 March.
+    let q = KpiQuery {
+        subject: None,
+        metric: None,
+        from: day("2026-03-02"),
+        ..q
+    };
+    let got = store.kpis(&q).await.unwrap();
+    assert_eq!(
+        got,
+        [
+            kpi("DMA-1", "2026-03-02", "mnf_m3h", Some(4.25)),
+            kpi("DMA-1", "2026-03-02", "nrw_percent", Some(21.0)),
+        ]
+    );
+    // Another scope holds nothing.
+    let q = KpiQuery {
+        scope: KpiScope::Zone,
+        ..q
+    };
+    assert!(store.kpis(&q).await.unwrap().is_empty());
+}
+
+on_both_backends!(
+    repeated_runs_update_one_event_and_keep_its_workflow,
+    kpis_are_replaced_per_day_and_missing_stays_missing,
+);
