@@ -7,7 +7,8 @@
 //! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
 //! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
 //! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`]) and the pressure
-//!   compliance rate per point, zone and network per day.
+//!   compliance rate per point, zone and network per day; [`pressure_score`] scores them
+//!   against the simulator's truth.
 //! - [`quality`]: per-station water-quality faults, set-point crossings and CANARY-style
 //!   events, with their row-wise scoring.
 //! - [`evaluate`]: scoring leak detections against ground truth.
@@ -29,6 +30,7 @@ pub mod leakage;
 pub mod online;
 pub mod pressure;
 pub mod pressure_drop;
+pub mod pressure_score;
 pub mod quality;
 pub mod readings;
 mod stats;

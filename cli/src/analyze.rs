@@ -97,6 +97,8 @@ pub enum EvaluateCommand {
     },
     /// Score the quality detectors against ground truth (truth.jsonl) or row labels.
     Quality(crate::quality::EvaluateQualityArgs),
+    /// Score the pressure analytics (instrument faults, bursts, precision) against ground truth.
+    Pressure(crate::pressure::EvaluatePressureArgs),
 }
 
 /// Loads the network and the readings, reporting what was skipped on stderr.
@@ -323,6 +325,7 @@ pub fn evaluate(cmd: EvaluateCommand) -> anyhow::Result<()> {
             false_alarm_cost,
         ),
         EvaluateCommand::Quality(args) => return crate::quality::evaluate(args),
+        EvaluateCommand::Pressure(args) => return crate::pressure::evaluate(&args),
     };
     let network = dir_file(network, dir.as_deref(), "network.toml")?;
     let readings = dir_file(readings, dir.as_deref(), "readings.csv")?;

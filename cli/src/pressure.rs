@@ -1,17 +1,19 @@
 //! `waterline analyze pressure` (CONTRACTS §3): the offline replay of a readings file through
 //! the pressure analytics — service-band events, instrument faults and the daily pressure
-//! compliance rate per point, zone and network.
+//! compliance rate per point, zone and network; and `waterline evaluate pressure`, which
+//! scores it against a simulator export's ground truth.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use waterline_analytics::pressure::{self, ComplianceDay, PressureConfig};
+use waterline_analytics::pressure_score::{self, PressureScore, ScoreConfig, Tally};
 use waterline_core::EventKind;
 
-use crate::analyze::{InputArgs, emit_events, load_inputs};
+use crate::analyze::{InputArgs, dir_file, emit_events, load_inputs};
 
 fn write_days(path: &Path, days: &[ComplianceDay]) -> anyhow::Result<()> {
     let mut w = BufWriter::new(
@@ -61,5 +63,105 @@ pub fn analyze(
         loaded.as_secs_f64(),
         (started.elapsed() - loaded).as_secs_f64()
     );
+    Ok(())
+}
+
+/// Options of `waterline evaluate pressure`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvaluatePressureArgs {
+    /// A simulator export directory: network.toml, readings.csv and truth.jsonl.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Network description (default: DIR/network.toml).
+    #[arg(long)]
+    pub network: Option<PathBuf>,
+    /// Readings (default: DIR/readings.csv).
+    #[arg(long)]
+    pub readings: Option<PathBuf>,
+    /// Ground truth JSON Lines (default: DIR/truth.jsonl).
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Smallest abrupt leak counted as a burst, mm.
+    #[arg(long, default_value_t = 10.0)]
+    pub min_burst_mm: f64,
+    /// Also write the detected events here (JSON Lines).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn ratio(t: Tally) -> String {
+    if t.total == 0 {
+        return format!("{}/{}", t.found, t.total);
+    }
+    format!(
+        "{}/{} ({:.3})",
+        t.found,
+        t.total,
+        t.found as f64 / t.total as f64
+    )
+}
+
+fn print_score(s: &PressureScore, pressure_low: usize) {
+    let opt =
+        |v: Option<f64>, unit: &str| v.map_or_else(|| "-".into(), |v| format!("{v:.1} {unit}"));
+    println!(
+        "instrument faults found: {}, median delay {}",
+        ratio(s.faults),
+        opt(s.fault_delay_median_min, "min")
+    );
+    for (kind, t) in &s.faults_by_type {
+        println!("  {kind:<10} {}", ratio(*t));
+    }
+    println!(
+        "bursts found: {}, median delay {}",
+        ratio(s.bursts),
+        opt(s.burst_delay_median_h, "h")
+    );
+    println!("precision: {} true of all pressure events", ratio(s.events));
+    for (kind, t) in &s.events_by_kind {
+        println!("  {kind:<14} {}", ratio(*t));
+    }
+    println!("pressure_low alarms: {pressure_low}");
+}
+
+/// Runs `waterline evaluate pressure`.
+pub fn evaluate(args: &EvaluatePressureArgs) -> anyhow::Result<()> {
+    if !(args.min_burst_mm.is_finite() && args.min_burst_mm >= 0.0) {
+        anyhow::bail!(
+            "--min-burst-mm {} must be a size in mm, 0 or more",
+            args.min_burst_mm
+        );
+    }
+    let dir = args.dir.as_deref();
+    let network = dir_file(args.network.clone(), dir, "network.toml")?;
+    let readings = dir_file(args.readings.clone(), dir, "readings.csv")?;
+    let truth_path = dir_file(args.truth.clone(), dir, "truth.jsonl")?;
+    let (net, r, _) = load_inputs(&network, &readings, false)?;
+    let file =
+        File::open(&truth_path).with_context(|| format!("cannot read {}", truth_path.display()))?;
+    let truth = pressure_score::read_truth(BufReader::new(file), &truth_path.display().to_string())
+        .map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let result = pressure::analyze(&r, &net, &PressureConfig::default());
+    println!(
+        "{} readings; analysed in {:.2} s: {} pressure events",
+        r.len(),
+        started.elapsed().as_secs_f64(),
+        result.events.len()
+    );
+    if let Some(out) = &args.out {
+        emit_events(Some(out), &result.events)?;
+    }
+    let cfg = ScoreConfig {
+        min_burst_mm: args.min_burst_mm,
+        ..ScoreConfig::default()
+    };
+    let score = pressure_score::score(&result.events, &truth, &net, &cfg);
+    let low = result
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::PressureLow)
+        .count();
+    print_score(&score, low);
     Ok(())
 }

@@ -95,3 +95,91 @@ fn analyze_pressure_reports_the_sag_and_the_daily_compliance() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("/nonexistent/readings.csv"), "{stderr}");
 }
+
+/// A fortnight of the built-in network with one 20 mm burst and a flatline, a floor and a
+/// spike fault on three pressure sensors.
+const SCENARIO: &str = r#"
+start = "2026-01-05T00:00:00Z"
+
+[[leak]]
+pipe = "A4"
+start = "2026-01-14T02:00:00Z"
+diameter_mm = 20.0
+type = "abrupt"
+
+[[sensor_fault]]
+type = "flatline"
+sensor = "B1"
+start = "2026-01-13T00:00:00Z"
+end = "2026-01-13T12:00:00Z"
+
+[[sensor_fault]]
+type = "floor"
+sensor = "C1"
+start = "2026-01-15T00:00:00Z"
+duration = "3h"
+
+[[sensor_fault]]
+type = "spike"
+sensor = "J5"
+start = "2026-01-12T06:00:00Z"
+duration = "3h"
+"#;
+
+#[test]
+fn evaluate_pressure_scores_the_simulated_faults_and_bursts() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let export = dir.path().join("export");
+    let (code, _, stderr) = run(&[
+        "sim",
+        "--days",
+        "16",
+        "--seed",
+        "5",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let truth = std::fs::read_to_string(export.join("truth.jsonl")).unwrap();
+    assert_eq!(
+        truth
+            .lines()
+            .filter(|l| l.contains("\"sensor_fault\"") && !l.contains("\"station\""))
+            .count(),
+        3,
+        "{truth}"
+    );
+
+    let (code, stdout, stderr) = run(&["evaluate", "pressure", "--dir", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for line in [
+        "instrument faults found: 3/3 (1.000)",
+        "  flatline   1/1 (1.000)",
+        "  floor      1/1 (1.000)",
+        "  spike      1/1 (1.000)",
+        "pressure_low alarms: 0",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(line)),
+            "`{line}` in\n{stdout}"
+        );
+    }
+    // Every pressure event is explained by an injected fault or the burst.
+    let precision = stdout
+        .lines()
+        .find(|l| l.starts_with("precision: "))
+        .unwrap();
+    assert!(precision.contains("(1.000)"), "{stdout}");
+    assert!(
+        stdout.contains("bursts found: ") && stdout.contains("/1 "),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = run(&["evaluate", "pressure"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("give --dir or --network"), "{stderr}");
+}

@@ -385,12 +385,18 @@ fn the_default_export_is_deterministic_and_ideal_has_no_faults() {
     }
     assert_ne!(read(&dirs[0], "truth.jsonl"), read(&dirs[2], "truth.jsonl"));
     let count = |d: &Path, kind: &str| truth(d).iter().filter(|v| v["kind"] == kind).count();
-    // A week: one leak, one incident (3 per fortnight), three faults (6 per fortnight).
+    // A week: one leak, one incident (3 per fortnight), three analyser faults (6 per
+    // fortnight) and one pressure-sensor fault (3 per fortnight, no station).
     assert_eq!(count(&dirs[0], "leak"), 1);
     assert!(count(&dirs[0], "quality_event") >= 1);
+    let pressure_faults = truth(&dirs[0])
+        .iter()
+        .filter(|v| v["kind"] == "sensor_fault" && v.get("station").is_none())
+        .count();
+    assert_eq!(pressure_faults, 1);
     assert_eq!(
         count(&dirs[0], "sensor_fault") + count(&dirs[0], "maintenance"),
-        3
+        3 + pressure_faults
     );
     assert_eq!(
         count(&dirs[3], "sensor_fault") + count(&dirs[3], "maintenance"),
@@ -515,8 +521,11 @@ fn the_example_scenario_places_its_stations_incidents_and_faults() {
             s.quality_incidents.len(),
             s.sensor_faults.len()
         ),
-        (3, 2, 4)
+        (3, 2, 5)
     );
+    let (quality_faults, pressure_faults) =
+        waterline_sim::twin::scenario::split_faults(s.sensor_faults);
+    assert_eq!((quality_faults.len(), pressure_faults.len()), (4, 1));
     let engine = Engine::from_inp_text(BUILTIN_INP, "built-in").unwrap();
     let cfg = TwinConfig {
         start: s.start.unwrap(),
@@ -533,7 +542,7 @@ fn the_example_scenario_places_its_stations_incidents_and_faults() {
         stations: s.stations,
         incidents: s.quality_incidents,
         random_incidents: s.random_quality_incidents,
-        faults: s.sensor_faults,
+        faults: quality_faults,
         random_faults: s.random_sensor_faults,
     };
     let twin = Twin::new(engine, cfg).unwrap().with_quality(&q).unwrap();

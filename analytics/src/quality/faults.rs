@@ -263,7 +263,8 @@ impl FaultTracker {
                 (self.cfg.spike_sigmas * self.diff_scale).max(3.0 * self.spec.min_change);
             if self.diffs.len() >= 48 && jump > threshold && !verdict.retract_previous {
                 self.pending_spike = Some((t, x, b));
-            } else {
+            } else if !self.is_open(FaultKind::Flatline) {
+                // A frozen reading's zero changes are not the signal's step noise.
                 self.push_diff(jump);
             }
         }
@@ -321,12 +322,28 @@ impl FaultTracker {
         }
         self.diffs_since_scale += 1;
         if self.diffs_since_scale >= 24 || self.diff_scale == 0.0 {
-            self.diffs_since_scale = 0;
-            let mut v: Vec<f64> = self.diffs.iter().copied().collect();
-            // The median absolute change of a random walk's steps, as a standard deviation.
-            let m = crate::stats::select_median(&mut v);
-            self.diff_scale = (1.4826 * m).max(self.spec.resolution);
+            self.rescale();
         }
+    }
+
+    /// Drops the newest `k` step changes and re-derives the spike scale from the rest.
+    fn forget_diffs(&mut self, k: usize) {
+        for _ in 0..k.min(self.diffs.len()) {
+            self.diffs.pop_back();
+        }
+        self.rescale();
+    }
+
+    /// The spike scale: the median absolute change of a random walk's steps, as a standard
+    /// deviation, never below the resolution.
+    fn rescale(&mut self) {
+        self.diffs_since_scale = 0;
+        if self.diffs.is_empty() {
+            return;
+        }
+        let mut v: Vec<f64> = self.diffs.iter().copied().collect();
+        let m = crate::stats::select_median(&mut v);
+        self.diff_scale = (1.4826 * m).max(self.spec.resolution);
     }
 
     fn track_run(&mut self, t: EpochMillis, x: f64) {
@@ -364,6 +381,9 @@ impl FaultTracker {
                 && n > steps_needed.max(3);
             if unusual || (t - since >= self.cfg.flatline_max_ms && n > 3) {
                 self.open_fault(FaultKind::Flatline, since, t, Some(v));
+                // The run's zero changes went into the spike scale before it was known to be
+                // frozen; without them a normal step after the flatline is not a spike.
+                self.forget_diffs(n - 1);
             }
         }
     }

@@ -318,7 +318,8 @@ pub fn score_events(report: &QualityReport, truth: &[QualityTruth]) -> EventScor
     let mut fault_windows: Vec<(String, String, (EpochMillis, EpochMillis))> = Vec::new();
     for t in truth {
         match t.kind.as_str() {
-            "sensor_fault" => {
+            // A fault without a station is on a hydraulic sensor (pressure analytics').
+            "sensor_fault" if t.station.is_some() => {
                 if let Some(sensor) = &t.sensor {
                     let kind = t.fault.clone().unwrap_or_else(|| "fault".into());
                     fault_windows.push((sensor.clone(), kind, truth_span(t)));

@@ -191,6 +191,9 @@ impl SignalSpec {
             | SensorKind::Turbidity
             | SensorKind::Toc
             | SensorKind::Conductivity => vec![0.0],
+            // A transducer without supply or signal reads exactly 0; a main losing its
+            // pressure to a burst reads small values, not a steady 0.00 (docs/pressure.md).
+            SensorKind::Pressure => vec![0.0],
             _ => Vec::new(),
         };
         SignalSpec {

@@ -20,6 +20,10 @@
 //! (`{"kind":"maintenance","station","sensors","start","end"}`). Windows are cut at the end of
 //! the simulated window; those wholly outside it are left out.
 //!
+//! Unless `--ideal`, pressure sensors have instrument faults too ([`super::pressure_faults`]):
+//! their rows are changed (or left out, for a dropout) and `truth.jsonl` ends with one line per
+//! fault, `{"kind":"sensor_fault","fault","sensor","dma","start","end"}` (no `station`).
+//!
 //! Progress goes to stderr (when asked) about every 5 % of the steps.
 
 use std::fmt::Write as _;
@@ -34,8 +38,9 @@ use chrono_tz::Tz;
 use super::engine::Engine;
 use super::faults::FaultType;
 use super::inp::sensor_tags;
+use super::pressure_faults::{PressureFaultConfig, PressureFaults, Steps};
 use super::quality::{QualityConfig, QualityPlan, QualitySim};
-use super::scenario::Scenario;
+use super::scenario::{Scenario, split_faults};
 use super::sensors::{self, SensorSpec};
 use super::stations::Channel;
 use super::{Twin, TwinConfig, TwinError};
@@ -46,6 +51,9 @@ pub const DEFAULT_INCIDENTS_PER_FORTNIGHT: usize = 3;
 /// Random instrument faults per simulated fortnight without a scenario (prorated, rounded
 /// down: exports under 3 days have none).
 pub const DEFAULT_FAULTS_PER_FORTNIGHT: usize = 6;
+/// Random pressure-sensor faults per simulated fortnight without a scenario (prorated, rounded
+/// down: exports under 5 days have none).
+pub const DEFAULT_PRESSURE_FAULTS_PER_FORTNIGHT: usize = 3;
 
 /// What `waterline sim` asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +97,7 @@ fn io(what: &Path, e: std::io::Error) -> TwinError {
     TwinError::Io(format!("{}: {e}", what.display()))
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -123,15 +131,21 @@ pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinErr
             random_leaks: (req.days as usize).div_ceil(7),
             random_quality_incidents: req.days as usize * DEFAULT_INCIDENTS_PER_FORTNIGHT / 14,
             random_sensor_faults: req.days as usize * DEFAULT_FAULTS_PER_FORTNIGHT / 14,
+            random_pressure_faults: req.days as usize * DEFAULT_PRESSURE_FAULTS_PER_FORTNIGHT / 14,
             ..Scenario::default()
         },
     };
+    let (quality_faults, pressure_faults) = split_faults(scenario.sensor_faults);
     let quality = QualityConfig {
         stations: scenario.stations,
         incidents: scenario.quality_incidents,
         random_incidents: scenario.random_quality_incidents,
-        faults: scenario.sensor_faults,
+        faults: quality_faults,
         random_faults: scenario.random_sensor_faults,
+    };
+    let pressure_faults = PressureFaultConfig {
+        listed: pressure_faults,
+        random: scenario.random_pressure_faults,
     };
     let start = req
         .start
@@ -149,7 +163,9 @@ pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinErr
         random_leaks: scenario.random_leaks,
         setpoints: scenario.setpoints,
     };
-    let twin = Twin::new(engine, config)?.with_quality(&quality)?;
+    let twin = Twin::new(engine, config)?
+        .with_quality(&quality)?
+        .with_pressure_faults(pressure_faults);
     Ok((twin, sensor_tags(&text)))
 }
 
@@ -199,6 +215,17 @@ pub fn export(
         .map_err(|e| io(&csv_path, e))?;
     let mut noise = crate::model::rng(twin.config().seed ^ 0x0005_e25e);
     let steps = twin.config().steps;
+    let mut pressure_faults = if ideal {
+        PressureFaults::default()
+    } else {
+        let window = Steps {
+            start: twin.config().start,
+            count: steps,
+            step_s: twin.config().step_s,
+        };
+        let mut rng = crate::model::rng(twin.config().seed ^ 0x0070_f417);
+        PressureFaults::plan(twin.pressure_faults(), &specs, window, &mut rng)?
+    };
     let mut flow_sum = vec![0.0f64; twin.leaks().len()];
     let mut open_steps = vec![0usize; twin.leaks().len()];
     let mut rows = 0usize;
@@ -206,13 +233,17 @@ pub fn export(
     let report_every = (steps / 20).max(1);
     twin.run(|step| {
         let time = rfc3339(step.time);
-        for s in &specs {
+        for (j, s) in specs.iter().enumerate() {
             let v = s.true_value(step.engine);
             line.clear();
             if ideal {
                 let _ = writeln!(line, "{time},{},{:.4}", s.id, v);
             } else {
-                let _ = writeln!(line, "{time},{},{:.3}", s.id, s.measure(v, &mut noise));
+                let measured = s.measure(v, &mut noise);
+                let Some(written) = pressure_faults.apply(j, step.index, measured) else {
+                    continue; // a dropout
+                };
+                let _ = writeln!(line, "{time},{},{:.3}", s.id, written);
             }
             csv.write_all(line.as_bytes())
                 .map_err(|e| io(&csv_path, e))?;
@@ -290,6 +321,11 @@ pub fn export(
     if let Some(q) = &quality {
         let start = twin.config().start;
         (quality_events, faults) = quality_truth(q, twin, start, window_end, ideal, &mut truth);
+    }
+    for line in pressure_faults.truth() {
+        truth.push_str(&line.to_string());
+        truth.push('\n');
+        faults += 1;
     }
     std::fs::write(&truth_path, truth).map_err(|e| io(&truth_path, e))?;
     Ok(ExportSummary {

@@ -66,7 +66,7 @@ impl FaultType {
     }
 
     /// Range of random durations, hours.
-    fn hours(self) -> (f64, f64) {
+    pub(crate) fn hours(self) -> (f64, f64) {
         match self {
             FaultType::Flatline => (3.0, 12.0),
             FaultType::Spike => (2.0, 6.0),

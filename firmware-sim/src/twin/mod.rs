@@ -11,7 +11,8 @@
 //! - [`sensors`]: which sensors the export has, and their noise.
 //! - [`age`]: water age (and a tracer) from the solved flows.
 //! - [`stations`]: water-quality monitoring stations and their signals.
-//! - [`incidents`]: quality incidents carried downstream; [`faults`]: instrument faults.
+//! - [`incidents`]: quality incidents carried downstream; [`faults`]: instrument faults;
+//!   [`pressure_faults`]: the same on the pressure sensors.
 //! - [`quality`]: the stations' readings step by step.
 //! - [`export`]: `readings.csv`, `network.toml`, `truth.jsonl`.
 //!
@@ -30,6 +31,7 @@ pub mod faults;
 pub mod incidents;
 pub mod inp;
 pub mod leaks;
+pub mod pressure_faults;
 pub mod quality;
 pub mod scenario;
 pub mod sensors;
@@ -122,6 +124,7 @@ pub struct Twin {
     demand: Demand,
     config: TwinConfig,
     quality: Option<quality::QualityPlan>,
+    pressure_faults: pressure_faults::PressureFaultConfig,
 }
 
 impl Twin {
@@ -222,6 +225,7 @@ impl Twin {
             demand,
             config,
             quality: None,
+            pressure_faults: pressure_faults::PressureFaultConfig::default(),
         })
     }
 
@@ -230,6 +234,17 @@ impl Twin {
     pub fn with_quality(mut self, cfg: &quality::QualityConfig) -> Result<Self, TwinError> {
         self.quality = Some(quality::plan(&self, cfg)?);
         Ok(self)
+    }
+
+    /// Adds instrument faults on pressure sensors (placed on the export's sensors).
+    pub fn with_pressure_faults(mut self, cfg: pressure_faults::PressureFaultConfig) -> Self {
+        self.pressure_faults = cfg;
+        self
+    }
+
+    /// The pressure-sensor faults asked for.
+    pub fn pressure_faults(&self) -> &pressure_faults::PressureFaultConfig {
+        &self.pressure_faults
     }
 
     /// The water-quality stations, incidents and faults, when added.

@@ -19,7 +19,8 @@
 //! setting_m = 35.0
 //!
 //! random_quality_incidents = 1     # optional: incidents drawn from the seed
-//! random_sensor_faults = 2         # optional: instrument faults drawn from the seed
+//! random_sensor_faults = 2         # optional: quality-analyser faults drawn from the seed
+//! random_pressure_faults = 3       # optional: pressure-sensor faults drawn from the seed
 //!
 //! [[station]]                      # optional: replaces the default stations
 //! id = "S1"
@@ -34,7 +35,7 @@
 //!
 //! [[sensor_fault]]
 //! type = "flatline"                # flatline | spike | drift | dropout | floor | maintenance
-//! sensor = "S1-ph"                 # maintenance: station = "S1"
+//! sensor = "S1-ph"                 # maintenance: station = "S1"; or a pressure sensor (not maintenance)
 //! start = "2018-01-04T00:00:00Z"
 //! end = "2018-01-04T06:00:00Z"     # or duration
 //! magnitude = 0.5                  # optional: spike size, drift at the end
@@ -76,6 +77,7 @@ pub struct Scenario {
     pub random_quality_incidents: usize,
     pub sensor_faults: Vec<SensorFault>,
     pub random_sensor_faults: usize,
+    pub random_pressure_faults: usize,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +95,8 @@ struct RawScenario {
     random_quality_incidents: usize,
     #[serde(default)]
     random_sensor_faults: usize,
+    #[serde(default)]
+    random_pressure_faults: usize,
     #[serde(default)]
     station: Vec<RawStation>,
     #[serde(default)]
@@ -413,8 +417,21 @@ impl Scenario {
             random_quality_incidents: raw.random_quality_incidents,
             sensor_faults,
             random_sensor_faults: raw.random_sensor_faults,
+            random_pressure_faults: raw.random_pressure_faults,
         })
     }
+}
+
+/// Splits a scenario's faults: those on a quality channel (`<station>-cl2`, `-turb`, `-ph`,
+/// `-cond`, `-toc`, `-temp`) or a whole station belong to the quality analysers (first), the
+/// rest name pressure sensors (second).
+pub fn split_faults(faults: Vec<SensorFault>) -> (Vec<SensorFault>, Vec<SensorFault>) {
+    faults.into_iter().partition(|f| match &f.target {
+        Target::Station(_) => true,
+        Target::Sensor(id) => id
+            .rsplit_once('-')
+            .is_some_and(|(_, suffix)| super::stations::Channel::from_suffix(suffix).is_some()),
+    })
 }
 
 #[cfg(test)]
