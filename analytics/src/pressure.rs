@@ -102,112 +102,23 @@ fn band(network: &Network, sensor: &waterline_core::Sensor) -> (f64, Option<f64>
 
 /// Runs the band checks and the compliance rate over every pressure sensor of the network.
 pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> PressureReport {
+    let sensors: Vec<&waterline_core::Sensor> = network
+        .sensors
+        .values()
+        .filter(|s| s.kind == SensorKind::Pressure)
+        .collect();
+    let results = per_sensor_in_parallel(&sensors, |s| analyze_sensor(readings, network, s, cfg));
     let mut report = PressureReport::default();
-    let mut clock = LocalClock::new(network.timezone);
     let mut zones: BTreeMap<(String, NaiveDate), (usize, usize)> = BTreeMap::new();
     let mut whole: BTreeMap<NaiveDate, (usize, usize)> = BTreeMap::new();
-    for sensor in network.sensors.values() {
-        if sensor.kind != SensorKind::Pressure {
-            continue;
-        }
-        let series = readings.series(&sensor.id);
-        if series.is_empty() {
-            continue;
-        }
-        let (low, high) = band(network, sensor);
-        let mut spec = SignalSpec::from_sensor(sensor);
-        spec.set_points = std::iter::once(SetPoint {
-            side: Side::Low,
-            tier: Tier::Alarm,
-            value: low,
-        })
-        .chain(high.map(|value| SetPoint {
-            side: Side::High,
-            tier: Tier::Alarm,
-            value,
-        }))
-        .collect();
-        let mut faults = FaultTracker::new(
-            spec.clone(),
-            cfg.faults,
-            median_interval(series.times).unwrap_or(60_000),
-        );
-        let mut bounds = ThresholdTracker::new(&spec, cfg.persist);
-        let mut days: BTreeMap<NaiveDate, (usize, usize)> = BTreeMap::new();
-        // The day and verdict of the newest counted reading, in case it turns out a spike.
-        let mut last_counted: Option<(NaiveDate, bool)> = None;
-        let mut drops = DropDetector::new(spec.resolution, cfg.drops);
-        // The drop detector sees a reading one reading later, once it is known not a spike.
-        let mut held: Option<(i64, f64)> = None;
-        for (&t, &v) in series.times.iter().zip(series.values) {
-            let verdict = faults.step(t, Some(v));
-            if verdict.retract_previous {
-                held = None;
-                if let Some((date, ok)) = last_counted.take()
-                    && let Some(day) = days.get_mut(&date)
-                {
-                    day.0 -= 1;
-                    day.1 -= usize::from(ok);
-                }
-            }
-            if let Some((th, xh)) = held.take() {
-                drops.step(&mut clock, th, xh);
-            }
-            let Some(x) = verdict.value else {
-                bounds.interrupt();
-                last_counted = None;
-                continue;
-            };
-            bounds.step(t, x);
-            held = Some((t, x));
-            let ok = x >= low && high.is_none_or(|h| x <= h);
-            let date = clock.date_and_minute(t).0;
-            let day = days.entry(date).or_default();
-            day.0 += 1;
-            day.1 += usize::from(ok);
-            last_counted = Some((date, ok));
-        }
-        if let Some((th, xh)) = held {
-            drops.step(&mut clock, th, xh);
-        }
-        drops.finish();
-        faults.finish();
-        bounds.finish();
-        let dma = sensor.dma.clone();
-        for c in &bounds.crossings {
-            let (kind, side, severity) = match c.set_point.side {
-                Side::Low => (EventKind::PressureLow, "below the minimum", Severity::Alarm),
-                Side::High => (
-                    EventKind::PressureHigh,
-                    "above the maximum",
-                    Severity::Warning,
-                ),
-            };
-            let mut e = Event::new(kind, utc(c.start), utc(c.detected_at));
-            e.end = c.end.map(utc);
-            e.sensor = Some(sensor.id.clone());
-            e.dma = dma.clone();
-            e.severity = Some(severity);
-            e.value = Some(c.value);
-            e.confidence = Some(1.0);
-            e.message = Some(format!(
-                "pressure {:.2} m {side} service pressure {} m (worst {:.2} m)",
-                c.value, c.set_point.value, c.worst
-            ));
-            report.events.push(e);
-        }
-        report
-            .events
-            .extend(drops.drops.iter().map(|d| d.event(sensor)));
-        for ep in &faults.episodes {
-            let mut e = ep.event(&spec);
-            e.dma = dma.clone();
-            report.events.push(e);
-        }
-        let zone = dma
+    for (sensor, result) in sensors.iter().zip(results) {
+        let Some(result) = result else { continue };
+        report.events.extend(result.events);
+        let zone = sensor
+            .dma
             .as_ref()
             .map_or_else(|| "-".to_owned(), |d| d.to_string());
-        for (date, (n, q)) in days {
+        for (date, (n, q)) in result.days {
             report.days.push(ComplianceDay {
                 scope: "point",
                 id: sensor.id.to_string(),
@@ -245,4 +156,148 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> 
         .events
         .sort_by(|a, b| (a.detected_at, a.kind.as_str()).cmp(&(b.detected_at, b.kind.as_str())));
     report
+}
+
+/// What one sensor's pass found: its events and its (readings, qualified) per local day.
+struct SensorResult {
+    events: Vec<Event>,
+    days: BTreeMap<NaiveDate, (usize, usize)>,
+}
+
+/// Runs `f` on every sensor, the sensors shared out over the machine's cores (each sensor's
+/// pass is independent and sequential); the results come back in the sensors' order.
+fn per_sensor_in_parallel<'a, T: Send>(
+    sensors: &[&'a waterline_core::Sensor],
+    f: impl Fn(&'a waterline_core::Sensor) -> T + Sync,
+) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sensors.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(s) = sensors.get(i) else { break };
+                        done.push((i, f(s)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// One pressure sensor's pass: faults, band, drops and daily counts (`None`: no readings).
+fn analyze_sensor(
+    readings: &Readings,
+    network: &Network,
+    sensor: &waterline_core::Sensor,
+    cfg: &PressureConfig,
+) -> Option<SensorResult> {
+    let series = readings.series(&sensor.id);
+    if series.is_empty() {
+        return None;
+    }
+    let mut clock = LocalClock::new(network.timezone);
+    let mut events = Vec::new();
+    let (low, high) = band(network, sensor);
+    let mut spec = SignalSpec::from_sensor(sensor);
+    spec.set_points = std::iter::once(SetPoint {
+        side: Side::Low,
+        tier: Tier::Alarm,
+        value: low,
+    })
+    .chain(high.map(|value| SetPoint {
+        side: Side::High,
+        tier: Tier::Alarm,
+        value,
+    }))
+    .collect();
+    let mut faults = FaultTracker::new(
+        spec.clone(),
+        cfg.faults,
+        median_interval(series.times).unwrap_or(60_000),
+    );
+    let mut bounds = ThresholdTracker::new(&spec, cfg.persist);
+    let mut days: BTreeMap<NaiveDate, (usize, usize)> = BTreeMap::new();
+    // The day and verdict of the newest counted reading, in case it turns out a spike.
+    let mut last_counted: Option<(NaiveDate, bool)> = None;
+    let mut drops = DropDetector::new(spec.resolution, cfg.drops);
+    // The drop detector sees a reading one reading later, once it is known not a spike.
+    let mut held: Option<(i64, f64)> = None;
+    for (&t, &v) in series.times.iter().zip(series.values) {
+        let verdict = faults.step(t, Some(v));
+        if verdict.retract_previous {
+            held = None;
+            if let Some((date, ok)) = last_counted.take()
+                && let Some(day) = days.get_mut(&date)
+            {
+                day.0 -= 1;
+                day.1 -= usize::from(ok);
+            }
+        }
+        if let Some((th, xh)) = held.take() {
+            drops.step(&mut clock, th, xh);
+        }
+        let Some(x) = verdict.value else {
+            bounds.interrupt();
+            last_counted = None;
+            continue;
+        };
+        bounds.step(t, x);
+        held = Some((t, x));
+        let ok = x >= low && high.is_none_or(|h| x <= h);
+        let date = clock.date_and_minute(t).0;
+        let day = days.entry(date).or_default();
+        day.0 += 1;
+        day.1 += usize::from(ok);
+        last_counted = Some((date, ok));
+    }
+    if let Some((th, xh)) = held {
+        drops.step(&mut clock, th, xh);
+    }
+    drops.finish();
+    faults.finish();
+    bounds.finish();
+    let dma = sensor.dma.clone();
+    for c in &bounds.crossings {
+        let (kind, side, severity) = match c.set_point.side {
+            Side::Low => (EventKind::PressureLow, "below the minimum", Severity::Alarm),
+            Side::High => (
+                EventKind::PressureHigh,
+                "above the maximum",
+                Severity::Warning,
+            ),
+        };
+        let mut e = Event::new(kind, utc(c.start), utc(c.detected_at));
+        e.end = c.end.map(utc);
+        e.sensor = Some(sensor.id.clone());
+        e.dma = dma.clone();
+        e.severity = Some(severity);
+        e.value = Some(c.value);
+        e.confidence = Some(1.0);
+        e.message = Some(format!(
+            "pressure {:.2} m {side} service pressure {} m (worst {:.2} m)",
+            c.value, c.set_point.value, c.worst
+        ));
+        events.push(e);
+    }
+    events.extend(drops.drops.iter().map(|d| d.event(sensor)));
+    for ep in &faults.episodes {
+        let mut e = ep.event(&spec);
+        e.dma = dma.clone();
+        events.push(e);
+    }
+    Some(SensorResult { events, days })
 }

@@ -69,6 +69,17 @@ fn serve_command(
     cmd
 }
 
+/// Sends SIGTERM and checks that `serve` drains and exits 0 within 15 s.
+async fn stops_cleanly_on_sigterm(child: &mut tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("serve stops within 15 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
 /// Starts `waterline serve` on the given services; the caller owns the child.
 fn spawn_serve(
     db_url: &str,
@@ -154,13 +165,7 @@ async fn serve_stores_every_published_reading_and_a_redelivery_adds_no_row() {
     );
 
     // SIGTERM: drains and exits cleanly.
-    let pid = child.id().unwrap().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("serve stops within 15 s of SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
+    stops_cleanly_on_sigterm(&mut child).await;
     store.close().await;
 }
 
@@ -720,12 +725,6 @@ dma = "Z1"
     let again: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(again.as_array().unwrap().len(), 1, "{body}");
 
-    let pid = child.id().unwrap().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("serve stops within 15 s of SIGTERM")
-        .unwrap();
-    assert!(status.success(), "exit status {status}");
+    stops_cleanly_on_sigterm(&mut child).await;
     store.close().await;
 }
