@@ -2,6 +2,10 @@
 //! then every `[analytics] interval_secs`, the CPU-bound analysis on a blocking thread so that
 //! ingest and HTTP keep their runtime. A failed run is logged, counted and reported on
 //! `/health`; the next run tries again. Shutdown waits for a run in progress to finish writing.
+//!
+//! Several processes may share a database with the job enabled: each run first takes the
+//! store's job lock ([`waterline_store::JobLock`]), and a process that does not get it skips
+//! that run, so the job never runs twice at once (which could store a new event twice).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +19,9 @@ use waterline_core::health::HealthBoard;
 use waterline_store::Store;
 
 use crate::config::AnalyticsConfig;
+
+/// The job's name for the store's job lock.
+const JOB: &str = "analytics";
 
 /// The component name on `/health`.
 pub const COMPONENT: &str = "analytics";
@@ -107,8 +114,22 @@ pub fn spawn(
                 break;
             }
             let started = Instant::now();
-            let result = run(&store, &network, online).await;
-            report(&health, &result, started.elapsed());
+            match store.try_job_lock(JOB).await {
+                Ok(Some(lock)) => {
+                    let result = run(&store, &network, online).await;
+                    if let Err(e) = lock.release().await {
+                        tracing::warn!(error = %e, "could not release the analytics job lock");
+                    }
+                    report(&health, &result, started.elapsed());
+                }
+                Ok(None) => {
+                    metrics::counter!("waterline_analytics_runs_total", "outcome" => "skipped")
+                        .increment(1);
+                    tracing::debug!("analytics run skipped: another process is running it");
+                    health.set(COMPONENT, true, "skipped: another process runs the job now");
+                }
+                Err(e) => report(&health, &Err(e.into()), started.elapsed()),
+            }
             tokio::select! {
                 _ = tokio::time::sleep(interval.saturating_sub(started.elapsed())) => {}
                 changed = shutdown.changed() => {

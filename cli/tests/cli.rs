@@ -665,20 +665,26 @@ dma = "Z1"
         .await
         .unwrap();
 
+    // Two processes on the same database, both with the job on: the sag is still stored once
+    // (the job lock that keeps their runs apart is tested in the store, joblock.rs).
+    let analytics_serve = |port: u16| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
+            .args(["serve", "--database-url", &db.url, "--network"])
+            .arg(&net_path)
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .env("WATERLINE_INGEST__ENABLED", "false")
+            .env("WATERLINE_ANALYTICS__INTERVAL_SECS", "10")
+            .env("WATERLINE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_waterline"))
-        .args(["serve", "--database-url", &db.url, "--network"])
-        .arg(&net_path)
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .env("WATERLINE_INGEST__ENABLED", "false")
-        .env("WATERLINE_ANALYTICS__INTERVAL_SECS", "10")
-        .env("WATERLINE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = analytics_serve(port);
+    let mut twin = analytics_serve(free_port());
     let token = store
         .create_token(waterline_core::Role::Dispatcher, "disp")
         .await
@@ -717,7 +723,7 @@ dma = "Z1"
         "an hour below the band: {body}"
     );
 
-    // Another run later, still one event.
+    // Later runs of both processes: still one event.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let (_, body) = http_get(port, "/api/v1/events?kind=pressure_low", Some(&token))
         .await
@@ -726,5 +732,6 @@ dma = "Z1"
     assert_eq!(again.as_array().unwrap().len(), 1, "{body}");
 
     stops_cleanly_on_sigterm(&mut child).await;
+    stops_cleanly_on_sigterm(&mut twin).await;
     store.close().await;
 }

@@ -9,9 +9,9 @@
 //! confidence, message and sensors: the newest run's view of an event's course wins. A
 //! detection that matches nothing is inserted as a new open event.
 //!
-//! One scheduler per store: two jobs recording the same detection at the same moment could
-//! both insert it. `waterline serve` runs the scheduler in one process (`[analytics] enabled`);
-//! see docs/operations.md.
+//! Two jobs recording the same detection at the same moment could both insert it, so the
+//! scheduler of `waterline serve` runs the job under the store's job lock ([`crate::joblock`]):
+//! one process at a time per database.
 
 use chrono::{DateTime, Utc};
 use waterline_core::Event;

@@ -25,6 +25,7 @@
 mod decode;
 pub mod detections;
 mod error;
+pub mod joblock;
 pub mod kpi;
 mod model;
 mod pg;
@@ -49,6 +50,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 pub use detections::DetectionOutcome;
 pub use error::{StoreError, redact_url};
+pub use joblock::JobLock;
 pub use kpi::{DailyKpi, KpiQuery, KpiScope};
 pub use model::*;
 pub use rollup::Bucket;
