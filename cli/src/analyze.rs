@@ -73,18 +73,8 @@ pub enum AnalyzeCommand {
 pub enum EvaluateCommand {
     /// Score the leakage detectors and the LeakDB MNF rule against ground truth.
     Leakage {
-        /// A simulator export directory: network.toml, readings.csv and truth.jsonl.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Network description (default: DIR/network.toml).
-        #[arg(long)]
-        network: Option<PathBuf>,
-        /// Readings (default: DIR/readings.csv).
-        #[arg(long)]
-        readings: Option<PathBuf>,
-        /// Ground truth JSON Lines (default: DIR/truth.jsonl).
-        #[arg(long)]
-        truth: Option<PathBuf>,
+        #[command(flatten)]
+        files: ExportArgs,
         /// γ of the LeakDB rule: flag when MNF exceeds the reference minimum by this share.
         #[arg(long, default_value_t = 0.1)]
         baseline_gamma: f64,
@@ -99,6 +89,42 @@ pub enum EvaluateCommand {
     Quality(crate::quality::EvaluateQualityArgs),
     /// Score the pressure analytics (instrument faults, bursts, precision) against ground truth.
     Pressure(crate::pressure::EvaluatePressureArgs),
+}
+
+/// What every `waterline evaluate …` reads: a simulator export directory, or its files one by
+/// one (each given file overrides the directory's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// A simulator export directory: network.toml, readings.csv and truth.jsonl.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Network description (default: DIR/network.toml).
+    #[arg(long)]
+    pub network: Option<PathBuf>,
+    /// Readings (default: DIR/readings.csv).
+    #[arg(long)]
+    pub readings: Option<PathBuf>,
+    /// Ground truth JSON Lines (default: DIR/truth.jsonl).
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// Loads the network and the readings (nothing skipped).
+    pub fn load(&self) -> anyhow::Result<(Network, Readings)> {
+        let dir = self.dir.as_deref();
+        let network = dir_file(self.network.clone(), dir, "network.toml")?;
+        let readings = dir_file(self.readings.clone(), dir, "readings.csv")?;
+        let (net, r, _) = load_inputs(&network, &readings, false)?;
+        Ok((net, r))
+    }
+
+    /// Opens the truth file; returns it with its name for error messages.
+    pub fn open_truth(&self) -> anyhow::Result<(BufReader<File>, String)> {
+        let path = dir_file(self.truth.clone(), self.dir.as_deref(), "truth.jsonl")?;
+        let file = File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok((BufReader::new(file), path.display().to_string()))
+    }
 }
 
 /// Loads the network and the readings, reporting what was skipped on stderr.
@@ -306,38 +332,19 @@ fn print_score(name: &str, s: &Score) {
 
 /// Runs `waterline evaluate …`.
 pub fn evaluate(cmd: EvaluateCommand) -> anyhow::Result<()> {
-    let (dir, network, readings, truth, baseline_gamma, price, false_alarm_cost) = match cmd {
+    let (files, baseline_gamma, price, false_alarm_cost) = match cmd {
         EvaluateCommand::Leakage {
-            dir,
-            network,
-            readings,
-            truth,
+            files,
             baseline_gamma,
             price,
             false_alarm_cost,
-        } => (
-            dir,
-            network,
-            readings,
-            truth,
-            baseline_gamma,
-            price,
-            false_alarm_cost,
-        ),
+        } => (files, baseline_gamma, price, false_alarm_cost),
         EvaluateCommand::Quality(args) => return crate::quality::evaluate(args),
         EvaluateCommand::Pressure(args) => return crate::pressure::evaluate(&args),
     };
-    let network = dir_file(network, dir.as_deref(), "network.toml")?;
-    let readings = dir_file(readings, dir.as_deref(), "readings.csv")?;
-    let truth_path = dir_file(truth, dir.as_deref(), "truth.jsonl")?;
-    let (net, r, _) = load_inputs(&network, &readings, false)?;
-    let truth_file =
-        File::open(&truth_path).with_context(|| format!("cannot read {}", truth_path.display()))?;
-    let truth = evaluate::read_truth(
-        BufReader::new(truth_file),
-        &truth_path.display().to_string(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let (net, r) = files.load()?;
+    let (truth_file, truth_name) = files.open_truth()?;
+    let truth = evaluate::read_truth(truth_file, &truth_name).map_err(anyhow::Error::msg)?;
     let horizon = r
         .time_range()
         .and_then(|(_, t1)| DateTime::<Utc>::from_timestamp_millis(t1))

@@ -4,7 +4,7 @@
 //! scores it against a simulator export's ground truth.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use waterline_analytics::pressure::{self, ComplianceDay, PressureConfig};
 use waterline_analytics::pressure_score::{self, PressureScore, ScoreConfig, Tally};
 use waterline_core::EventKind;
 
-use crate::analyze::{InputArgs, dir_file, emit_events, load_inputs};
+use crate::analyze::{ExportArgs, InputArgs, emit_events, load_inputs};
 
 fn write_days(path: &Path, days: &[ComplianceDay]) -> anyhow::Result<()> {
     let mut w = BufWriter::new(
@@ -69,18 +69,8 @@ pub fn analyze(
 /// Options of `waterline evaluate pressure`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvaluatePressureArgs {
-    /// A simulator export directory: network.toml, readings.csv and truth.jsonl.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Network description (default: DIR/network.toml).
-    #[arg(long)]
-    pub network: Option<PathBuf>,
-    /// Readings (default: DIR/readings.csv).
-    #[arg(long)]
-    pub readings: Option<PathBuf>,
-    /// Ground truth JSON Lines (default: DIR/truth.jsonl).
-    #[arg(long)]
-    pub truth: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: ExportArgs,
     /// Smallest abrupt leak counted as a burst, mm.
     #[arg(long, default_value_t = 10.0)]
     pub min_burst_mm: f64,
@@ -132,15 +122,9 @@ pub fn evaluate(args: &EvaluatePressureArgs) -> anyhow::Result<()> {
             args.min_burst_mm
         );
     }
-    let dir = args.dir.as_deref();
-    let network = dir_file(args.network.clone(), dir, "network.toml")?;
-    let readings = dir_file(args.readings.clone(), dir, "readings.csv")?;
-    let truth_path = dir_file(args.truth.clone(), dir, "truth.jsonl")?;
-    let (net, r, _) = load_inputs(&network, &readings, false)?;
-    let file =
-        File::open(&truth_path).with_context(|| format!("cannot read {}", truth_path.display()))?;
-    let truth = pressure_score::read_truth(BufReader::new(file), &truth_path.display().to_string())
-        .map_err(anyhow::Error::msg)?;
+    let (net, r) = args.files.load()?;
+    let (file, name) = args.files.open_truth()?;
+    let truth = pressure_score::read_truth(file, &name).map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let result = pressure::analyze(&r, &net, &PressureConfig::default());
     println!(

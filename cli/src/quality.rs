@@ -13,7 +13,7 @@ use waterline_analytics::quality::score::{self, EventScore, RowScore};
 use waterline_analytics::quality::{self, Algorithm, QualityConfig, QualityReport};
 use waterline_core::{EventKind, Network};
 
-use crate::analyze::{InputArgs, dir_file, emit_events, load_inputs};
+use crate::analyze::{ExportArgs, InputArgs, emit_events, load_inputs};
 
 /// Detector settings a user may change (defaults are the documented ones).
 #[derive(Debug, Clone, clap::Args)]
@@ -62,20 +62,10 @@ impl QualityArgs {
 /// `waterline evaluate quality`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvaluateQualityArgs {
-    /// A simulator export directory: network.toml, readings.csv and truth.jsonl.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Network description (default: DIR/network.toml).
-    #[arg(long)]
-    pub network: Option<PathBuf>,
-    /// Readings (default: DIR/readings.csv).
-    #[arg(long)]
-    pub readings: Option<PathBuf>,
-    /// Ground truth JSON Lines (default: DIR/truth.jsonl).
-    #[arg(long, conflicts_with = "labels")]
-    pub truth: Option<PathBuf>,
+    #[command(flatten)]
+    pub files: ExportArgs,
     /// Row labels instead of a truth file: CSV `time,event[,station]`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "truth")]
     pub labels: Option<PathBuf>,
     /// Also write the detected events here (JSON Lines).
     #[arg(long)]
@@ -151,10 +141,7 @@ fn print_events(s: &EventScore) {
 
 /// Runs `waterline evaluate quality`.
 pub fn evaluate(args: EvaluateQualityArgs) -> anyhow::Result<()> {
-    let dir = args.dir.as_deref();
-    let network = dir_file(args.network.clone(), dir, "network.toml")?;
-    let readings = dir_file(args.readings.clone(), dir, "readings.csv")?;
-    let (net, r, _) = load_inputs(&network, &readings, false)?;
+    let (net, r) = args.files.load()?;
     let started = Instant::now();
     let result = run(&net, &r, &args.tuning)?;
     let elapsed = started.elapsed();
@@ -178,11 +165,8 @@ pub fn evaluate(args: EvaluateQualityArgs) -> anyhow::Result<()> {
         print_rows(&score::score_labels(&result, &labels));
         return Ok(());
     }
-    let truth_path = dir_file(args.truth.clone(), dir, "truth.jsonl")?;
-    let file =
-        File::open(&truth_path).with_context(|| format!("cannot read {}", truth_path.display()))?;
-    let truth = score::read_truth(BufReader::new(file), &truth_path.display().to_string())
-        .map_err(anyhow::Error::msg)?;
+    let (file, name) = args.files.open_truth()?;
+    let truth = score::read_truth(file, &name).map_err(anyhow::Error::msg)?;
     print_rows(&score::score_rows(&result, &truth));
     print_events(&score::score_events(&result, &truth));
     Ok(())
