@@ -66,7 +66,7 @@ impl FaultType {
     }
 
     /// Range of random durations, hours.
-    pub(crate) fn hours(self) -> (f64, f64) {
+    fn hours(self) -> (f64, f64) {
         match self {
             FaultType::Flatline => (3.0, 12.0),
             FaultType::Spike => (2.0, 6.0),
@@ -74,6 +74,26 @@ impl FaultType {
             FaultType::Dropout | FaultType::Floor => (1.0, 6.0),
             FaultType::Maintenance => (1.0, 3.0),
         }
+    }
+}
+
+impl FaultType {
+    /// A random `(start, end)` of this type's random duration, on whole steps, wholly inside
+    /// the `window_s` seconds from `start` (at least two steps, at most half the window).
+    pub(crate) fn random_window(
+        self,
+        rng: &mut StdRng,
+        start: DateTime<Utc>,
+        window_s: i64,
+        step_s: i64,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
+        let (lo, hi) = self.hours();
+        let hours = rng.random_range(lo..hi);
+        let duration = ((hours * 3600.0) as i64 / step_s * step_s)
+            .clamp(2 * step_s, (window_s / 2).max(step_s));
+        let offset = rng.random_range(0..(window_s - duration).max(1)) / step_s * step_s;
+        let t0 = start + TimeDelta::seconds(offset);
+        (t0, t0 + TimeDelta::seconds(duration))
     }
 }
 
@@ -120,12 +140,7 @@ pub fn random_faults(
         let fault = FaultType::ALL[(first + i) % FaultType::ALL.len()];
         let station = &stations[rng.random_range(0..stations.len())];
         let channel = channels[rng.random_range(0..channels.len())];
-        let (lo, hi) = fault.hours();
-        let hours = rng.random_range(lo..hi);
-        let duration =
-            ((hours * 3600.0) as i64 / step_s * step_s).clamp(2 * step_s, (window / 2).max(step_s));
-        let offset = rng.random_range(0..(window - duration).max(1)) / step_s * step_s;
-        let t0 = start + TimeDelta::seconds(offset);
+        let (t0, t1) = fault.random_window(rng, start, window, step_s);
         let target = if fault == FaultType::Maintenance {
             Target::Station(station.clone())
         } else {
@@ -135,7 +150,7 @@ pub fn random_faults(
             fault,
             target,
             start: t0,
-            end: t0 + TimeDelta::seconds(duration),
+            end: t1,
             magnitude: None,
             value: None,
         });

@@ -133,17 +133,12 @@ impl PressureFaults {
             for i in 0..cfg.random {
                 let fault = TYPES[(first + i) % TYPES.len()];
                 let spec = pressure[rng.random_range(0..pressure.len())];
-                let (lo, hi) = fault.hours();
-                let hours = rng.random_range(lo..hi);
-                let duration = ((hours * 3600.0) as i64 / step_s * step_s)
-                    .clamp(2 * step_s, (window_s / 2).max(step_s));
-                let offset = rng.random_range(0..(window_s - duration).max(1)) / step_s * step_s;
-                let start = steps.start + TimeDelta::seconds(offset);
+                let (start, end) = fault.random_window(rng, steps.start, window_s, step_s);
                 let f = SensorFault {
                     fault,
                     target: Target::Sensor(specs[spec].id.clone()),
                     start,
-                    end: start + TimeDelta::seconds(duration),
+                    end,
                     magnitude: None,
                     value: None,
                 };
