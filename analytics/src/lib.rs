@@ -9,6 +9,9 @@
 //! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`]) and the pressure
 //!   compliance rate per point, zone and network per day; [`pressure_score`] scores them
 //!   against the simulator's truth.
+//! - [`prv`]: PRV set-point recommendations (a fixed set point and an hourly schedule that keep
+//!   the critical point above its minimum) with their expected pressure and FAVAD leakage
+//!   saving.
 //! - [`quality`]: per-station water-quality faults, set-point crossings and CANARY-style
 //!   events, with their row-wise scoring.
 //! - [`evaluate`]: scoring leak detections against ground truth.
@@ -31,6 +34,7 @@ pub mod online;
 pub mod pressure;
 pub mod pressure_drop;
 pub mod pressure_score;
+pub mod prv;
 pub mod quality;
 pub mod readings;
 mod stats;

@@ -10,12 +10,14 @@
 //!    `pressure_high`, `pressure_drop`, instrument faults, daily compliance) and water quality
 //!    (`quality_event`, `quality_threshold`, instrument faults). Detection is causal, so an
 //!    event found in an earlier run is found again, and [`record`] keeps it once.
+//!    It also recommends PRV set points ([`crate::prv`]) from the whole window.
 //! 3. [`record`]: detections through [`Store::record_detections`] (a repeated detection updates
 //!    the stored event's course and never its workflow state), KPIs through
 //!    [`Store::upsert_kpis`]. The window's first day is a warm-up (meter registers need the
 //!    read before the day, baselines need history) and its KPIs are not written. Every run
 //!    rewrites the KPIs of the other days, so with the default 35-day look-back a day's figures
-//!    are recomputed for 34 days after it, and late batches correct them.
+//!    are recomputed for 34 days after it, and late batches correct them. PRV recommendations
+//!    replace the stored ones ([`Store::replace_prv_advice`]).
 //!
 //! [`run_once`] does all three in order.
 
@@ -24,11 +26,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use waterline_core::{Event, Network};
-use waterline_store::{DailyKpi, DetectionOutcome, KpiScope, Store, StoreError};
+use waterline_store::{DailyKpi, DetectionOutcome, KpiScope, PrvAdvice, Store, StoreError};
 
 use crate::Readings;
 use crate::leakage::{self, DmaDay, LeakageConfig};
 use crate::pressure::{self, ComplianceDay, PressureConfig};
+use crate::prv::{self, PrvConfig, PrvReport};
 use crate::quality::{self, QualityConfig};
 
 /// Settings of the online job.
@@ -39,6 +42,7 @@ pub struct OnlineConfig {
     pub leakage: LeakageConfig,
     pub pressure: PressureConfig,
     pub quality: QualityConfig,
+    pub prv: PrvConfig,
 }
 
 impl Default for OnlineConfig {
@@ -48,6 +52,7 @@ impl Default for OnlineConfig {
             leakage: LeakageConfig::default(),
             pressure: PressureConfig::default(),
             quality: QualityConfig::default(),
+            prv: PrvConfig::default(),
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct Findings {
     pub events: Vec<Event>,
     /// Daily KPIs of the days after the warm-up day.
     pub kpis: Vec<DailyKpi>,
+    /// PRV set-point recommendations from the whole window.
+    pub prv: PrvReport,
     /// Readings analysed.
     pub readings: usize,
 }
@@ -135,6 +142,7 @@ pub fn analyse(
     let leaks = leakage::analyze(readings, network, &cfg.leakage)?;
     let pressure = pressure::analyze(readings, network, &cfg.pressure);
     let quality = quality::analyze(readings, network, &cfg.quality);
+    found.prv = prv::recommend(readings, network, &prv::night_flows(&leaks.days), &cfg.prv)?;
     for d in leaks.days.iter().filter(|d| d.date >= window.first_day) {
         found.kpis.extend(dma_day_kpis(d));
     }
@@ -224,6 +232,8 @@ fn compliance_kpis(d: &ComplianceDay) -> [DailyKpi; 3] {
 pub struct Recorded {
     pub events: DetectionOutcome,
     pub kpis: u64,
+    /// PRV recommendations stored (with those saying why there is none).
+    pub prv_advice: usize,
 }
 
 /// Writes a run's findings: detections reconciled with stored events, KPIs replaced.
@@ -232,10 +242,34 @@ pub async fn record(
     found: &Findings,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
+    let advice = prv_advice(&found.prv, now);
+    let events = store.record_detections(&found.events).await?;
+    let kpis = store.upsert_kpis(&found.kpis, now).await?;
+    store.replace_prv_advice(&advice).await?;
     Ok(Recorded {
-        events: store.record_detections(&found.events).await?,
-        kpis: store.upsert_kpis(&found.kpis, now).await?,
+        events,
+        kpis,
+        prv_advice: advice.len(),
     })
+}
+
+/// The report as the store keeps it: one body per valve, a recommendation or a `reason`.
+fn prv_advice(report: &PrvReport, now: DateTime<Utc>) -> Vec<PrvAdvice> {
+    let advice = |prv: &str, dma: &str, body: serde_json::Value| PrvAdvice {
+        prv: prv.to_owned(),
+        dma: dma.to_owned(),
+        computed_at: now,
+        body,
+    };
+    let recommended = report
+        .recommendations
+        .iter()
+        .map(|r| advice(&r.prv, &r.dma, serde_json::to_value(r).unwrap_or_default()));
+    let skipped = report
+        .skipped
+        .iter()
+        .map(|s| advice(&s.prv, &s.dma, serde_json::to_value(s).unwrap_or_default()));
+    recommended.chain(skipped).collect()
 }
 
 /// Why a run failed.

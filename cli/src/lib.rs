@@ -13,6 +13,7 @@ pub mod pressure;
 pub mod quality;
 pub mod scheduler;
 pub mod services;
+pub mod setpoints;
 pub mod sim;
 pub mod telemetry;
 

@@ -71,6 +71,7 @@ fn report(health: &HealthBoard, result: &Result<RunReport, OnlineError>, took: D
                 new_events = e.inserted,
                 updated_events = e.updated,
                 kpis = r.recorded.kpis,
+                prv_recommendations = r.recorded.prv_advice,
                 load_s = r.load.as_secs_f64(),
                 analyse_s = r.analyse.as_secs_f64(),
                 record_s = r.record.as_secs_f64(),

@@ -110,10 +110,23 @@ pub async fn start(
             }
         };
         http_addr = Some(listener.local_addr()?);
+        // Any process with the network and the Modbus devices may write PRV set points (the
+        // polling split between instances does not apply to writes).
+        let setpoints = match network {
+            Some(net) if !net.prvs.is_empty() => {
+                let devices = cfg.modbus.load(&cfg.base_dir).map_err(anyhow::Error::msg)?;
+                Some(
+                    std::sync::Arc::new(crate::setpoints::ModbusSetpoints::new(net, devices))
+                        as std::sync::Arc<dyn waterline_dashboards::SetpointWriter>,
+                )
+            }
+            _ => None,
+        };
         let state = AppState {
             store: store.clone(),
             health: health.clone(),
             metrics: telemetry::metrics_handle(),
+            setpoints,
         };
         let shutdown = shutdown.clone();
         tasks.push((

@@ -718,8 +718,11 @@ dma = "Z1"
         .iter()
         .filter_map(|d| d["value"].as_f64())
         .fold(f64::INFINITY, f64::min);
+    // One hour of the sag's local day is below the band; that day holds at least the ten
+    // hours since the sag began (and all 24 when it is not today), so at most about a tenth of
+    // its readings fail.
     assert!(
-        worst < 100.0 && worst > 90.0,
+        worst < 100.0 && worst >= 85.0,
         "an hour below the band: {body}"
     );
 

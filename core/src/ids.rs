@@ -113,6 +113,11 @@ id_type!(
     StationId,
     "station"
 );
+id_type!(
+    /// A pressure-reducing valve.
+    PrvId,
+    "PRV"
+);
 
 #[cfg(test)]
 mod tests {

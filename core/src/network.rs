@@ -3,6 +3,9 @@
 //! [`Network::parse`] turns the text into a checked model. Every error names the line (and
 //! column) it comes from: unknown keys, bad values, and cross-references such as a DMA naming
 //! a sensor the file does not describe.
+//!
+//! Extension of the contract: `[[prv]]` tables describe the pressure-reducing valves that feed
+//! DMAs, for pressure management (see [`Prv`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,7 +16,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::ids::{DmaId, SensorId, StationId};
+use crate::ids::{DmaId, PrvId, SensorId, StationId};
 use crate::units::{SensorKind, Unit};
 
 /// A checked network description.
@@ -25,6 +28,35 @@ pub struct Network {
     pub dmas: Vec<Dma>,
     /// Sensors by id.
     pub sensors: BTreeMap<SensorId, Sensor>,
+    /// Pressure-reducing valves, in file order (extension).
+    pub prvs: Vec<Prv>,
+}
+
+/// A pressure-reducing valve feeding a DMA (`[[prv]]`, an extension of CONTRACTS §1):
+///
+/// ```toml
+/// [[prv]]
+/// id = "PRV-B"
+/// dma = "B"                                # the zone it feeds: its critical and AZP points
+/// outlet_sensor = "B1"                     # pressure just downstream (P2)
+/// setpoint_sensor = "RTU-B-prv-setpoint"   # optional: the writable Modbus point
+/// min_setting_m = 15.0                     # optional bounds of a recommended set point
+/// max_setting_m = 60.0
+/// margin_m = 2.0                           # optional: kept above the critical minimum
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prv {
+    pub id: PrvId,
+    /// The DMA downstream of the valve.
+    pub dma: DmaId,
+    /// Pressure sensor at the valve's outlet.
+    pub outlet_sensor: SensorId,
+    /// The set point as a (writable) point, when the valve's controller exposes it.
+    pub setpoint_sensor: Option<SensorId>,
+    pub min_setting_m: Option<f64>,
+    pub max_setting_m: Option<f64>,
+    /// Margin above the DMA's minimum service pressure kept at the critical point, m.
+    pub margin_m: Option<f64>,
 }
 
 /// A district metered area (also a pressure zone).
@@ -164,6 +196,20 @@ struct RawNetwork {
     dma: Vec<Spanned<RawDma>>,
     #[serde(default)]
     sensor: Vec<Spanned<RawSensor>>,
+    #[serde(default)]
+    prv: Vec<Spanned<RawPrv>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrv {
+    id: Spanned<PrvId>,
+    dma: Spanned<DmaId>,
+    outlet_sensor: Spanned<SensorId>,
+    setpoint_sensor: Option<Spanned<SensorId>>,
+    min_setting_m: Option<Spanned<f64>>,
+    max_setting_m: Option<Spanned<f64>>,
+    margin_m: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -286,10 +332,23 @@ impl Network {
             }
         }
 
+        let mut prvs: Vec<Prv> = Vec::new();
+        for p in &raw.prv {
+            let prv = check_prv(&loc, p.get_ref(), &sensors, &dma_ids)?;
+            if prvs.iter().any(|q| q.id == prv.id) {
+                return Err(loc.error(
+                    p.get_ref().id.span(),
+                    format!("PRV `{}` is described twice", prv.id),
+                ));
+            }
+            prvs.push(prv);
+        }
+
         Ok(Network {
             timezone,
             dmas,
             sensors,
+            prvs,
         })
     }
 
@@ -527,6 +586,68 @@ fn check_dma(
     })
 }
 
+fn check_prv(
+    loc: &Locator<'_>,
+    r: &RawPrv,
+    sensors: &BTreeMap<SensorId, Sensor>,
+    dma_ids: &BTreeSet<DmaId>,
+) -> Result<Prv, NetworkError> {
+    let id = r.id.get_ref().clone();
+    if !dma_ids.contains(r.dma.get_ref()) {
+        return Err(loc.error(
+            r.dma.span(),
+            format!(
+                "PRV `{id}` names DMA `{}`, which is not described",
+                r.dma.get_ref()
+            ),
+        ));
+    }
+    let pressure_ref = |key: &str, s: &Spanned<SensorId>| -> Result<SensorId, NetworkError> {
+        match sensors.get(s.get_ref()) {
+            None => Err(loc.error(
+                s.span(),
+                format!(
+                    "PRV `{id}`: {key} names sensor `{}`, which is not described",
+                    s.get_ref()
+                ),
+            )),
+            Some(sensor) if sensor.kind != SensorKind::Pressure => Err(loc.error(
+                s.span(),
+                format!(
+                    "PRV `{id}`: {key} names sensor `{}` of kind `{}`; expected pressure",
+                    s.get_ref(),
+                    sensor.kind
+                ),
+            )),
+            Some(_) => Ok(s.get_ref().clone()),
+        }
+    };
+    let outlet_sensor = pressure_ref("outlet_sensor", &r.outlet_sensor)?;
+    // The set point is usually a Modbus point of the valve's controller, which the network
+    // description need not list as a sensor.
+    let setpoint_sensor = r.setpoint_sensor.as_ref().map(|s| s.get_ref().clone());
+    let min_setting_m = opt_finite(loc, &r.min_setting_m, "min_setting_m", 0.0)?;
+    let max_setting_m = opt_finite(loc, &r.max_setting_m, "max_setting_m", 0.0)?;
+    if let (Some(lo), Some(hi), Some(span)) =
+        (min_setting_m, max_setting_m, r.max_setting_m.as_ref())
+        && lo >= hi
+    {
+        return Err(loc.error(
+            span.span(),
+            format!("PRV `{id}`: max_setting_m = {hi} must be above min_setting_m = {lo}"),
+        ));
+    }
+    Ok(Prv {
+        dma: r.dma.get_ref().clone(),
+        outlet_sensor,
+        setpoint_sensor,
+        min_setting_m,
+        max_setting_m,
+        margin_m: opt_finite(loc, &r.margin_m, "margin_m", 0.0)?,
+        id,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,6 +734,61 @@ resolution = 0.01
 
     fn err(text: &str) -> NetworkError {
         Network::parse(text).unwrap_err()
+    }
+
+    const PRV_NET: &str = "[[dma]]\nid = \"B\"\n[[sensor]]\nid = \"B1\"\nkind = \"pressure\"\nunit = \"m\"\n[[sensor]]\nid = \"Bq\"\nkind = \"flow\"\nunit = \"m3/h\"\n";
+
+    #[test]
+    fn parses_prvs() {
+        let net = Network::parse(&format!(
+            "{PRV_NET}[[prv]]\nid = \"PRV-B\"\ndma = \"B\"\noutlet_sensor = \"B1\"\nsetpoint_sensor = \"RTU-B-prv-setpoint\"\nmin_setting_m = 15\nmax_setting_m = 60.0\nmargin_m = 2.5\n"
+        ))
+        .unwrap();
+        assert_eq!(net.prvs.len(), 1);
+        let p = &net.prvs[0];
+        assert_eq!(p.id.as_str(), "PRV-B");
+        assert_eq!(p.dma.as_str(), "B");
+        assert_eq!(p.outlet_sensor.as_str(), "B1");
+        assert_eq!(
+            p.setpoint_sensor.as_ref().map(SensorId::as_str),
+            Some("RTU-B-prv-setpoint")
+        );
+        assert_eq!(
+            (p.min_setting_m, p.max_setting_m, p.margin_m),
+            (Some(15.0), Some(60.0), Some(2.5))
+        );
+        assert!(Network::parse(PRV_NET).unwrap().prvs.is_empty());
+    }
+
+    #[test]
+    fn bad_prvs_name_line_and_reason() {
+        let prv = |body: &str| err(&format!("{PRV_NET}[[prv]]\nid = \"V\"\n{body}"));
+        // PRV_NET has 10 lines, `[[prv]]` is line 11, `id` line 12.
+        let e = prv("dma = \"Z\"\noutlet_sensor = \"B1\"\n");
+        assert_eq!(e.line, 13, "{e}");
+        assert!(e.message.contains("DMA `Z`, which is not described"), "{e}");
+        let e = prv("dma = \"B\"\noutlet_sensor = \"Bq\"\n");
+        assert_eq!(e.line, 14, "{e}");
+        assert!(
+            e.message.contains("of kind `flow`; expected pressure"),
+            "{e}"
+        );
+        let e = prv("dma = \"B\"\noutlet_sensor = \"nope\"\n");
+        assert!(e.message.contains("`nope`, which is not described"), "{e}");
+        let e = prv("dma = \"B\"\n");
+        assert!(e.message.contains("outlet_sensor"), "{e}");
+        let e =
+            prv("dma = \"B\"\noutlet_sensor = \"B1\"\nmin_setting_m = 40\nmax_setting_m = 30\n");
+        assert_eq!(e.line, 16, "{e}");
+        let e = prv("dma = \"B\"\noutlet_sensor = \"B1\"\nmargin_m = -1\n");
+        assert!(e.message.contains("margin_m"), "{e}");
+        let e = prv("dma = \"B\"\noutlet_sensor = \"B1\"\nvalve = 1\n");
+        assert!(e.message.contains("valve"), "{e}");
+        let e = err(&format!(
+            "{PRV_NET}[[prv]]\nid = \"V\"\ndma = \"B\"\noutlet_sensor = \"B1\"\n[[prv]]\nid = \"V\"\ndma = \"B\"\noutlet_sensor = \"B1\"\n"
+        ));
+        assert_eq!(e.line, 16, "{e}");
+        assert!(e.message.contains("described twice"), "{e}");
     }
 
     #[test]

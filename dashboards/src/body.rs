@@ -99,6 +99,15 @@ impl Body {
         }
     }
 
+    /// An optional boolean field.
+    pub(crate) fn boolean(&self, field: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.wrong(field, "must be true or false")),
+        }
+    }
+
     /// An optional RFC 3339 time field.
     pub(crate) fn time(&self, field: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.str(field)?

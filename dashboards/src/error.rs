@@ -23,6 +23,9 @@ pub enum ApiError {
     Conflict(String),
     /// 422: a JSON body that parsed but whose fields are wrong; the message names the field.
     Unprocessable(String),
+    /// 502: a field device did not do what was asked (unreachable, an exception, a read-back
+    /// that differs); the message says which and why.
+    BadGateway(String),
     /// 503: the store is unreachable right now.
     Unavailable,
     /// 500: logged, not shown.
@@ -58,6 +61,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, m),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the store is unavailable; try again shortly".to_owned(),

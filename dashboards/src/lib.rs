@@ -1,16 +1,20 @@
 //! Waterline's HTTP face: the JSON API of CONTRACTS §7 (`/health`, `/metrics`,
 //! `/api/v1/{sensors,readings,events,dead-letters,devices}`, the alert workflow under
 //! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`, the analytics job's daily KPIs at
-//! `/api/v1/kpis/daily`, and `/api/v1/openapi.json`) with
+//! `/api/v1/kpis/daily`, PRV set-point recommendations and their application under
+//! `/api/v1/prvs`, and `/api/v1/openapi.json`) with
 //! bearer-token auth and roles. docs/api.md describes it for clients.
 //!
-//! Modules: `api` (read handlers), `workflow` (the alert workflow), `openapi` (the
+//! Modules: `api` (read handlers), `workflow` (the alert workflow), `prv` (pressure
+//! management: recommendations, and set points written through a [`SetpointWriter`] that the
+//! binary provides), `openapi` (the
 //! document), `auth` ([`Caller`]), `params` (query parameters), `body` (JSON bodies),
 //! `error` ([`ApiError`]).
 //!
 //! [`app`] builds the axum `Router` from an [`AppState`], so tests drive it with `oneshot`
 //! and the binary serves it with [`serve`]. This crate reads what ingest and analytics wrote
-//! to the store; it imports neither of them.
+//! to the store; it imports neither of them (set points reach the field through the
+//! [`SetpointWriter`] the binary passes in).
 
 mod api;
 mod auth;
@@ -18,9 +22,11 @@ mod body;
 mod error;
 mod openapi;
 mod params;
+mod prv;
 mod workflow;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -33,6 +39,7 @@ pub use api::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use auth::Caller;
 pub use error::ApiError;
 pub use openapi::DOCUMENT as OPENAPI_DOCUMENT;
+pub use prv::{SetpointError, SetpointWriter, SetpointWritten, WriteFuture};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -41,6 +48,8 @@ pub struct AppState {
     pub health: HealthBoard,
     /// Renders `/metrics`; `None` answers an empty exposition.
     pub metrics: Option<PrometheusHandle>,
+    /// Writes PRV set points to the field; `None`: this server writes none (409).
+    pub setpoints: Option<Arc<dyn SetpointWriter>>,
 }
 
 /// Declares the routes once: [`app`] builds the router from them and [`ROUTES`] lists them,
@@ -70,6 +79,8 @@ routes! {
     post "/api/v1/events/{id}/samples" => workflow::add_sample,
     get "/api/v1/alerts/kpis" => workflow::kpis,
     get "/api/v1/kpis/daily" => api::daily_kpis,
+    get "/api/v1/prvs" => prv::list,
+    post "/api/v1/prvs/{id}/apply" => prv::apply,
     get "/api/v1/dead-letters" => api::dead_letters,
     get "/api/v1/devices" => api::devices,
 }

@@ -62,6 +62,7 @@ impl Api {
             store: self.store.clone(),
             health: HealthBoard::new(),
             metrics: None,
+            setpoints: None,
         })
     }
 

@@ -22,6 +22,7 @@
 //! [`StoreError::is_retryable`]), [`EventDetail`], [`AlertKpis`]. With the `testing` feature,
 //! [`testing::TestDb`] gives a test a fresh database.
 
+pub mod advice;
 mod decode;
 pub mod detections;
 mod error;
@@ -47,6 +48,7 @@ mod workflow_tests;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+pub use advice::PrvAdvice;
 use chrono::{DateTime, Utc};
 pub use detections::DetectionOutcome;
 pub use error::{StoreError, redact_url};
@@ -382,6 +384,16 @@ impl Store {
     /// Daily KPI values, by subject, metric and day.
     pub async fn kpis(&self, query: &KpiQuery) -> Result<Vec<DailyKpi>, StoreError> {
         on_backend!(self, b => b.kpis(query).await)
+    }
+
+    /// Replaces the stored PRV recommendations with `all` (one per valve), in one transaction.
+    pub async fn replace_prv_advice(&self, all: &[PrvAdvice]) -> Result<(), StoreError> {
+        on_backend!(self, b => b.replace_prv_advice(all).await)
+    }
+
+    /// The stored PRV recommendations, by valve id.
+    pub async fn prv_advice(&self) -> Result<Vec<PrvAdvice>, StoreError> {
+        on_backend!(self, b => b.prv_advice().await)
     }
 
     /// One event with its grab samples and history (oldest first), if it exists.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use waterline_core::{DmaId, Event, EventKind, EventState, Note, Resolution, Role, Severity};
 
-use crate::{Actor, DailyKpi, DetectionOutcome, KpiQuery, KpiScope, Store};
+use crate::{Actor, DailyKpi, DetectionOutcome, KpiQuery, KpiScope, PrvAdvice, Store};
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -165,7 +165,33 @@ async fn kpis_are_replaced_per_day_and_missing_stays_missing(store: Store) {
     assert!(store.kpis(&q).await.unwrap().is_empty());
 }
 
+async fn prv_advice_is_replaced_as_a_whole(store: Store) {
+    assert!(store.prv_advice().await.unwrap().is_empty());
+    let advice = |prv: &str, at: &str, setting: f64| PrvAdvice {
+        prv: prv.into(),
+        dma: "B".into(),
+        computed_at: t(at),
+        body: serde_json::json!({ "prv": prv, "fixed": { "hourly_setting_m": [setting] } }),
+    };
+    let first = [
+        advice("PRV-B", "2026-03-01T00:00:00Z", 40.5),
+        advice("PRV-A", "2026-03-01T00:00:00Z", 35.0),
+    ];
+    store.replace_prv_advice(&first).await.unwrap();
+    let stored = store.prv_advice().await.unwrap();
+    assert_eq!(
+        stored,
+        [first[1].clone(), first[0].clone()],
+        "ordered by valve"
+    );
+    // The next run knows only PRV-B: PRV-A's stale advice goes.
+    let second = [advice("PRV-B", "2026-03-01T00:15:00Z", 39.8)];
+    store.replace_prv_advice(&second).await.unwrap();
+    assert_eq!(store.prv_advice().await.unwrap(), second);
+}
+
 on_both_backends!(
     repeated_runs_update_one_event_and_keep_its_workflow,
     kpis_are_replaced_per_day_and_missing_stays_missing,
+    prv_advice_is_replaced_as_a_whole,
 );

@@ -16,6 +16,7 @@ use crate::model::*;
 use crate::rollup::Bucket;
 use crate::token;
 
+mod advice;
 mod kpi;
 mod workflow;
 

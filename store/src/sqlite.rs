@@ -18,6 +18,7 @@ use crate::model::*;
 use crate::rollup::{self, Bucket, from_micros};
 use crate::token;
 
+mod advice;
 mod kpi;
 mod workflow;
 

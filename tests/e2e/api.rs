@@ -74,6 +74,7 @@ impl Api {
             store: self.store.clone(),
             health: self.health.clone(),
             metrics: None,
+            setpoints: None,
         };
         let mut req = Request::get(uri);
         if let Some(t) = token {

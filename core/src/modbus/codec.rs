@@ -120,14 +120,31 @@ pub fn decode_read_bits(map: &RegisterMap, req: &ReadRequest, bits: &[bool]) -> 
 /// against `def.writable`, turned into `(value - offset) / scale`, rounded for integer types,
 /// checked to fit the type, then laid out in the point's order.
 pub fn encode_registers(def: &PointDef, value: f64) -> Result<Vec<u16>, EncodeError> {
+    if def.table != Table::Holding || def.value_type == ValueType::Bool {
+        return Err(EncodeError::WrongTable {
+            table: def.table,
+            value_type: def.value_type,
+        });
+    }
+    raw_for_write(def, value)?;
+    device_registers(def, value)
+}
+
+/// The registers a device holds for `value` (in `def.unit`) at a holding- or input-register
+/// point, which [`decode_registers`] turns back into `value` (to the point's resolution): the
+/// device's side, for simulated devices. No writability check.
+pub fn device_registers(def: &PointDef, value: f64) -> Result<Vec<u16>, EncodeError> {
     let t = def.value_type;
-    if def.table != Table::Holding || t == ValueType::Bool {
+    if def.table.is_bits() || t == ValueType::Bool {
         return Err(EncodeError::WrongTable {
             table: def.table,
             value_type: t,
         });
     }
-    let raw = raw_for_write(def, value)?;
+    if !value.is_finite() {
+        return Err(EncodeError::NotFinite { value });
+    }
+    let raw = (value - def.offset) / def.scale;
     let be = raw_to_be_bytes(t, raw).ok_or(EncodeError::Overflow { raw, value_type: t })?;
     Ok(def.order.to_words(&be))
 }
@@ -207,6 +224,40 @@ mod tests {
     }
 
     // ---- word order golden values ------------------------------------------------------
+
+    #[test]
+    fn device_registers_hold_read_only_points_as_decode_reads_them() {
+        // f32 CDAB, as the DMA-inlet RTU's flow: 123.456 → words swapped.
+        let flow = with_order(
+            point("flow", Table::Input, 0, ValueType::F32),
+            WordOrder::Cdab,
+        );
+        assert_eq!(
+            device_registers(&flow, f64::from(123.456f32)).unwrap(),
+            [0xE979, 0x42F6]
+        );
+        // u16 in tenths with an offset: 35.2 m → (35.2 − 1) / 0.1 = 342.
+        let mut p = reg(5, ValueType::U16);
+        p.scale = 0.1;
+        p.offset = 1.0;
+        assert_eq!(device_registers(&p, 35.2).unwrap(), [342]);
+        assert!((decode_registers(&p, &[342]).unwrap() - 35.2).abs() < 1e-9);
+        // No writability needed, but the type must hold the value.
+        assert_eq!(encode_registers(&p, 35.2), Err(EncodeError::NotWritable));
+        assert!(matches!(
+            device_registers(&p, -5.0),
+            Err(EncodeError::Overflow { .. })
+        ));
+        assert!(matches!(
+            device_registers(&p, f64::NAN),
+            Err(EncodeError::NotFinite { .. })
+        ));
+        let coil = point("c", Table::Coil, 0, ValueType::Bool);
+        assert!(matches!(
+            device_registers(&coil, 1.0),
+            Err(EncodeError::WrongTable { .. })
+        ));
+    }
 
     #[test]
     fn f32_golden_in_all_orders() {

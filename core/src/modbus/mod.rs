@@ -120,7 +120,8 @@ mod tests;
 mod types;
 
 pub use codec::{
-    decode_bit, decode_read, decode_read_bits, decode_registers, encode_bit, encode_registers,
+    decode_bit, decode_read, decode_read_bits, decode_registers, device_registers, encode_bit,
+    encode_registers,
 };
 pub use error::{DecodeError, EncodeError, MapProblem, RegisterMapError};
 pub use map::{PointDef, RegisterMap};

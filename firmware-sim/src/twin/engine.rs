@@ -352,6 +352,18 @@ impl Engine {
             .map_err(|e| TwinError::Solver(format!("set point of {id}: {e}")))
     }
 
+    /// A PRV's current set point (downstream pressure), m; `None` for any other link.
+    pub fn prv_setting_m(&self, link: usize) -> Option<f64> {
+        if !self.links.get(link)?.prv {
+            return None;
+        }
+        match &self.network.links[link].link_type {
+            // epanet-rs keeps a PRV's setting as pressure in feet of head.
+            LinkType::Valve(v) => Some(v.setting * MperFT),
+            _ => None,
+        }
+    }
+
     /// Sets the local time of day of the first step, seconds after midnight: the clock of
     /// `CLOCKTIME` controls.
     pub fn set_start_clock(&mut self, seconds: usize) {

@@ -525,6 +525,31 @@ pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePo
         }
         out.push('\n');
     }
+    // A PRV whose outlet is measured and whose area has a critical point can be managed; its
+    // set point is the live twin's controller point.
+    for l in twin.engine().links() {
+        let outlet = specs
+            .iter()
+            .find(|s| s.source == sensors::Source::Pressure(l.to));
+        let zone = twin.zone_of()[l.to];
+        let (true, Some(outlet), Some(z)) = (l.prv, outlet, zone) else {
+            continue;
+        };
+        if points[z].critical.is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "[[prv]]");
+        let _ = writeln!(out, "id = {}", quoted(&l.id));
+        let _ = writeln!(out, "dma = {}", quoted(&twin.zones()[z].id));
+        let _ = writeln!(out, "outlet_sensor = {}", quoted(&outlet.id));
+        let _ = writeln!(
+            out,
+            "setpoint_sensor = {}",
+            quoted(&super::live::setpoint_sensor(&l.id))
+        );
+        // The controller's writable range (examples/modbus/dma-inlet-rtu.toml).
+        let _ = writeln!(out, "min_setting_m = 10.0\nmax_setting_m = 60.0\n");
+    }
     for s in specs {
         let (kind, unit) = match s.kind() {
             waterline_core::SensorKind::Flow => ("flow", s.unit()),

@@ -15,6 +15,8 @@
 //!   [`pressure_faults`]: the same on the pressure sensors.
 //! - [`quality`]: the stations' readings step by step.
 //! - [`export`]: `readings.csv`, `network.toml`, `truth.jsonl`.
+//! - [`live`]: the twin paced against the wall clock behind Modbus TCP PRV controllers whose
+//!   set points, when written, change the hydraulics (the dispatch centre's closed loop).
 //!
 //! [`Twin::run`] is the loop the export and the tests share: at each step it applies set
 //! points and leak sizes, draws demand, solves, and hands the solution to a callback.
@@ -31,6 +33,7 @@ pub mod faults;
 pub mod incidents;
 pub mod inp;
 pub mod leaks;
+pub mod live;
 pub mod pressure_faults;
 pub mod quality;
 pub mod scenario;
@@ -290,6 +293,17 @@ impl Twin {
     /// Runs every step, calling `each` with the solution.
     pub fn run(
         &mut self,
+        each: impl FnMut(Step<'_>) -> Result<(), TwinError>,
+    ) -> Result<(), TwinError> {
+        self.run_with(|_, _| Ok(Vec::new()), each)
+    }
+
+    /// Runs every step like [`Twin::run`], asking `control` before each step (its index and
+    /// time) for PRV set-point changes (link index, setting m) to apply from that step on,
+    /// after the scenario's: the closed loop of [`live`].
+    pub fn run_with(
+        &mut self,
+        mut control: impl FnMut(usize, DateTime<Utc>) -> Result<Vec<(usize, f64)>, TwinError>,
         mut each: impl FnMut(Step<'_>) -> Result<(), TwinError>,
     ) -> Result<(), TwinError> {
         let n = self.engine.nodes().len();
@@ -320,6 +334,9 @@ impl Twin {
                 let (link, s) = &self.setpoints[next_setpoint];
                 self.engine.set_prv_setting(*link, s.setting_m)?;
                 next_setpoint += 1;
+            }
+            for (link, setting_m) in control(k, t)? {
+                self.engine.set_prv_setting(link, setting_m)?;
             }
             node_area.fill(0.0);
             for (i, p) in self.leaks.iter().enumerate() {

@@ -1,0 +1,195 @@
+//! A Modbus TCP device: a bank of 16-bit registers served to any number of clients
+//! (tokio-modbus server). Holding and input registers read the same bank, as on many small
+//! RTUs. A request reaching past the bank's size gets the exception `IllegalDataAddress`, and
+//! so does a write to a register outside the writable ranges; accepted writes are logged for
+//! the owner to act on ([`RegisterBank::take_writes`]). The simulator's PRV controllers use it
+//! (`twin::live`), and the tests use it as a plain device.
+
+use std::future::Ready;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
+use tokio_modbus::{ExceptionCode, Request, Response};
+
+#[derive(Debug, Default)]
+struct Bank {
+    words: Vec<u16>,
+    /// Empty: every register is writable.
+    writable: Vec<Range<u16>>,
+    writes: Vec<(u16, Vec<u16>)>,
+}
+
+/// The registers of one device, shared between its server and its owner.
+#[derive(Debug, Clone, Default)]
+pub struct RegisterBank(Arc<Mutex<Bank>>);
+
+impl RegisterBank {
+    /// A bank of `size` registers (addresses `0..size`), all zero and all writable.
+    pub fn new(size: u16) -> Self {
+        RegisterBank(Arc::new(Mutex::new(Bank {
+            words: vec![0; usize::from(size)],
+            ..Bank::default()
+        })))
+    }
+
+    /// Only registers in `ranges` accept writes.
+    pub fn writable_only(self, ranges: Vec<Range<u16>>) -> Self {
+        self.lock().writable = ranges;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Bank> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets registers from `addr` on (as the device itself does; writability does not apply).
+    /// Words past the bank's end are ignored.
+    pub fn set(&self, addr: u16, words: &[u16]) {
+        let mut bank = self.lock();
+        for (i, w) in words.iter().enumerate() {
+            if let Some(slot) = bank.words.get_mut(usize::from(addr) + i) {
+                *slot = *w;
+            }
+        }
+    }
+
+    /// The register at `addr` (0 beyond the bank).
+    pub fn get(&self, addr: u16) -> u16 {
+        self.lock()
+            .words
+            .get(usize::from(addr))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The writes clients made since the last call, oldest first, as (address, words).
+    pub fn take_writes(&self) -> Vec<(u16, Vec<u16>)> {
+        std::mem::take(&mut self.lock().writes)
+    }
+
+    fn read(&self, addr: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
+        let bank = self.lock();
+        let (start, end) = (usize::from(addr), usize::from(addr) + usize::from(count));
+        if count == 0 || end > bank.words.len() {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        Ok(bank.words[start..end].to_vec())
+    }
+
+    fn write(&self, addr: u16, words: &[u16]) -> Result<(), ExceptionCode> {
+        let mut bank = self.lock();
+        let end = usize::from(addr) + words.len();
+        if words.is_empty() || end > bank.words.len() {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        let allowed = bank.writable.is_empty()
+            || bank
+                .writable
+                .iter()
+                .any(|r| usize::from(r.start) <= usize::from(addr) && end <= usize::from(r.end));
+        if !allowed {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        bank.words[usize::from(addr)..end].copy_from_slice(words);
+        bank.writes.push((addr, words.to_vec()));
+        Ok(())
+    }
+}
+
+impl tokio_modbus::server::Service for RegisterBank {
+    type Request = Request<'static>;
+    type Response = Response;
+    type Exception = ExceptionCode;
+    type Future = Ready<Result<Response, ExceptionCode>>;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        let res = match req {
+            Request::ReadHoldingRegisters(a, n) => {
+                self.read(a, n).map(Response::ReadHoldingRegisters)
+            }
+            Request::ReadInputRegisters(a, n) => self.read(a, n).map(Response::ReadInputRegisters),
+            Request::WriteSingleRegister(a, w) => self
+                .write(a, &[w])
+                .map(|()| Response::WriteSingleRegister(a, w)),
+            Request::WriteMultipleRegisters(a, ws) => self
+                .write(a, &ws)
+                .map(|()| Response::WriteMultipleRegisters(a, ws.len() as u16)),
+            _ => Err(ExceptionCode::IllegalFunction),
+        };
+        std::future::ready(res)
+    }
+}
+
+/// A running Modbus TCP server over one bank.
+#[derive(Debug)]
+pub struct ModbusTcpServer {
+    addr: SocketAddr,
+    bank: RegisterBank,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ModbusTcpServer {
+    /// Serves `bank` on `addr` (port 0 picks a free port; [`Self::addr`] tells which).
+    pub async fn bind(addr: SocketAddr, bank: RegisterBank) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let mut s = ModbusTcpServer {
+            addr: listener.local_addr()?,
+            bank,
+            task: None,
+        };
+        s.serve(listener);
+        Ok(s)
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let bank = self.bank.clone();
+        self.task = Some(tokio::spawn(async move {
+            let server = Server::new(listener);
+            let on_connected = |stream, socket_addr| {
+                let bank = bank.clone();
+                async move {
+                    accept_tcp_connection(stream, socket_addr, move |_| Ok(Some(bank.clone())))
+                }
+            };
+            if let Err(e) = server.serve(&on_connected, |_err| {}).await {
+                tracing::warn!(error = %e, "Modbus server stopped");
+            }
+        }));
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The registers.
+    pub fn bank(&self) -> &RegisterBank {
+        &self.bank
+    }
+
+    /// Stops serving: open connections are dropped, the port is released.
+    pub fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    /// Serves again on the same port with the same registers.
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        self.stop();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let listener = TcpListener::bind(self.addr).await?;
+        self.serve(listener);
+        Ok(())
+    }
+}
+
+impl Drop for ModbusTcpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
