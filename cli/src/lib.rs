@@ -237,7 +237,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(cfg).await
         }
         Command::Demo(args) => demo::run(args).await,
-        Command::Sim(args) => tokio::task::spawn_blocking(move || sim::run(args)).await?,
+        Command::Sim(args) => sim::run(args).await,
         Command::Analyze { command } => {
             tokio::task::spawn_blocking(move || analyze::analyze(command)).await?
         }

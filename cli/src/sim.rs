@@ -1,9 +1,16 @@
-//! `waterline sim`: the hydraulic digital twin's offline export (CONTRACTS §6).
+//! `waterline sim`: the hydraulic digital twin's offline export (CONTRACTS §6), or the twin
+//! live behind its PRV controllers.
 //!
 //! ```text
 //! waterline sim [--network NET.inp] --days N [--seed S] [--ideal] [--scenario FILE]
 //!               [--start RFC3339] [--step-minutes 5] --export DIR
+//! waterline sim … --live [--speed 60] [--listen 127.0.0.1]
 //! ```
+//!
+//! `--live` runs the days paced at `--speed` simulated seconds per second, with one Modbus TCP
+//! controller per PRV (`waterline_sim::twin::live`) on a free port of `--listen`; it prints the
+//! `[[modbus.devices]]` entries that poll them (model `dma-inlet-rtu`) on stdout and runs until
+//! the last step or Ctrl-C.
 //!
 //! Without `--network` the built-in three-DMA network runs. Without `--scenario`, one random
 //! leak per started week is drawn from the seed, and water-quality stations report with three
@@ -15,6 +22,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use waterline_sim::twin::export::{self, SimRequest};
+use waterline_sim::twin::live::{self, LiveConfig, LiveTwin};
 
 /// Flags of `waterline sim`.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,12 +50,28 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 5)]
     pub step_minutes: u32,
     /// Directory for readings.csv, network.toml and truth.jsonl.
+    #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+    pub export: Option<PathBuf>,
+    /// Run live behind Modbus TCP PRV controllers instead of exporting.
     #[arg(long)]
-    pub export: PathBuf,
+    pub live: bool,
+    /// Live: simulated seconds per wall-clock second (60: a day in 24 minutes).
+    #[arg(long, default_value_t = 60.0, requires = "live")]
+    pub speed: f64,
+    /// Live: the address the controllers listen on, each on a free port.
+    #[arg(long, default_value = "127.0.0.1", requires = "live")]
+    pub listen: std::net::IpAddr,
 }
 
-/// Runs the export and prints a summary on stderr.
-pub fn run(args: SimArgs) -> anyhow::Result<()> {
+/// Runs the export (on the calling thread, which may block) or the live twin.
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    if args.live {
+        return run_live(args).await;
+    }
+    tokio::task::spawn_blocking(move || run_export(args)).await?
+}
+
+fn request(args: &SimArgs, export: PathBuf, progress: bool) -> anyhow::Result<SimRequest> {
     let start = match &args.start {
         Some(s) => Some(
             DateTime::parse_from_rfc3339(s)
@@ -56,17 +80,23 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let req = SimRequest {
-        network: args.network,
+    Ok(SimRequest {
+        network: args.network.clone(),
         days: args.days,
         seed: args.seed,
         ideal: args.ideal,
-        scenario: args.scenario,
+        scenario: args.scenario.clone(),
         start,
         step_minutes: args.step_minutes,
-        export: args.export,
-        progress: true,
-    };
+        export,
+        progress,
+    })
+}
+
+/// Runs the export and prints a summary on stderr.
+fn run_export(args: SimArgs) -> anyhow::Result<()> {
+    let export = args.export.clone().context("--export DIR is required")?;
+    let req = request(&args, export, true)?;
     let summary = export::run(&req)?;
     eprintln!(
         "sim: wrote {} readings of {} sensors ({} steps), {} DMAs, {} leaks, {} quality stations \
@@ -86,4 +116,63 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         eprintln!("sim: large night user at {node}: {rate} m3/h from 23:00 to 05:00 local time");
     }
     Ok(())
+}
+
+/// Runs the twin live until its last step or Ctrl-C.
+async fn run_live(args: SimArgs) -> anyhow::Result<()> {
+    let req = request(&args, PathBuf::new(), false)?;
+    let (twin, _) = export::build(&req)?;
+    let steps = twin.config().steps;
+    let mut live = LiveTwin::start(
+        twin,
+        LiveConfig {
+            speed: Some(args.speed),
+            listen: args.listen,
+        },
+    )
+    .await?;
+    for c in live.controllers() {
+        println!(
+            "[[modbus.devices]]\nid = \"{}\"\naddress = \"{}\"\nmodel = \"{}\"\n",
+            c.device,
+            c.addr,
+            live::CONTROLLER_MODEL
+        );
+        eprintln!(
+            "sim: PRV {} controller {} on {} (set point: {})",
+            c.prv,
+            c.device,
+            c.addr,
+            live::setpoint_sensor(&c.prv)
+        );
+    }
+    if live.controllers().is_empty() {
+        eprintln!("sim: the network has no PRV; running the hydraulics only");
+    }
+    eprintln!("sim: live, {steps} steps at {}x", args.speed);
+    let finished = async {
+        loop {
+            let s = live.state();
+            if s.finished {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let state = tokio::select! {
+        s = finished => s,
+        _ = crate::services::stop_signal() => live.state(),
+    };
+    live.stop();
+    for a in &state.applied {
+        eprintln!(
+            "sim: step {}: PRV {} set to {:.1} m",
+            a.step, a.prv, a.setting_m
+        );
+    }
+    eprintln!("sim: {} of {steps} steps done", state.steps_done);
+    match state.error {
+        Some(e) => anyhow::bail!("live twin stopped: {e}"),
+        None => Ok(()),
+    }
 }

@@ -722,7 +722,7 @@ dma = "Z1"
     // hours since the sag began (and all 24 when it is not today), so at most about a tenth of
     // its readings fail.
     assert!(
-        worst < 100.0 && worst >= 85.0,
+        (85.0..100.0).contains(&worst),
         "an hour below the band: {body}"
     );
 

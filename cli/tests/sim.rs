@@ -82,3 +82,35 @@ fn sim_refuses_a_scenario_with_an_unknown_key() {
         "one-line reason: {stderr}"
     );
 }
+
+#[test]
+fn sim_live_serves_the_prv_controllers_and_prints_their_modbus_devices() {
+    // A day of 15-minute steps at 172,800× (half a second).
+    let (code, stdout, stderr) = process::run(&[
+        "sim",
+        "--live",
+        "--days",
+        "1",
+        "--step-minutes",
+        "15",
+        "--speed",
+        "172800",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let devices: toml::Value = toml::from_str(&stdout).unwrap();
+    let d = &devices["modbus"]["devices"][0];
+    assert_eq!(d["id"].as_str(), Some("RTU-PRV-B"), "{stdout}");
+    assert_eq!(d["model"].as_str(), Some("dma-inlet-rtu"));
+    let addr: std::net::SocketAddr = d["address"].as_str().unwrap().parse().unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    assert!(stderr.contains("RTU-PRV-B-prv-setpoint"), "{stderr}");
+    assert!(stderr.contains("96 of 96 steps done"), "{stderr}");
+
+    // Live and export are one or the other; a bad speed is refused with the reason.
+    let (code, _, stderr) = process::run(&["sim", "--live", "--days", "1", "--export", "x"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--export"), "{stderr}");
+    let (code, _, stderr) = process::run(&["sim", "--live", "--days", "1", "--speed=-3"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("speed -3"), "{stderr}");
+}
