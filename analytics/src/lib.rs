@@ -6,7 +6,8 @@
 //!   and each DMA's balance flow.
 //! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
 //! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
-//! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`]) and the pressure
+//! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`], confirmed by the
+//!   DMA's inflow and grouped per incident in [`drop_incidents`]) and the pressure
 //!   compliance rate per point, zone and network per day; [`pressure_score`] scores them
 //!   against the simulator's truth.
 //! - [`prv`]: PRV set-point recommendations (a fixed set point and an hourly schedule that keep
@@ -27,6 +28,7 @@
 
 pub mod clock;
 pub mod consumption;
+pub mod drop_incidents;
 pub mod evaluate;
 pub mod grid;
 pub mod leakage;

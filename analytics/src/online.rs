@@ -140,7 +140,7 @@ pub fn analyse(
         ..Findings::default()
     };
     let leaks = leakage::analyze(readings, network, &cfg.leakage)?;
-    let pressure = pressure::analyze(readings, network, &cfg.pressure);
+    let pressure = pressure::analyze(readings, network, &cfg.pressure)?;
     let quality = quality::analyze(readings, network, &cfg.quality);
     found.prv = prv::recommend(readings, network, &prv::night_flows(&leaks.days), &cfg.prv)?;
     for d in leaks.days.iter().filter(|d| d.date >= window.first_day) {

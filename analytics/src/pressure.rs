@@ -19,17 +19,20 @@
 //!
 //! - `pressure_drop`: a sudden drop against the sensor's own time-of-day baseline
 //!   ([`crate::pressure_drop`]), fed each trusted reading once the next one shows it was no
-//!   spike.
+//!   spike, then checked against the DMA's inflow ([`crate::drop_incidents`]): reported when
+//!   the inflow rose with it, the drops of several sensors at one burst as one incident.
 //!
-//! Not yet: correlation of drops with the DMA's inflow (one incident across flow and
-//! pressure), `transient` summaries, PRV recommendations.
+//! Not yet: `transient` summaries from high-rate loggers.
 
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use polars::prelude::PolarsResult;
 use waterline_core::{Event, EventKind, Network, SensorKind, Severity};
 
 use crate::clock::LocalClock;
+use crate::drop_incidents::{self, IncidentConfig};
+use crate::grid::dma_balance_flows;
 use crate::pressure_drop::{DropConfig, DropDetector};
 use crate::quality::faults::{FaultConfig, FaultTracker};
 use crate::quality::signals::{SetPoint, Side, SignalSpec, Tier};
@@ -48,6 +51,7 @@ pub struct PressureConfig {
     pub persist: usize,
     pub faults: FaultConfig,
     pub drops: DropConfig,
+    pub incidents: IncidentConfig,
 }
 
 impl Default for PressureConfig {
@@ -56,6 +60,7 @@ impl Default for PressureConfig {
             persist: 3,
             faults: FaultConfig::default(),
             drops: DropConfig::default(),
+            incidents: IncidentConfig::default(),
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct PressureReport {
     pub events: Vec<Event>,
     /// Points, then zones, then the network; each by id and date.
     pub days: Vec<ComplianceDay>,
+    /// Pressure drops in areas with balance meters that their inflow did not confirm.
+    pub unconfirmed_drops: usize,
 }
 
 /// The band of a pressure sensor: (lower, upper) in m.
@@ -100,8 +107,13 @@ fn band(network: &Network, sensor: &waterline_core::Sensor) -> (f64, Option<f64>
     )
 }
 
-/// Runs the band checks and the compliance rate over every pressure sensor of the network.
-pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> PressureReport {
+/// Runs the band checks, drops and the compliance rate over every pressure sensor of the
+/// network (the drops checked against their DMA's inflow).
+pub fn analyze(
+    readings: &Readings,
+    network: &Network,
+    cfg: &PressureConfig,
+) -> PolarsResult<PressureReport> {
     let sensors: Vec<&waterline_core::Sensor> = network
         .sensors
         .values()
@@ -152,10 +164,22 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &PressureConfig) -> 
             qualified: q,
         });
     }
+    if let Some((t0, t1)) = readings.time_range() {
+        let inflows = dma_balance_flows(readings, network, t0, t1, 15 * 60_000)?;
+        let checked = drop_incidents::check_drops(
+            std::mem::take(&mut report.events),
+            readings,
+            network,
+            &inflows,
+            &cfg.incidents,
+        );
+        report.events = checked.events;
+        report.unconfirmed_drops = checked.unconfirmed;
+    }
     report
         .events
         .sort_by(|a, b| (a.detected_at, a.kind.as_str()).cmp(&(b.detected_at, b.kind.as_str())));
-    report
+    Ok(report)
 }
 
 /// What one sensor's pass found: its events and its (readings, qualified) per local day.

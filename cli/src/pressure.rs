@@ -45,19 +45,22 @@ pub fn analyze(
     let started = Instant::now();
     let (net, r, report) = load_inputs(&input.network, &input.readings, input.skip_bad_rows)?;
     let loaded = started.elapsed();
-    let result = pressure::analyze(&r, &net, &PressureConfig::default());
+    let result = pressure::analyze(&r, &net, &PressureConfig::default())?;
     emit_events(out, &result.events)?;
     if let Some(path) = daily_kpis {
         write_days(path, &result.days)?;
     }
     let count = |k: EventKind| result.events.iter().filter(|e| e.kind == k).count();
     eprintln!(
-        "{} readings ({} rows): {} pressure_low, {} pressure_high, {} sensor faults, {} \
-         point-days; loaded in {:.2} s, analysed in {:.2} s",
+        "{} readings ({} rows): {} pressure_low, {} pressure_high, {} pressure_drop ({} drops \
+         not confirmed by the inflow left out), {} sensor faults, {} point-days; loaded in \
+         {:.2} s, analysed in {:.2} s",
         report.kept,
         report.rows,
         count(EventKind::PressureLow),
         count(EventKind::PressureHigh),
+        count(EventKind::PressureDrop),
+        result.unconfirmed_drops,
         count(EventKind::SensorFault),
         result.days.iter().filter(|d| d.scope == "point").count(),
         loaded.as_secs_f64(),
@@ -126,7 +129,7 @@ pub fn evaluate(args: &EvaluatePressureArgs) -> anyhow::Result<()> {
     let (file, name) = args.files.open_truth()?;
     let truth = pressure_score::read_truth(file, &name).map_err(anyhow::Error::msg)?;
     let started = Instant::now();
-    let result = pressure::analyze(&r, &net, &PressureConfig::default());
+    let result = pressure::analyze(&r, &net, &PressureConfig::default())?;
     println!(
         "{} readings; analysed in {:.2} s: {} pressure events",
         r.len(),

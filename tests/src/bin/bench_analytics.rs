@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
     println!("readings:        {}", report.kept);
     println!("DMAs, days:      {dmas}, {days}");
     if pressure_sensors > 0 {
-        let result = pressure::analyze(&readings, &network, &PressureConfig::default());
+        let result = pressure::analyze(&readings, &network, &PressureConfig::default())?;
         println!("pressure points: {pressure_sensors}");
         println!(
             "point-days:      {}",

@@ -1,0 +1,417 @@
+//! Pressure drops checked against their DMA's inflow: a burst both drops the pressure and
+//! raises the flow into its area, so a drop is reported when the inflow rose with it, and the
+//! drops of several sensors of one area at one time become **one incident** (one
+//! `pressure_drop` event naming every sensor, with the inflow rise as its flow).
+//!
+//! The inflow's residual is its 15-minute balance flow minus the median of the same quarter
+//! hour of the same weekday in up to [`IncidentConfig::baseline_weeks`] earlier weeks, at least
+//! two (demand patterns are weekly: a Saturday night is not a Sunday night, nor a Friday
+//! night), so the check starts two weeks into the data. At a drop's start `s`, the rise is the mean residual over `[s, s + confirm)`
+//! minus the median residual over the three hours before `s` (but its last quarter hour), and
+//! the drop is confirmed when the rise is at least [`IncidentConfig::sigmas`] standard errors
+//! of that mean (the residuals' robust spread over the three days before, ÷ √buckets) and at
+//! least [`IncidentConfig::min_rise_m3h`].
+//!
+//! The other way round, a burst behind a PRV or in a well-fed area may move its pressures by
+//! only a few decimetres, under what the drop detector needs, while the inflow jumps. So an
+//! inflow step (the same rise test at every quarter hour) is also checked against the area's
+//! pressure sensors: a sensor **sags** when its median over `[s, s + confirm)` is below its
+//! median over the three hours before by at least [`IncidentConfig::min_sag_m`] and three
+//! robust spreads more than the same difference at the same clock time on the seven days
+//! before (the day's own shape taken out); at least two sagging sensors (one in an area with
+//! one) make a `pressure_drop` incident too, unless a confirmed drop already covers it.
+//!
+//! Causal (CONTRACTS §3): the decision needs the inflow up to `s + confirm`, so a confirmed
+//! incident's `detected_at` is the later of its first drop's detection and that time. A drop
+//! whose area has balance meters but whose inflow did not rise is a demand or supply step (a
+//! pattern change on every sensor at once, a neighbour's burst felt across a valve) and is
+//! not reported as a burst; [`Checked::unconfirmed`] counts them. In an area without balance
+//! meters, or with the inflow missing around the drop, the drop is reported as it is, with a
+//! lower confidence and a message saying that the inflow could not confirm it.
+
+use std::collections::HashMap;
+
+use chrono::Datelike;
+use waterline_core::{DmaId, Event, EventKind, Network, SensorKind};
+
+use crate::clock::LocalClock;
+use crate::grid::Grid;
+use crate::quality::utc;
+use crate::readings::Readings;
+use crate::stats::median;
+use crate::timefmt::EpochMillis;
+
+/// Tuning of the inflow check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IncidentConfig {
+    /// Inflow after a drop's start that decides it, minutes.
+    pub confirm_minutes: i64,
+    /// Earlier weeks whose inflow at the same weekday and time makes the baseline.
+    pub baseline_weeks: usize,
+    /// Standard errors the rise must reach.
+    pub sigmas: f64,
+    /// The smallest rise that confirms, m³/h.
+    pub min_rise_m3h: f64,
+    /// Drops of one area starting within this of the incident's first are the same incident,
+    /// minutes.
+    pub group_minutes: i64,
+    /// The least sag of a pressure sensor that confirms an inflow step, m.
+    pub min_sag_m: f64,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        Self {
+            confirm_minutes: 45,
+            baseline_weeks: 4,
+            sigmas: 3.0,
+            min_rise_m3h: 0.5,
+            group_minutes: 60,
+            min_sag_m: 0.2,
+        }
+    }
+}
+
+/// The drops after the check.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// Incidents (confirmed, grouped) and unconfirmable drops, as `pressure_drop` events.
+    pub events: Vec<Event>,
+    /// Drops in metered areas whose inflow did not rise.
+    pub unconfirmed: usize,
+}
+
+/// An area's inflow residuals on its 15-minute grid.
+#[derive(Debug)]
+struct Residuals {
+    grid_start: EpochMillis,
+    step: EpochMillis,
+    values: Vec<Option<f64>>,
+}
+
+impl Residuals {
+    fn of(inflow: &Grid, cfg: &IncidentConfig) -> Residuals {
+        let per_day = (86_400_000 / inflow.step).max(1) as usize;
+        let mut history = Vec::with_capacity(cfg.baseline_weeks);
+        // The values `lag` buckets apart before `i` that `keep` accepts, newest first.
+        let gather =
+            |history: &mut Vec<f64>, i: usize, lag: usize, keep: &dyn Fn(usize) -> bool| {
+                history.clear();
+                let mut back = i;
+                while history.len() < cfg.baseline_weeks && back >= lag {
+                    back -= lag;
+                    if keep(back)
+                        && let Some(h) = inflow.values[back]
+                    {
+                        history.push(h);
+                    }
+                    if i - back > 2 * cfg.baseline_weeks * 7 * per_day {
+                        break;
+                    }
+                }
+            };
+        let values = (0..inflow.len())
+            .map(|i| {
+                let v = inflow.values[i]?;
+                gather(&mut history, i, 7 * per_day, &|_| true);
+                if history.len() < 2 {
+                    return None;
+                }
+                Some(v - median(&mut history)?)
+            })
+            .collect();
+        Residuals {
+            grid_start: inflow.start,
+            step: inflow.step,
+            values,
+        }
+    }
+
+    /// The residuals of the buckets starting in `[a, b)`.
+    fn between(&self, a: EpochMillis, b: EpochMillis) -> Vec<f64> {
+        let first = ((a - self.grid_start).max(0) + self.step - 1) / self.step;
+        let last = (b - self.grid_start).max(0) / self.step;
+        (first..last)
+            .filter_map(|i| self.values.get(i as usize).copied().flatten())
+            .collect()
+    }
+
+    /// The inflow rise at `start` and whether it confirms a burst; `None` without the data to
+    /// say.
+    fn rise(&self, start: EpochMillis, cfg: &IncidentConfig) -> Option<(f64, bool)> {
+        const HOUR: EpochMillis = 3_600_000;
+        let after = self.between(start, start + cfg.confirm_minutes * 60_000);
+        let mut before = self.between(start - 3 * HOUR, start - self.step);
+        if after.is_empty() || before.len() < 4 {
+            return None;
+        }
+        let level = median(&mut before)?;
+        let rise = after.iter().sum::<f64>() / after.len() as f64 - level;
+        if rise < cfg.min_rise_m3h {
+            return Some((rise, false)); // the usual case, without the spread's sort
+        }
+        let mut spread_sample = self.between(start - 72 * HOUR, start - self.step);
+        if spread_sample.len() < 24 {
+            return None;
+        }
+        let center = median(&mut spread_sample)?;
+        let mut dev: Vec<f64> = spread_sample.iter().map(|r| (r - center).abs()).collect();
+        let sigma = 1.4826 * median(&mut dev)?;
+        let needed = (cfg.sigmas * sigma / (after.len() as f64).sqrt()).max(cfg.min_rise_m3h);
+        Some((rise, rise >= needed))
+    }
+}
+
+/// Checks the `pressure_drop` events among `events` against the inflow of their DMAs
+/// (`inflows` in the network's DMA order, as `grid::dma_balance_flows` gives them) and groups
+/// the confirmed ones per incident, then looks for inflow steps that the area's pressures
+/// (in `readings`) sagged with; other events pass through unchanged.
+pub fn check_drops(
+    events: Vec<Event>,
+    readings: &Readings,
+    network: &Network,
+    inflows: &[Grid],
+    cfg: &IncidentConfig,
+) -> Checked {
+    let mut clock = LocalClock::new(network.timezone);
+    let mut residuals: HashMap<&DmaId, Residuals> = HashMap::new();
+    for (dma, grid) in network.dmas.iter().zip(inflows) {
+        if !dma.inlets.is_empty() && grid.values.iter().any(Option::is_some) {
+            residuals.insert(&dma.id, Residuals::of(grid, cfg));
+        }
+    }
+    let (mut drops, others): (Vec<Event>, Vec<Event>) = events
+        .into_iter()
+        .partition(|e| e.kind == EventKind::PressureDrop);
+    drops.sort_by_key(|e| e.start);
+    let mut out = Checked {
+        events: others,
+        unconfirmed: 0,
+    };
+    // Confirmed drops per DMA, waiting to be grouped: (decision time, rise, drop).
+    let mut confirmed: HashMap<DmaId, Vec<(EpochMillis, f64, Event)>> = HashMap::new();
+    for mut d in drops {
+        let check = d
+            .dma
+            .as_ref()
+            .and_then(|dma| residuals.get(dma))
+            .map(|r| r.rise(d.start.timestamp_millis(), cfg));
+        match check {
+            Some(Some((rise, true))) => {
+                let decided = d
+                    .detected_at
+                    .timestamp_millis()
+                    .max(d.start.timestamp_millis() + cfg.confirm_minutes * 60_000);
+                let dma = d.dma.clone().expect("checked drops have a DMA");
+                confirmed.entry(dma).or_default().push((decided, rise, d));
+            }
+            Some(Some((_, false))) => out.unconfirmed += 1,
+            Some(None) | None => {
+                d.confidence = Some(0.5);
+                if let Some(m) = &mut d.message {
+                    m.push_str(
+                        "; the area's inflow could not confirm it (no balance meters or no data)",
+                    );
+                }
+                out.events.push(d);
+            }
+        }
+    }
+    for dma in &network.dmas {
+        let Some(r) = residuals.get(&dma.id) else {
+            continue;
+        };
+        let sensors: Vec<&waterline_core::Sensor> = network
+            .sensors
+            .values()
+            .filter(|x| x.kind == SensorKind::Pressure && x.dma.as_ref() == Some(&dma.id))
+            .collect();
+        let known: Vec<EpochMillis> = confirmed
+            .get(&dma.id)
+            .map(|l| {
+                l.iter()
+                    .map(|(_, _, e)| e.start.timestamp_millis())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for e in inflow_steps(r, &mut clock, readings, &sensors, &known, cfg) {
+            out.events.push(e);
+        }
+    }
+    for (_, mut list) in confirmed {
+        list.sort_by_key(|(_, _, e)| e.start);
+        let mut group: Vec<(EpochMillis, f64, Event)> = Vec::new();
+        for item in list {
+            let joins = group.first().is_some_and(|(_, _, first)| {
+                (item.2.start - first.start).num_minutes() <= cfg.group_minutes
+            });
+            if !joins && !group.is_empty() {
+                out.events.push(incident(std::mem::take(&mut group)));
+            }
+            group.push(item);
+        }
+        if !group.is_empty() {
+            out.events.push(incident(group));
+        }
+    }
+    out.events
+        .sort_by(|a, b| (a.detected_at, a.kind.as_str()).cmp(&(b.detected_at, b.kind.as_str())));
+    out
+}
+
+/// One incident from the confirmed drops of one area and time.
+fn incident(group: Vec<(EpochMillis, f64, Event)>) -> Event {
+    let decided = group.iter().map(|(t, _, _)| *t).min().unwrap_or_default();
+    let rise = group.iter().map(|(_, r, _)| *r).fold(f64::MIN, f64::max);
+    let first = group
+        .iter()
+        .min_by_key(|(t, _, e)| (*t, e.detected_at))
+        .map(|(_, _, e)| e.clone())
+        .expect("a group is never empty");
+    let mut e = Event::new(
+        EventKind::PressureDrop,
+        group
+            .iter()
+            .map(|(_, _, e)| e.start)
+            .min()
+            .unwrap_or(first.start),
+        utc(decided),
+    );
+    e.dma = first.dma.clone();
+    e.sensor = first.sensor.clone();
+    e.sensors = group
+        .iter()
+        .filter_map(|(_, _, d)| d.sensor.clone())
+        .collect();
+    e.sensors.sort();
+    e.sensors.dedup();
+    e.end = if group.iter().any(|(_, _, d)| d.end.is_none()) {
+        None
+    } else {
+        group.iter().filter_map(|(_, _, d)| d.end).max()
+    };
+    let depth = group
+        .iter()
+        .filter_map(|(_, _, d)| d.value)
+        .fold(0.0, f64::max);
+    e.value = Some(depth);
+    e.flow_m3h = Some((rise * 100.0).round() / 100.0);
+    e.severity = first.severity;
+    e.confidence = Some(0.9);
+    e.message = Some(format!(
+        "pressure fell up to {depth:.2} m at {} sensor(s) while the area's inflow rose {rise:.2} m3/h: a burst",
+        e.sensors.len()
+    ));
+    e
+}
+
+const HOUR_MS: EpochMillis = 3_600_000;
+const DAY_MS: EpochMillis = 24 * HOUR_MS;
+/// After an incident's start, the time its raised inflow needs to become the rise test's
+/// "before" level.
+const QUIET_MS: EpochMillis = 6 * HOUR_MS;
+
+/// Incidents from inflow steps of one area that its pressure sensors sagged with; `known`
+/// are the starts of the area's drops already confirmed (an inflow step near one is that
+/// incident).
+fn inflow_steps(
+    r: &Residuals,
+    clock: &mut LocalClock,
+    readings: &Readings,
+    sensors: &[&waterline_core::Sensor],
+    known: &[EpochMillis],
+    cfg: &IncidentConfig,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    if sensors.is_empty() {
+        return out;
+    }
+    let needed = sensors.len().min(2);
+    let group = cfg.group_minutes * 60_000;
+    let mut quiet_until = EpochMillis::MIN;
+    for i in 0..r.values.len() {
+        let s = r.grid_start + i as EpochMillis * r.step;
+        // An incident already found covers the raised inflow of its next hours too.
+        if s < quiet_until || known.iter().any(|&k| s >= k - group && s < k + QUIET_MS) {
+            continue;
+        }
+        let Some((rise, true)) = r.rise(s, cfg) else {
+            continue;
+        };
+        let mut sagging: Vec<(&waterline_core::Sensor, f64)> = sensors
+            .iter()
+            .filter_map(|x| Some((*x, sag(readings, x, s, clock, cfg)?)))
+            .collect();
+        if sagging.len() < needed {
+            continue;
+        }
+        sagging.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let detected = s + cfg.confirm_minutes * 60_000;
+        let mut e = Event::new(EventKind::PressureDrop, utc(s), utc(detected));
+        e.dma = sagging[0].0.dma.clone();
+        e.sensor = Some(sagging[0].0.id.clone());
+        e.sensors = sagging.iter().map(|(x, _)| x.id.clone()).collect();
+        e.sensors.sort();
+        let depth = sagging[0].1;
+        e.value = Some((depth * 100.0).round() / 100.0);
+        e.flow_m3h = Some((rise * 100.0).round() / 100.0);
+        e.severity = Some(waterline_core::Severity::Warning);
+        e.confidence = Some(0.8);
+        e.message = Some(format!(
+            "the area's inflow rose {rise:.2} m3/h while {} pressure sensor(s) sagged up to {depth:.2} m below their usual course: a burst",
+            sagging.len()
+        ));
+        out.push(e);
+        // The raised inflow is the new normal for the rise test after three hours; one
+        // burst is one incident.
+        quiet_until = s + QUIET_MS;
+    }
+    out
+}
+
+/// How far `sensor` sagged at `s` beyond its usual course at that time of day, m, when that is
+/// at least [`IncidentConfig::min_sag_m`] and three robust spreads; `None` otherwise or
+/// without the data.
+fn sag(
+    readings: &Readings,
+    sensor: &waterline_core::Sensor,
+    s: EpochMillis,
+    clock: &mut LocalClock,
+    cfg: &IncidentConfig,
+) -> Option<f64> {
+    let series = readings.series(&sensor.id);
+    let confirm = cfg.confirm_minutes * 60_000;
+    let step_down = |at: EpochMillis| -> Option<f64> {
+        let window = |a: EpochMillis, b: EpochMillis| -> Vec<f64> {
+            let from = series.times.partition_point(|&t| t < a);
+            let to = series.times.partition_point(|&t| t < b);
+            series.values[from..to].to_vec()
+        };
+        let mut before = window(at - 3 * HOUR_MS, at - 15 * 60_000);
+        let mut after = window(at, at + confirm);
+        if before.len() < 4 || after.is_empty() {
+            return None;
+        }
+        Some(median(&mut before)? - median(&mut after)?)
+    };
+    let now = step_down(s)?;
+    let mut weekend = |t: EpochMillis| clock.local(t).weekday().num_days_from_monday() >= 5;
+    let today = weekend(s);
+    let same_type: Vec<EpochMillis> = (1..=14)
+        .map(|d| s - d * DAY_MS)
+        .filter(|&t| weekend(t) == today)
+        .collect();
+    let mut usual: Vec<f64> = same_type
+        .into_iter()
+        .filter_map(step_down)
+        .take(7)
+        .collect();
+    if usual.len() < 3 {
+        return None;
+    }
+    let center = median(&mut usual)?;
+    let mut dev: Vec<f64> = usual.iter().map(|x| (x - center).abs()).collect();
+    let spread = 1.4826 * median(&mut dev)?;
+    let sag = now - center;
+    (sag >= cfg.min_sag_m && sag >= 3.0 * spread).then_some(sag)
+}
