@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
-use waterline_core::{Event, Network};
+use waterline_core::{DeclaredWindow, Event, Network};
 use waterline_store::{DailyKpi, DetectionOutcome, KpiScope, PrvAdvice, Store, StoreError};
 
 use crate::Readings;
@@ -92,13 +92,17 @@ fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&t)
 }
 
-/// Reads every network sensor's readings in the window. Sensors the store has never seen
-/// have no readings yet and are left out.
-pub async fn load(
-    store: &Store,
-    network: &Network,
-    window: Window,
-) -> Result<Readings, StoreError> {
+/// What one run analyses.
+#[derive(Debug)]
+pub struct Inputs {
+    pub readings: Readings,
+    /// The declared windows in force that overlap the run's window.
+    pub windows: Vec<DeclaredWindow>,
+}
+
+/// Reads every network sensor's readings in the window (sensors the store has never seen
+/// have no readings yet and are left out) and the declared windows overlapping it.
+pub async fn load(store: &Store, network: &Network, window: Window) -> Result<Inputs, StoreError> {
     let mut rows = Vec::new();
     for id in network.sensors.keys() {
         let points = match store.readings(id, window.from, window.to, i64::MAX).await {
@@ -112,7 +116,16 @@ pub async fn load(
                 .map(|p| (id.clone(), p.time.timestamp_millis(), p.value)),
         );
     }
-    Ok(Readings::from_rows(network, rows))
+    let windows = store
+        .declared_windows(window.from, window.to, None)
+        .await?
+        .into_iter()
+        .map(|w| w.window)
+        .collect();
+    Ok(Inputs {
+        readings: Readings::from_rows(network, rows),
+        windows,
+    })
 }
 
 /// What one run found.
@@ -130,18 +143,19 @@ pub struct Findings {
 
 /// Runs every detector and KPI computation over the window's readings (CPU-bound).
 pub fn analyse(
-    readings: &Readings,
+    inputs: &Inputs,
     network: &Network,
     cfg: &OnlineConfig,
     window: Window,
 ) -> Result<Findings, polars::error::PolarsError> {
+    let readings = &inputs.readings;
     let mut found = Findings {
         readings: readings.len(),
         ..Findings::default()
     };
     let leaks = leakage::analyze(readings, network, &cfg.leakage)?;
-    let pressure = pressure::analyze(readings, network, &cfg.pressure)?;
-    let quality = quality::analyze(readings, network, &cfg.quality);
+    let pressure = pressure::analyze_with(readings, network, &cfg.pressure, &inputs.windows)?;
+    let quality = quality::analyze_with(readings, network, &cfg.quality, &inputs.windows);
     found.prv = prv::recommend(readings, network, &prv::night_flows(&leaks.days), &cfg.prv)?;
     for d in leaks.days.iter().filter(|d| d.date >= window.first_day) {
         found.kpis.extend(dma_day_kpis(d));
@@ -207,7 +221,7 @@ fn dma_day_kpis(d: &DmaDay) -> impl Iterator<Item = DailyKpi> + '_ {
         })
 }
 
-fn compliance_kpis(d: &ComplianceDay) -> [DailyKpi; 3] {
+fn compliance_kpis(d: &ComplianceDay) -> [DailyKpi; 4] {
     let scope = match d.scope {
         "point" => KpiScope::Point,
         "zone" => KpiScope::Zone,
@@ -224,6 +238,7 @@ fn compliance_kpis(d: &ComplianceDay) -> [DailyKpi; 3] {
         kpi("compliance_percent", d.percent()),
         kpi("compliance_readings", Some(d.readings as f64)),
         kpi("compliance_qualified", Some(d.qualified as f64)),
+        kpi("compliance_excluded", Some(d.excluded as f64)),
     ]
 }
 
@@ -304,9 +319,9 @@ pub async fn run_once(
 ) -> Result<RunReport, OnlineError> {
     let window = Window::ending_at(network.timezone, now, cfg.lookback_days);
     let started = Instant::now();
-    let readings = load(store, network, window).await?;
+    let inputs = load(store, network, window).await?;
     let loaded = Instant::now();
-    let found = analyse(&readings, network, cfg, window)?;
+    let found = analyse(&inputs, network, cfg, window)?;
     let analysed = Instant::now();
     let recorded = record(store, &found, now).await?;
     Ok(RunReport {

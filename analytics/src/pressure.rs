@@ -15,7 +15,8 @@
 //!   consecutive readings back inside by more than the resolution.
 //! - Compliance: qualified readings ÷ trusted readings, per point and local day, and summed per
 //!   zone and for the network (every point weighs by its readings, as the national rule counts
-//!   readings). Declared-event exclusions are not supported yet.
+//!   readings). Readings inside a declared exclusion window of the sensor or its DMA
+//!   ([`analyze_with`]) count in neither, only as `excluded`.
 //!
 //! - `pressure_drop`: a sudden drop against the sensor's own time-of-day baseline
 //!   ([`crate::pressure_drop`]), fed each trusted reading once the next one shows it was no
@@ -28,7 +29,9 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use polars::prelude::PolarsResult;
-use waterline_core::{Event, EventKind, Network, SensorKind, Severity};
+use waterline_core::{
+    DeclaredWindow, Event, EventKind, Network, SensorKind, Severity, WindowKind, WindowSubject,
+};
 
 use crate::clock::LocalClock;
 use crate::drop_incidents::{self, IncidentConfig};
@@ -77,6 +80,8 @@ pub struct ComplianceDay {
     pub readings: usize,
     /// Readings inside the band.
     pub qualified: usize,
+    /// Trusted readings left out by a declared exclusion window (counted in neither).
+    pub excluded: usize,
 }
 
 impl ComplianceDay {
@@ -114,15 +119,29 @@ pub fn analyze(
     network: &Network,
     cfg: &PressureConfig,
 ) -> PolarsResult<PressureReport> {
+    analyze_with(readings, network, cfg, &[])
+}
+
+/// [`analyze`] with declared windows: readings of a sensor inside an exclusion window of the
+/// sensor or of its DMA are left out of the compliance rate (counted as `excluded`); events
+/// are raised as usual.
+pub fn analyze_with(
+    readings: &Readings,
+    network: &Network,
+    cfg: &PressureConfig,
+    windows: &[DeclaredWindow],
+) -> PolarsResult<PressureReport> {
     let sensors: Vec<&waterline_core::Sensor> = network
         .sensors
         .values()
         .filter(|s| s.kind == SensorKind::Pressure)
         .collect();
-    let results = per_sensor_in_parallel(&sensors, |s| analyze_sensor(readings, network, s, cfg));
+    let results = per_sensor_in_parallel(&sensors, |s| {
+        analyze_sensor(readings, network, s, cfg, &exclusions(windows, s))
+    });
     let mut report = PressureReport::default();
-    let mut zones: BTreeMap<(String, NaiveDate), (usize, usize)> = BTreeMap::new();
-    let mut whole: BTreeMap<NaiveDate, (usize, usize)> = BTreeMap::new();
+    let mut zones: BTreeMap<(String, NaiveDate), Counts> = BTreeMap::new();
+    let mut whole: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
     for (sensor, result) in sensors.iter().zip(results) {
         let Some(result) = result else { continue };
         report.events.extend(result.events);
@@ -130,39 +149,19 @@ pub fn analyze(
             .dma
             .as_ref()
             .map_or_else(|| "-".to_owned(), |d| d.to_string());
-        for (date, (n, q)) in result.days {
-            report.days.push(ComplianceDay {
-                scope: "point",
-                id: sensor.id.to_string(),
-                date,
-                readings: n,
-                qualified: q,
-            });
-            let z = zones.entry((zone.clone(), date)).or_default();
-            z.0 += n;
-            z.1 += q;
-            let w = whole.entry(date).or_default();
-            w.0 += n;
-            w.1 += q;
+        for (date, c) in result.days {
+            report
+                .days
+                .push(c.day("point", sensor.id.to_string(), date));
+            zones.entry((zone.clone(), date)).or_default().add(c);
+            whole.entry(date).or_default().add(c);
         }
     }
-    for ((zone, date), (n, q)) in zones {
-        report.days.push(ComplianceDay {
-            scope: "zone",
-            id: zone,
-            date,
-            readings: n,
-            qualified: q,
-        });
+    for ((zone, date), c) in zones {
+        report.days.push(c.day("zone", zone, date));
     }
-    for (date, (n, q)) in whole {
-        report.days.push(ComplianceDay {
-            scope: "network",
-            id: "network".into(),
-            date,
-            readings: n,
-            qualified: q,
-        });
+    for (date, c) in whole {
+        report.days.push(c.day("network", "network".into(), date));
     }
     if let Some((t0, t1)) = readings.time_range() {
         let inflows = dma_balance_flows(readings, network, t0, t1, 15 * 60_000)?;
@@ -182,10 +181,51 @@ pub fn analyze(
     Ok(report)
 }
 
-/// What one sensor's pass found: its events and its (readings, qualified) per local day.
+/// One scope's counts of one day.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    readings: usize,
+    qualified: usize,
+    excluded: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: Counts) {
+        self.readings += o.readings;
+        self.qualified += o.qualified;
+        self.excluded += o.excluded;
+    }
+
+    fn day(self, scope: &'static str, id: String, date: NaiveDate) -> ComplianceDay {
+        ComplianceDay {
+            scope,
+            id,
+            date,
+            readings: self.readings,
+            qualified: self.qualified,
+            excluded: self.excluded,
+        }
+    }
+}
+
+/// The exclusion windows that apply to `sensor` (its own and its DMA's), as UTC ms spans.
+fn exclusions(windows: &[DeclaredWindow], sensor: &waterline_core::Sensor) -> Vec<(i64, i64)> {
+    windows
+        .iter()
+        .filter(|w| w.kind == WindowKind::Exclusion)
+        .filter(|w| match &w.subject {
+            WindowSubject::Sensor(id) => id == &sensor.id,
+            WindowSubject::Dma(d) => sensor.dma.as_ref() == Some(d),
+            WindowSubject::Station(_) => false,
+        })
+        .map(|w| (w.from.timestamp_millis(), w.to.timestamp_millis()))
+        .collect()
+}
+
+/// What one sensor's pass found: its events and its counts per local day.
 struct SensorResult {
     events: Vec<Event>,
-    days: BTreeMap<NaiveDate, (usize, usize)>,
+    days: BTreeMap<NaiveDate, Counts>,
 }
 
 /// Runs `f` on every sensor, the sensors shared out over the machine's cores (each sensor's
@@ -228,6 +268,7 @@ fn analyze_sensor(
     network: &Network,
     sensor: &waterline_core::Sensor,
     cfg: &PressureConfig,
+    excluded: &[(i64, i64)],
 ) -> Option<SensorResult> {
     let series = readings.series(&sensor.id);
     if series.is_empty() {
@@ -254,9 +295,10 @@ fn analyze_sensor(
         median_interval(series.times).unwrap_or(60_000),
     );
     let mut bounds = ThresholdTracker::new(&spec, cfg.persist);
-    let mut days: BTreeMap<NaiveDate, (usize, usize)> = BTreeMap::new();
-    // The day and verdict of the newest counted reading, in case it turns out a spike.
-    let mut last_counted: Option<(NaiveDate, bool)> = None;
+    let mut days: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
+    // The day and verdict of the newest counted reading, in case it turns out a spike
+    // (`None` as the verdict: it was excluded).
+    let mut last_counted: Option<(NaiveDate, Option<bool>)> = None;
     let mut drops = DropDetector::new(spec.resolution, cfg.drops);
     // The drop detector sees a reading one reading later, once it is known not a spike.
     let mut held: Option<(i64, f64)> = None;
@@ -264,11 +306,16 @@ fn analyze_sensor(
         let verdict = faults.step(t, Some(v));
         if verdict.retract_previous {
             held = None;
-            if let Some((date, ok)) = last_counted.take()
+            if let Some((date, verdict)) = last_counted.take()
                 && let Some(day) = days.get_mut(&date)
             {
-                day.0 -= 1;
-                day.1 -= usize::from(ok);
+                match verdict {
+                    Some(ok) => {
+                        day.readings -= 1;
+                        day.qualified -= usize::from(ok);
+                    }
+                    None => day.excluded -= 1,
+                }
             }
         }
         if let Some((th, xh)) = held.take() {
@@ -284,9 +331,14 @@ fn analyze_sensor(
         let ok = x >= low && high.is_none_or(|h| x <= h);
         let date = clock.date_and_minute(t).0;
         let day = days.entry(date).or_default();
-        day.0 += 1;
-        day.1 += usize::from(ok);
-        last_counted = Some((date, ok));
+        if excluded.iter().any(|&(a, b)| a <= t && t < b) {
+            day.excluded += 1;
+            last_counted = Some((date, None));
+        } else {
+            day.readings += 1;
+            day.qualified += usize::from(ok);
+            last_counted = Some((date, Some(ok)));
+        }
     }
     if let Some((th, xh)) = held {
         drops.step(&mut clock, th, xh);

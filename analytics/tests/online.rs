@@ -126,6 +126,19 @@ async fn scheduled_runs_record_a_burst_once_and_its_repair(store: Store) {
         .unwrap();
     assert_eq!(run.recorded.events.inserted, 0, "{:?}", run.recorded);
     deliver(&store, readings(21.0, 30.0)).await;
+    // A dispatcher declared an exclusion of the AZP point on day 27, 06:00–12:00.
+    let excluded = waterline_core::DeclaredWindow::new(
+        waterline_core::WindowKind::Exclusion,
+        waterline_core::WindowSubject::Sensor(SensorId::parse("azp").unwrap()),
+        at_day(27.25),
+        at_day(27.5),
+        waterline_core::Note::parse("reason", "valve works").unwrap(),
+    )
+    .unwrap();
+    store
+        .declare_window(&excluded, "disp", at_day(27.0))
+        .await
+        .unwrap();
     let run = online::run_once(&store, &net, &cfg, at_day(30.0))
         .await
         .unwrap();
@@ -168,6 +181,21 @@ async fn scheduled_runs_record_a_burst_once_and_its_repair(store: Store) {
         .unwrap();
     assert_eq!(compliance.len(), siv.len());
     assert!(compliance.iter().all(|k| k.value == Some(100.0)));
+    let count = |metric: &str, d: f64| {
+        let store = store.clone();
+        let q = KpiQuery {
+            scope: KpiScope::Point,
+            subject: Some("azp".into()),
+            metric: Some(metric.into()),
+            from: day(d),
+            to: day(d),
+            ..q.clone()
+        };
+        async move { store.kpis(&q).await.unwrap()[0].value }
+    };
+    assert_eq!(count("compliance_excluded", 27.0).await, Some(72.0));
+    assert_eq!(count("compliance_readings", 27.0).await, Some(216.0));
+    assert_eq!(count("compliance_excluded", 26.0).await, Some(0.0));
 
     // A 10-day window's first day is a warm-up: its figures lack the day before, so a run
     // does not write them over the good values of the runs before.

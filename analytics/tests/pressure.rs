@@ -337,3 +337,45 @@ fn an_inflow_step_that_the_pressures_sagged_with_is_a_burst_too() {
         report.events
     );
 }
+
+/// A dispatcher excluded zone A on day 2 from 09:00 to 13:00 (a declared source shortage): the
+/// sag's readings leave the compliance rate, counted as excluded; the alarm is still raised.
+#[test]
+fn an_exclusion_window_leaves_readings_out_of_the_compliance_rate() {
+    use chrono::DateTime;
+    use waterline_core::{DeclaredWindow, DmaId, Note, WindowKind, WindowSubject};
+    let net = Network::parse(NETWORK).expect("network");
+    let at = |ms: i64| DateTime::from_timestamp_millis(T0 + ms).unwrap();
+    let window = DeclaredWindow::new(
+        WindowKind::Exclusion,
+        WindowSubject::Dma(DmaId::parse("A").unwrap()),
+        at(DAY + 9 * HOUR),
+        at(DAY + 13 * HOUR),
+        Note::parse("reason", "source shortage at the plant").unwrap(),
+    )
+    .unwrap();
+    let report =
+        pressure::analyze_with(&readings(&net), &net, &PressureConfig::default(), &[window])
+            .unwrap();
+    let day = |scope: &str, id: &str| {
+        report
+            .days
+            .iter()
+            .find(|x| x.scope == scope && x.id == id && x.date.to_string() == "2026-03-03")
+            .unwrap()
+            .clone()
+    };
+    let p1 = day("point", "A-p1");
+    // Four hours of 5-minute readings are out; the two-hour sag was among them.
+    assert_eq!(p1.excluded, 48, "{p1:?}");
+    assert_eq!((p1.readings, p1.qualified), (240, 240), "{p1:?}");
+    assert_eq!(p1.percent(), Some(100.0));
+    let zone = day("zone", "A");
+    assert_eq!(zone.excluded, p1.excluded + day("point", "A-p2").excluded);
+    assert_eq!(day("point", "B-p1").excluded, 0, "zone B is not excluded");
+    assert_eq!(
+        of_kind(&report.events, EventKind::PressureLow).len(),
+        1,
+        "the alarm is still raised"
+    );
+}

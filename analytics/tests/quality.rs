@@ -311,3 +311,74 @@ fn gaps_jitter_and_repeats_raise_no_alarm() {
         assert!(off(&e.detected_at) >= outage.1 - STEP);
     }
 }
+
+/// The lab declared maintenance of station S over the incident and of pH over its floor
+/// fault: neither raises anything, and the rest of the station's faults still do.
+#[test]
+fn declared_maintenance_raises_no_event_and_no_fault() {
+    use chrono::DateTime;
+    use waterline_core::{DeclaredWindow, Note, StationId, WindowKind, WindowSubject};
+    let net = Network::parse(NETWORK).expect("network");
+    let r = readings(&net);
+    let at = |ms: i64| DateTime::from_timestamp_millis(T0 + ms).unwrap();
+    let reason = || Note::parse("reason", "probe cleaning").unwrap();
+    let windows = [
+        DeclaredWindow::new(
+            WindowKind::Maintenance,
+            WindowSubject::Station(StationId::parse("S").unwrap()),
+            at(INCIDENT.0 - HOUR),
+            at(INCIDENT.1 + HOUR),
+            reason(),
+        )
+        .unwrap(),
+        DeclaredWindow::new(
+            WindowKind::Maintenance,
+            WindowSubject::Sensor(SensorId::parse("S-ph").unwrap()),
+            at(FLOOR_PH.0 - 10 * MIN),
+            at(FLOOR_PH.1 + 10 * MIN),
+            reason(),
+        )
+        .unwrap(),
+    ];
+    let plain = quality::analyze(&r, &net, &QualityConfig::default());
+    let declared = quality::analyze_with(&r, &net, &QualityConfig::default(), &windows);
+    let events_in = |events: &[Event], w: (i64, i64)| -> usize {
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::QualityEvent && overlaps(e, w))
+            .count()
+    };
+    assert!(
+        events_in(&plain.events, INCIDENT) >= 1,
+        "the incident without a window"
+    );
+    assert_eq!(
+        events_in(&declared.events, INCIDENT),
+        0,
+        "{:#?}",
+        declared.events
+    );
+    let floor = |events: &[Event]| {
+        faults_of(events, "S-ph")
+            .into_iter()
+            .filter(|e| overlaps(e, FLOOR_PH))
+            .count()
+    };
+    assert!(floor(&plain.events) >= 1);
+    assert_eq!(
+        floor(&declared.events),
+        0,
+        "{:#?}",
+        faults_of(&declared.events, "S-ph")
+    );
+    // The pH flatline (outside the windows) and the conductivity spikes are still faults.
+    assert!(
+        faults_of(&declared.events, "S-ph")
+            .iter()
+            .any(|e| overlaps(e, FLATLINE_PH))
+    );
+    assert_eq!(
+        faults_of(&declared.events, "S-cond").len(),
+        faults_of(&plain.events, "S-cond").len()
+    );
+}

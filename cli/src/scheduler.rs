@@ -35,10 +35,10 @@ async fn run(
     let now = Utc::now();
     let window = Window::ending_at(network.timezone, now, cfg.lookback_days);
     let started = Instant::now();
-    let readings = online::load(store, network, window).await?;
+    let inputs = online::load(store, network, window).await?;
     let loaded = Instant::now();
     let net = Arc::clone(network);
-    let found = tokio::task::spawn_blocking(move || online::analyse(&readings, &net, &cfg, window))
+    let found = tokio::task::spawn_blocking(move || online::analyse(&inputs, &net, &cfg, window))
         .await
         .map_err(|e| OnlineError::Task(e.to_string()))??;
     let analysed = Instant::now();

@@ -7,6 +7,7 @@
 //! - [`codec`]: wire payloads (the native JSON uplink) as pure functions.
 //! - [`event`]: the analytics event model of CONTRACTS §4.
 //! - [`alert`]: the alert workflow's vocabulary ([`Resolution`], [`GrabSample`], [`Note`]).
+//! - [`window`]: declared windows ([`DeclaredWindow`]): compliance exclusions and maintenance.
 //! - [`auth`]: user roles.
 //! - [`health`]: a shared board of component states for `/health`.
 //! - [`modbus`]: Modbus register maps ([`modbus::RegisterMap`]), read planning and word decoding.
@@ -23,6 +24,7 @@ pub mod reading;
 #[doc(hidden)]
 pub mod testing;
 pub mod units;
+pub mod window;
 
 pub use alert::{GrabSample, Note, Resolution};
 pub use auth::Role;
@@ -31,3 +33,4 @@ pub use ids::{DeviceId, DmaId, IdError, PrvId, SensorId, StationId};
 pub use network::{Dma, Network, NetworkError, NightWindow, Prv, Sensor, SignalRole};
 pub use reading::Reading;
 pub use units::{Quantity, SensorKind, Unit, UnitMismatch};
+pub use window::{DeclaredWindow, WindowKind, WindowSubject};

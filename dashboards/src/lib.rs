@@ -2,12 +2,13 @@
 //! `/api/v1/{sensors,readings,events,dead-letters,devices}`, the alert workflow under
 //! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`, the analytics job's daily KPIs at
 //! `/api/v1/kpis/daily`, PRV set-point recommendations and their application under
-//! `/api/v1/prvs`, and `/api/v1/openapi.json`) with
+//! `/api/v1/prvs`, declared windows (compliance exclusions, maintenance) under
+//! `/api/v1/windows`, and `/api/v1/openapi.json`) with
 //! bearer-token auth and roles. docs/api.md describes it for clients.
 //!
 //! Modules: `api` (read handlers), `workflow` (the alert workflow), `prv` (pressure
 //! management: recommendations, and set points written through a [`SetpointWriter`] that the
-//! binary provides), `openapi` (the
+//! binary provides), `windows` (declared windows), `openapi` (the
 //! document), `auth` ([`Caller`]), `params` (query parameters), `body` (JSON bodies),
 //! `error` ([`ApiError`]).
 //!
@@ -23,6 +24,7 @@ mod error;
 mod openapi;
 mod params;
 mod prv;
+mod windows;
 mod workflow;
 
 use std::net::SocketAddr;
@@ -81,6 +83,9 @@ routes! {
     get "/api/v1/kpis/daily" => api::daily_kpis,
     get "/api/v1/prvs" => prv::list,
     post "/api/v1/prvs/{id}/apply" => prv::apply,
+    get "/api/v1/windows" => windows::list,
+    post "/api/v1/windows" => windows::declare,
+    post "/api/v1/windows/{id}/withdraw" => windows::withdraw,
     get "/api/v1/dead-letters" => api::dead_letters,
     get "/api/v1/devices" => api::devices,
 }

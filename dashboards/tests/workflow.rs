@@ -608,3 +608,152 @@ async fn daily_kpis_of_the_analytics_job_are_served_by_scope_subject_and_day() {
     let a = api.get("/api/v1/kpis/daily?scope=dma", None).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn declared_windows_are_checked_role_bound_listed_and_withdrawn_with_an_audit_trail() {
+    let api = Api::sqlite().await;
+    let exclusion = json!({
+        "kind": "exclusion", "dma": "A",
+        "from": "2026-03-02T08:00:00Z", "to": "2026-03-02T12:00:00Z",
+        "reason": "source shortage at the plant"
+    });
+    // The lab declares maintenance, not exclusions; a viewer nothing.
+    let a = api
+        .post("/api/v1/windows", Some(&api.lab), exclusion.clone())
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{:?}", a.body);
+    let a = api
+        .post("/api/v1/windows", Some(&api.viewer), exclusion.clone())
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = api
+        .post("/api/v1/windows", Some(&api.dispatcher), exclusion.clone())
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["kind"], "exclusion");
+    assert_eq!(a.body["dma"], "A");
+    assert_eq!(a.body["declared_by"], "disp-cy");
+    let id = a.body["id"].as_i64().unwrap();
+
+    // Bad bodies name the field.
+    for (body, field) in [
+        (
+            json!({"kind": "exclusion", "station": "S1", "from": "2026-03-02T08:00:00Z", "to": "2026-03-02T09:00:00Z", "reason": "x"}),
+            "`station`",
+        ),
+        (
+            json!({"kind": "exclusion", "dma": "A", "sensor": "p1", "from": "2026-03-02T08:00:00Z", "to": "2026-03-02T09:00:00Z", "reason": "x"}),
+            "exactly one",
+        ),
+        (
+            json!({"kind": "exclusion", "dma": "A", "from": "2026-03-02T10:00:00Z", "to": "2026-03-02T09:00:00Z", "reason": "x"}),
+            "`to`",
+        ),
+        (
+            json!({"kind": "outage", "dma": "A", "from": "2026-03-02T08:00:00Z", "to": "2026-03-02T09:00:00Z", "reason": "x"}),
+            "`kind`",
+        ),
+        (
+            json!({"kind": "exclusion", "dma": "A", "from": "2026-03-02T08:00:00Z", "to": "2026-03-02T09:00:00Z"}),
+            "`reason`",
+        ),
+        (
+            json!({"kind": "exclusion", "dma": "A", "from": "2026-03-02T08:00:00Z", "to": "2026-03-02T09:00:00Z", "reason": "x", "why": 1}),
+            "`why`",
+        ),
+    ] {
+        let a = api.post("/api/v1/windows", Some(&api.engineer), body).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", a.body);
+        assert!(a.error().contains(field), "{field}: {}", a.error());
+    }
+
+    let maintenance = json!({
+        "kind": "maintenance", "station": "S1",
+        "from": "2026-03-03T09:00:00Z", "to": "2026-03-03T10:30:00Z",
+        "reason": "probe cleaning"
+    });
+    let a = api
+        .post("/api/v1/windows", Some(&api.lab), maintenance)
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+
+    let a = api
+        .get(
+            "/api/v1/windows?from=2026-03-01T00:00:00Z&to=2026-03-05T00:00:00Z",
+            Some(&api.viewer),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body.as_array().unwrap().len(), 2);
+    let a = api
+        .get(
+            "/api/v1/windows?from=2026-03-01T00:00:00Z&to=2026-03-05T00:00:00Z&kind=maintenance",
+            Some(&api.viewer),
+        )
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 1);
+    assert_eq!(a.body[0]["station"], "S1");
+    let a = api
+        .get("/api/v1/windows?kind=outage", Some(&api.viewer))
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+
+    // Withdrawing: by a role that may declare it, once.
+    let uri = format!("/api/v1/windows/{id}/withdraw");
+    let a = api.post(&uri, Some(&api.lab), json!({})).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = api.post(&uri, Some(&api.engineer), json!({})).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.body["withdrawn_by"], "eng-bo");
+    let a = api.post(&uri, Some(&api.engineer), json!({})).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{:?}", a.body);
+    assert!(a.error().contains("already withdrawn by eng-bo"));
+    let a = api
+        .post(
+            "/api/v1/windows/9999/withdraw",
+            Some(&api.engineer),
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api
+        .get(
+            "/api/v1/windows?from=2026-03-01T00:00:00Z&to=2026-03-05T00:00:00Z",
+            Some(&api.viewer),
+        )
+        .await;
+    assert_eq!(
+        a.body.as_array().unwrap().len(),
+        1,
+        "only the maintenance is left"
+    );
+
+    // Every declaration and withdrawal is in the audit log, with who did it.
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(api._db.url())
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT actor, action, target FROM audit_log WHERE action LIKE 'window.%' ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let target = format!("window {id}");
+    assert_eq!(
+        rows,
+        [
+            (
+                "disp-cy".into(),
+                "window.declare".into(),
+                Some(target.clone())
+            ),
+            (
+                "lab-anna".into(),
+                "window.declare".into(),
+                Some(format!("window {}", id + 1))
+            ),
+            ("eng-bo".into(), "window.withdraw".into(), Some(target)),
+        ]
+    );
+}

@@ -36,6 +36,7 @@ mod sqlite;
 pub mod testing;
 pub mod timescale;
 mod token;
+pub mod windows;
 pub mod workflow;
 #[cfg(test)]
 #[macro_use]
@@ -59,8 +60,10 @@ pub use rollup::Bucket;
 pub use timescale::TimescaleOptions;
 pub use token::TOKEN_PREFIX;
 use waterline_core::{
-    DeviceId, Event, EventKind, GrabSample, Network, Note, Reading, Resolution, Role, SensorId,
+    DeclaredWindow, DeviceId, Event, EventKind, GrabSample, Network, Note, Reading, Resolution,
+    Role, SensorId, WindowKind,
 };
+pub use windows::StoredWindow;
 pub use workflow::{
     Actor, AlertKpis, DurationStats, EventDetail, HistoryAction, HistoryEntry, StoredSample,
 };
@@ -389,6 +392,42 @@ impl Store {
     /// Replaces the stored PRV recommendations with `all` (one per valve), in one transaction.
     pub async fn replace_prv_advice(&self, all: &[PrvAdvice]) -> Result<(), StoreError> {
         on_backend!(self, b => b.replace_prv_advice(all).await)
+    }
+
+    /// Records a declared window (and its audit entry, in the same transaction).
+    pub async fn declare_window(
+        &self,
+        window: &DeclaredWindow,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredWindow, StoreError> {
+        on_backend!(self, b => b.declare_window(window, actor, at).await)
+    }
+
+    /// The windows in force (not withdrawn) that overlap `[from, to)`, optionally of one kind,
+    /// by start.
+    pub async fn declared_windows(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        kind: Option<WindowKind>,
+    ) -> Result<Vec<StoredWindow>, StoreError> {
+        on_backend!(self, b => b.declared_windows(from, to, kind).await)
+    }
+
+    /// One window, withdrawn or not.
+    pub async fn window(&self, id: i64) -> Result<Option<StoredWindow>, StoreError> {
+        on_backend!(self, b => b.window(id).await)
+    }
+
+    /// Withdraws a window (audited); `NotFound`, or `Conflict` when already withdrawn.
+    pub async fn withdraw_window(
+        &self,
+        id: i64,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredWindow, StoreError> {
+        on_backend!(self, b => b.withdraw_window(id, actor, at).await)
     }
 
     /// The stored PRV recommendations, by valve id.

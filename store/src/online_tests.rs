@@ -195,3 +195,101 @@ on_both_backends!(
     kpis_are_replaced_per_day_and_missing_stays_missing,
     prv_advice_is_replaced_as_a_whole,
 );
+
+mod windows {
+    use chrono::{DateTime, Utc};
+    use waterline_core::{DeclaredWindow, DmaId, Note, StationId, WindowKind, WindowSubject};
+
+    use super::t;
+    use crate::{Store, StoreError};
+
+    fn window(kind: WindowKind, subject: WindowSubject, from: &str, to: &str) -> DeclaredWindow {
+        DeclaredWindow::new(
+            kind,
+            subject,
+            t(from),
+            t(to),
+            Note::parse("reason", "planned works").unwrap(),
+        )
+        .unwrap()
+    }
+
+    async fn declared_windows_are_listed_by_overlap_and_withdrawn_once(store: Store) {
+        let at: DateTime<Utc> = t("2026-03-01T00:00:00Z");
+        let a = window(
+            WindowKind::Exclusion,
+            WindowSubject::Dma(DmaId::parse("A").unwrap()),
+            "2026-03-02T08:00:00Z",
+            "2026-03-02T12:00:00Z",
+        );
+        let m = window(
+            WindowKind::Maintenance,
+            WindowSubject::Station(StationId::parse("S1").unwrap()),
+            "2026-03-03T09:00:00Z",
+            "2026-03-03T10:00:00Z",
+        );
+        let sa = store.declare_window(&a, "disp-wu", at).await.unwrap();
+        let sm = store.declare_window(&m, "lab-li", at).await.unwrap();
+        assert_eq!(
+            (sa.window.clone(), sa.declared_by.as_str()),
+            (a.clone(), "disp-wu")
+        );
+        assert!(sa.withdrawn_at.is_none());
+
+        let all = store
+            .declared_windows(t("2026-03-01T00:00:00Z"), t("2026-03-04T00:00:00Z"), None)
+            .await
+            .unwrap();
+        assert_eq!(all.iter().map(|w| w.id).collect::<Vec<_>>(), [sa.id, sm.id]);
+        // Half-open overlap: a query ending at the exclusion's start does not see it.
+        let before = store
+            .declared_windows(t("2026-03-02T00:00:00Z"), t("2026-03-02T08:00:00Z"), None)
+            .await
+            .unwrap();
+        assert!(before.is_empty(), "{before:?}");
+        let maint = store
+            .declared_windows(
+                t("2026-03-01T00:00:00Z"),
+                t("2026-03-04T00:00:00Z"),
+                Some(WindowKind::Maintenance),
+            )
+            .await
+            .unwrap();
+        assert_eq!(maint.len(), 1);
+        assert_eq!(maint[0].window, m);
+
+        let w = store
+            .withdraw_window(sa.id, "disp-ma", t("2026-03-02T09:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(w.withdrawn_by.as_deref(), Some("disp-ma"));
+        let again = store
+            .withdraw_window(sa.id, "disp-ma", t("2026-03-02T09:05:00Z"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&again, StoreError::Conflict(m) if m.contains("already withdrawn by disp-ma")),
+            "{again:?}"
+        );
+        assert!(matches!(
+            store.withdraw_window(999, "x", at).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let left = store
+            .declared_windows(t("2026-03-01T00:00:00Z"), t("2026-03-04T00:00:00Z"), None)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1, "a withdrawn window no longer applies");
+        assert!(
+            store
+                .window(sa.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .withdrawn_at
+                .is_some()
+        );
+    }
+
+    on_both_backends!(declared_windows_are_listed_by_overlap_and_withdrawn_once);
+}

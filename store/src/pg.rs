@@ -18,6 +18,7 @@ use crate::token;
 
 mod advice;
 mod kpi;
+mod windows;
 mod workflow;
 
 /// Bounds a connection attempt to ten seconds.

@@ -20,6 +20,7 @@ use crate::token;
 
 mod advice;
 mod kpi;
+mod windows;
 mod workflow;
 
 /// The columns [`event_from_row`] reads.

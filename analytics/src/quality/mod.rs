@@ -20,7 +20,9 @@ pub mod station;
 pub mod thresholds;
 
 use chrono::{DateTime, Utc};
-use waterline_core::{Event, EventKind, Network, Severity, StationId};
+use waterline_core::{
+    DeclaredWindow, Event, EventKind, Network, Severity, StationId, WindowKind, WindowSubject,
+};
 
 pub use detect::{Algorithm, DetectConfig};
 pub use faults::FaultConfig;
@@ -73,10 +75,28 @@ pub(crate) fn utc(ms: EpochMillis) -> DateTime<Utc> {
 
 /// Runs faults, thresholds and event detection over every station of the network.
 pub fn analyze(readings: &Readings, network: &Network, cfg: &QualityConfig) -> QualityReport {
+    analyze_with(readings, network, cfg, &[])
+}
+
+/// [`analyze`] with declared windows: inside a maintenance window of a station (or of one of
+/// its sensors) its readings (or that sensor's) reach neither the event detector nor the
+/// set-point checks, and no instrument fault starting inside is reported: the lab said the
+/// station was being serviced.
+pub fn analyze_with(
+    readings: &Readings,
+    network: &Network,
+    cfg: &QualityConfig,
+    windows: &[DeclaredWindow],
+) -> QualityReport {
     let mut report = QualityReport::default();
     for (station, signals) in station::stations(network) {
         let grid = StationGrid::build(readings, station, signals);
-        analyze_station(&grid, cfg, &mut report);
+        let serviced: Vec<Vec<(EpochMillis, EpochMillis)>> = grid
+            .signals
+            .iter()
+            .map(|spec| maintenance_of(windows, &grid.station, &spec.sensor))
+            .collect();
+        analyze_station(&grid, cfg, &serviced, &mut report);
     }
     report
         .events
@@ -84,7 +104,35 @@ pub fn analyze(readings: &Readings, network: &Network, cfg: &QualityConfig) -> Q
     report
 }
 
-fn analyze_station(grid: &StationGrid, cfg: &QualityConfig, report: &mut QualityReport) {
+/// The maintenance spans (UTC ms) declared for `sensor` or its whole `station`.
+fn maintenance_of(
+    windows: &[DeclaredWindow],
+    station: &StationId,
+    sensor: &waterline_core::SensorId,
+) -> Vec<(EpochMillis, EpochMillis)> {
+    windows
+        .iter()
+        .filter(|w| w.kind == WindowKind::Maintenance)
+        .filter(|w| match &w.subject {
+            WindowSubject::Station(s) => s == station,
+            WindowSubject::Sensor(s) => s == sensor,
+            WindowSubject::Dma(_) => false,
+        })
+        .map(|w| (w.from.timestamp_millis(), w.to.timestamp_millis()))
+        .collect()
+}
+
+fn within(spans: &[(EpochMillis, EpochMillis)], t: EpochMillis) -> bool {
+    spans.iter().any(|&(a, b)| a <= t && t < b)
+}
+
+/// One station's pass; `serviced[i]` are signal `i`'s declared maintenance spans.
+fn analyze_station(
+    grid: &StationGrid,
+    cfg: &QualityConfig,
+    serviced: &[Vec<(EpochMillis, EpochMillis)>],
+    report: &mut QualityReport,
+) {
     let mut trackers: Vec<FaultTracker> = grid
         .signals
         .iter()
@@ -111,12 +159,13 @@ fn analyze_station(grid: &StationGrid, cfg: &QualityConfig, report: &mut Quality
             if verdict.retract_previous {
                 detector.retract(i);
             }
-            values[i] = verdict.value;
+            values[i] = verdict.value.filter(|_| !within(&serviced[i], t));
         }
         let suspect: Vec<usize> = (0..trackers.len())
             .filter(|&i| trackers[i].value_faulted())
             .collect();
-        if suspect.len() >= 2 {
+        let declared = suspect.iter().all(|&i| within(&serviced[i], t));
+        if suspect.len() >= 2 && !declared {
             if maintenance.is_none() {
                 maintenance = Some((t, t, suspect[0]));
             }
@@ -184,6 +233,9 @@ fn analyze_station(grid: &StationGrid, cfg: &QualityConfig, report: &mut Quality
         .flat_map(|(i, t)| t.episodes.iter().map(move |e| (i, e)))
         .collect();
     for &(i, ep) in &episodes {
+        if within(&serviced[i], ep.start) {
+            continue; // declared maintenance, not a fault
+        }
         let spec = &grid.signals[i];
         // Several signals of one station failing at once: maintenance or a station problem.
         let together = episodes
