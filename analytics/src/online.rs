@@ -17,19 +17,25 @@
 //!    read before the day, baselines need history) and its KPIs are not written. Every run
 //!    rewrites the KPIs of the other days, so with the default 35-day look-back a day's figures
 //!    are recomputed for 34 days after it, and late batches correct them. PRV recommendations
-//!    replace the stored ones ([`Store::replace_prv_advice`]).
+//!    replace the stored ones ([`Store::replace_prv_advice`]). Last, the monthly KPIs of every
+//!    month the window touches are aggregated from the daily KPIs in the store (so a month is
+//!    whole although a run sees only its window) and replaced ([`Store::upsert_monthly_kpis`]).
 //!
 //! [`run_once`] does all three in order.
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use waterline_core::{DeclaredWindow, Event, Network};
-use waterline_store::{DailyKpi, DetectionOutcome, KpiScope, PrvAdvice, Store, StoreError};
+use waterline_store::{
+    DailyKpi, DetectionOutcome, KpiQuery, KpiScope, MonthlyKpi, PrvAdvice, Store, StoreError,
+};
 
 use crate::Readings;
-use crate::leakage::{self, DmaDay, LeakageConfig};
+use crate::leakage::{self, DayFigures, DmaDay, LeakageConfig};
 use crate::pressure::{self, ComplianceDay, PressureConfig};
 use crate::prv::{self, PrvConfig, PrvReport};
 use crate::quality::{self, QualityConfig};
@@ -247,25 +253,120 @@ fn compliance_kpis(d: &ComplianceDay) -> [DailyKpi; 4] {
 pub struct Recorded {
     pub events: DetectionOutcome,
     pub kpis: u64,
+    /// Monthly KPI values written (the months the window touches, from the stored days).
+    pub monthly_kpis: u64,
     /// PRV recommendations stored (with those saying why there is none).
     pub prv_advice: usize,
 }
 
-/// Writes a run's findings: detections reconciled with stored events, KPIs replaced.
+/// Writes a run's findings: detections reconciled with stored events, daily KPIs replaced,
+/// then the monthly KPIs of the months the window touches aggregated from the stored days.
 pub async fn record(
     store: &Store,
+    network: &Network,
     found: &Findings,
+    window: Window,
     now: DateTime<Utc>,
 ) -> Result<Recorded, StoreError> {
     let advice = prv_advice(&found.prv, now);
     let events = store.record_detections(&found.events).await?;
     let kpis = store.upsert_kpis(&found.kpis, now).await?;
     store.replace_prv_advice(&advice).await?;
+    let monthly = monthly_kpis(store, network, window).await?;
+    let monthly_kpis = store.upsert_monthly_kpis(&monthly, now).await?;
     Ok(Recorded {
         events,
         kpis,
+        monthly_kpis,
         prv_advice: advice.len(),
     })
+}
+
+/// The monthly KPI names of a DMA (docs/api.md lists them).
+pub const DMA_MONTH_METRICS: [&str; 9] = [
+    "days",
+    "days_balanced",
+    "siv_m3",
+    "consumption_m3",
+    "comprehensive_leakage_percent",
+    "assessed_leakage_percent",
+    "real_losses_m3",
+    "uarl_m3",
+    "ili",
+];
+
+/// Each DMA's months from the first day the window writes to its end, aggregated from the
+/// daily KPIs in the store (earlier runs wrote the month's first days).
+async fn monthly_kpis(
+    store: &Store,
+    network: &Network,
+    window: Window,
+) -> Result<Vec<MonthlyKpi>, StoreError> {
+    let first = window.first_day.with_day(1).unwrap_or(window.first_day);
+    let last = window.to.with_timezone(&network.timezone).date_naive();
+    let mut out = Vec::new();
+    for dma in &network.dmas {
+        let stored = store
+            .kpis(&KpiQuery {
+                scope: KpiScope::Dma,
+                subject: Some(dma.id.to_string()),
+                metric: None,
+                from: first,
+                to: last,
+                limit: 1_000_000,
+            })
+            .await?;
+        let mut days: BTreeMap<NaiveDate, DayFigures> = BTreeMap::new();
+        for k in stored {
+            let f = days.entry(k.day).or_insert_with(|| DayFigures {
+                date: k.day,
+                ..DayFigures::default()
+            });
+            match k.metric.as_str() {
+                "siv_m3" => f.siv_m3 = k.value,
+                "consumption_m3" => f.consumption_m3 = k.value,
+                "real_losses_m3" => f.real_losses_m3 = k.value,
+                "uarl_m3" => f.uarl_m3 = k.value,
+                "azp_mean_m" => f.azp_mean_m = k.value,
+                _ => {}
+            }
+        }
+        let figures: Vec<DayFigures> = days.into_values().collect();
+        for m in leakage::months_of(dma, &figures) {
+            let Ok(month) = NaiveDate::parse_from_str(&format!("{}-01", m.month), "%Y-%m-%d")
+            else {
+                continue;
+            };
+            let values = [
+                Some(m.days as f64),
+                Some(m.days_balanced as f64),
+                Some(m.siv_m3),
+                m.consumption_m3,
+                m.comprehensive_leakage_percent,
+                m.assessed_leakage_percent,
+                m.real_losses_m3,
+                m.uarl_m3,
+                m.ili,
+            ];
+            for (metric, value) in DMA_MONTH_METRICS.into_iter().zip(values) {
+                let note = (metric == "ili" && !m.ili_notes.is_empty()).then(|| {
+                    format!(
+                        "outside the UARL formula's range: {}",
+                        m.ili_notes.join("; ")
+                    )
+                });
+                out.push(MonthlyKpi {
+                    scope: KpiScope::Dma,
+                    subject: m.dma.clone(),
+                    month,
+                    metric: metric.into(),
+                    value: value.filter(|v| v.is_finite()),
+                    note,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The report as the store keeps it: one body per valve, a recommendation or a `reason`.
@@ -323,7 +424,7 @@ pub async fn run_once(
     let loaded = Instant::now();
     let found = analyse(&inputs, network, cfg, window)?;
     let analysed = Instant::now();
-    let recorded = record(store, &found, now).await?;
+    let recorded = record(store, network, &found, window, now).await?;
     Ok(RunReport {
         window,
         readings: found.readings,

@@ -197,6 +197,55 @@ async fn scheduled_runs_record_a_burst_once_and_its_repair(store: Store) {
     assert_eq!(count("compliance_readings", 27.0).await, Some(216.0));
     assert_eq!(count("compliance_excluded", 26.0).await, Some(0.0));
 
+    // Monthly figures, aggregated from the stored days of each month although no run saw a
+    // whole month: January 5–31 (27 days) and February 1–3.
+    let monthly = store
+        .monthly_kpis(&KpiQuery {
+            scope: KpiScope::Dma,
+            subject: Some("A".into()),
+            metric: None,
+            from: day(-10.0),
+            to: day(60.0),
+            limit: 1_000,
+        })
+        .await
+        .unwrap();
+    let month_value = |m: &str, metric: &str| {
+        monthly
+            .iter()
+            .find(|k| k.month.to_string() == m && k.metric == metric)
+            .unwrap_or_else(|| panic!("{m} {metric}: {monthly:?}"))
+            .value
+    };
+    assert_eq!(month_value("2026-01-01", "days"), Some(27.0));
+    assert_eq!(month_value("2026-02-01", "days"), Some(3.0));
+    let january: f64 = siv
+        .iter()
+        .filter(|k| k.day.to_string().starts_with("2026-01"))
+        .filter_map(|k| k.value)
+        .sum();
+    let stored = month_value("2026-01-01", "siv_m3").unwrap();
+    assert!(
+        (stored - january).abs() < 1e-6 * january,
+        "{stored} vs {january}"
+    );
+    // No customer meters: no balance, so no CJJ 92 rate (missing, not zero).
+    assert_eq!(
+        month_value("2026-01-01", "comprehensive_leakage_percent"),
+        None
+    );
+    let ili = monthly
+        .iter()
+        .find(|k| k.month.to_string() == "2026-01-01" && k.metric == "ili")
+        .unwrap();
+    assert!(ili.value.is_some_and(|v| v > 0.0), "{ili:?}");
+    assert!(
+        ili.note
+            .as_deref()
+            .is_some_and(|n| n.contains("400 connections")),
+        "400 connections is outside the UARL formula's range: {ili:?}"
+    );
+
     // A 10-day window's first day is a warm-up: its figures lack the day before, so a run
     // does not write them over the good values of the runs before.
     let short = OnlineConfig {

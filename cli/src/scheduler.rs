@@ -42,7 +42,7 @@ async fn run(
         .await
         .map_err(|e| OnlineError::Task(e.to_string()))??;
     let analysed = Instant::now();
-    let recorded = online::record(store, &found, now).await?;
+    let recorded = online::record(store, network, &found, window, now).await?;
     Ok(RunReport {
         window,
         readings: found.readings,
@@ -71,6 +71,7 @@ fn report(health: &HealthBoard, result: &Result<RunReport, OnlineError>, took: D
                 new_events = e.inserted,
                 updated_events = e.updated,
                 kpis = r.recorded.kpis,
+                monthly_kpis = r.recorded.monthly_kpis,
                 prv_recommendations = r.recorded.prv_advice,
                 load_s = r.load.as_secs_f64(),
                 analyse_s = r.analyse.as_secs_f64(),

@@ -9,11 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{Duration as Span, Utc};
+use chrono::{Datelike, Duration as Span, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use waterline_core::{EventKind, Role, SensorId, SensorKind, Unit};
-use waterline_store::{Bucket, DailyKpi, KpiQuery, KpiScope, SensorRecord, StoredEvent};
+use waterline_store::{
+    Bucket, DailyKpi, KpiQuery, KpiScope, MonthlyKpi, SensorRecord, StoredEvent,
+};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -253,6 +255,55 @@ pub(crate) async fn daily_kpis(
         limit: params::limit(&p, DEFAULT_LIMIT, MAX_LIMIT)?,
     };
     Ok(Json(state.store.kpis(&query).await?))
+}
+
+/// A month parameter (`YYYY-MM`) as its first day, or `default` when absent.
+fn month(p: &Params, name: &str, default: NaiveDate) -> Result<NaiveDate, ApiError> {
+    match p.get(name) {
+        None => Ok(default),
+        Some(s) => NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+            .ok()
+            .filter(|d| (1900..=9999).contains(&d.year()) && s.len() == 7)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("`{name}`: `{s}` is not a month like 2026-11"))
+            }),
+    }
+}
+
+/// `GET /api/v1/kpis/monthly?scope=[&subject=][&metric=][&from=YYYY-MM][&to=YYYY-MM][&limit=]`:
+/// the analytics job's monthly KPIs (default: the last twelve months).
+pub(crate) async fn monthly_kpis(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<Params>,
+) -> Result<Json<Vec<MonthlyKpi>>, ApiError> {
+    caller.require(READ_ROLES, "viewer or above")?;
+    params::only(&p, &["scope", "subject", "metric", "from", "to", "limit"])?;
+    let scope: KpiScope = params::parsed(&p, "scope")?.ok_or_else(|| {
+        ApiError::BadRequest("`scope` is required: dma, point, zone or network".into())
+    })?;
+    let today = Utc::now().date_naive();
+    let this_month = today.with_day(1).unwrap_or(today);
+    let to = month(&p, "to", this_month)?;
+    let from = month(&p, "from", to - Span::days(334))?
+        .with_day(1)
+        .unwrap_or(to);
+    if from > to {
+        return Err(ApiError::BadRequest(format!(
+            "`from` ({}) must not be after `to` ({})",
+            from.format("%Y-%m"),
+            to.format("%Y-%m")
+        )));
+    }
+    let query = KpiQuery {
+        scope,
+        subject: p.get("subject").cloned(),
+        metric: p.get("metric").cloned(),
+        from,
+        to,
+        limit: params::limit(&p, DEFAULT_LIMIT, MAX_LIMIT)?,
+    };
+    Ok(Json(state.store.monthly_kpis(&query).await?))
 }
 
 pub(crate) async fn dead_letters(

@@ -1,7 +1,7 @@
 //! Waterline's HTTP face: the JSON API of CONTRACTS §7 (`/health`, `/metrics`,
 //! `/api/v1/{sensors,readings,events,dead-letters,devices}`, the alert workflow under
 //! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`, the analytics job's daily KPIs at
-//! `/api/v1/kpis/daily`, PRV set-point recommendations and their application under
+//! `/api/v1/kpis/daily` and `/api/v1/kpis/monthly`, PRV set-point recommendations and their application under
 //! `/api/v1/prvs`, declared windows (compliance exclusions, maintenance) under
 //! `/api/v1/windows`, and `/api/v1/openapi.json`) with
 //! bearer-token auth and roles. docs/api.md describes it for clients.
@@ -81,6 +81,7 @@ routes! {
     post "/api/v1/events/{id}/samples" => workflow::add_sample,
     get "/api/v1/alerts/kpis" => workflow::kpis,
     get "/api/v1/kpis/daily" => api::daily_kpis,
+    get "/api/v1/kpis/monthly" => api::monthly_kpis,
     get "/api/v1/prvs" => prv::list,
     post "/api/v1/prvs/{id}/apply" => prv::apply,
     get "/api/v1/windows" => windows::list,

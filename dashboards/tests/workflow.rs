@@ -757,3 +757,70 @@ async fn declared_windows_are_checked_role_bound_listed_and_withdrawn_with_an_au
         ]
     );
 }
+
+#[tokio::test]
+async fn monthly_kpis_are_served_by_scope_subject_and_month() {
+    use chrono::NaiveDate;
+    use waterline_store::{KpiScope, MonthlyKpi};
+    let api = Api::sqlite().await;
+    let month = |m: &str| NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").unwrap();
+    let kpi = |subject: &str, m: &str, metric: &str, value, note: Option<&str>| MonthlyKpi {
+        scope: KpiScope::Dma,
+        subject: subject.into(),
+        month: month(m),
+        metric: metric.into(),
+        value,
+        note: note.map(Into::into),
+    };
+    api.store
+        .upsert_monthly_kpis(
+            &[
+                kpi("A", "2026-01", "ili", Some(2.4), Some("400 connections")),
+                kpi("A", "2026-02", "ili", Some(2.1), None),
+                kpi("A", "2026-02", "comprehensive_leakage_percent", None, None),
+                kpi("B", "2026-02", "ili", Some(1.3), None),
+            ],
+            DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        )
+        .await
+        .unwrap();
+    let a = api
+        .get(
+            "/api/v1/kpis/monthly?scope=dma&subject=A&metric=ili&from=2026-01&to=2026-02",
+            Some(&api.viewer),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let rows = a.body.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["month"], "2026-01-01");
+    assert_eq!(rows[0]["value"], 2.4);
+    assert_eq!(rows[0]["note"], "400 connections");
+    let a = api
+        .get(
+            "/api/v1/kpis/monthly?scope=dma&from=2026-02&to=2026-02",
+            Some(&api.viewer),
+        )
+        .await;
+    let rows = a.body.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r["value"].is_null()),
+        "missing stays null"
+    );
+    for (uri, needle) in [
+        ("/api/v1/kpis/monthly?scope=dma&from=2026-13", "`from`"),
+        ("/api/v1/kpis/monthly?scope=dma&from=2026-02-01", "`from`"),
+        (
+            "/api/v1/kpis/monthly?scope=dma&from=2026-03&to=2026-02",
+            "must not be after",
+        ),
+        ("/api/v1/kpis/monthly", "`scope`"),
+    ] {
+        let a = api.get(uri, Some(&api.viewer)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(a.error().contains(needle), "{uri}: {}", a.error());
+    }
+}

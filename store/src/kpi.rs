@@ -1,6 +1,8 @@
 //! Daily KPIs the analytics jobs write: leakage figures per DMA, pressure compliance per point,
 //! zone and network. One value per (scope, subject, metric, local day); a job run replaces the
 //! values of the days it recomputed, so a day that gains late data is corrected by the next run.
+//! Monthly KPIs ([`MonthlyKpi`]) are aggregated from the stored days by the job and replaced
+//! the same way.
 
 use std::fmt;
 use std::str::FromStr;
@@ -74,7 +76,22 @@ pub struct DailyKpi {
     pub value: Option<f64>,
 }
 
-/// Which KPIs to read: one scope, optionally one subject and one metric, days in `[from, to]`.
+/// One KPI value of one calendar month (the network's local time), aggregated from the days.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonthlyKpi {
+    pub scope: KpiScope,
+    pub subject: String,
+    /// The month's first day.
+    pub month: NaiveDate,
+    pub metric: String,
+    /// `None`: not computable that month.
+    pub value: Option<f64>,
+    /// Why the figure may not be meaningful (e.g. outside the ILI formula's validity).
+    pub note: Option<String>,
+}
+
+/// Which KPIs to read: one scope, optionally one subject and one metric, days in `[from, to]`
+/// (for monthly KPIs: the months whose first day is in `[from, to]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KpiQuery {
     pub scope: KpiScope,

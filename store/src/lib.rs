@@ -54,7 +54,7 @@ use chrono::{DateTime, Utc};
 pub use detections::DetectionOutcome;
 pub use error::{StoreError, redact_url};
 pub use joblock::JobLock;
-pub use kpi::{DailyKpi, KpiQuery, KpiScope};
+pub use kpi::{DailyKpi, KpiQuery, KpiScope, MonthlyKpi};
 pub use model::*;
 pub use rollup::Bucket;
 pub use timescale::TimescaleOptions;
@@ -387,6 +387,24 @@ impl Store {
     /// Daily KPI values, by subject, metric and day.
     pub async fn kpis(&self, query: &KpiQuery) -> Result<Vec<DailyKpi>, StoreError> {
         on_backend!(self, b => b.kpis(query).await)
+    }
+
+    /// Writes monthly KPI values, replacing those of the same scope, subject, metric and month.
+    pub async fn upsert_monthly_kpis(
+        &self,
+        kpis: &[MonthlyKpi],
+        computed_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if kpis.is_empty() {
+            return Ok(0);
+        }
+        on_backend!(self, b => b.upsert_monthly_kpis(kpis, computed_at).await)
+    }
+
+    /// Monthly KPI values (months whose first day is in the query's days), by subject, metric
+    /// and month.
+    pub async fn monthly_kpis(&self, query: &KpiQuery) -> Result<Vec<MonthlyKpi>, StoreError> {
+        on_backend!(self, b => b.monthly_kpis(query).await)
     }
 
     /// Replaces the stored PRV recommendations with `all` (one per valve), in one transaction.

@@ -22,7 +22,7 @@ use crate::readings::Readings;
 
 pub use days::{DayConfig, DmaDay, NightUseSource};
 pub use detect::DetectorConfig;
-pub use months::DmaMonth;
+pub use months::{DayFigures, DmaMonth, months_of};
 
 /// Settings of the leakage analysis.
 #[derive(Debug, Clone, Copy)]

@@ -2,11 +2,40 @@
 //! comprehensive leakage rate (综合漏损率) and assessed leakage rate (漏损率) with the
 //! DMA's configured corrections, and the ILI, with a note when the DMA lies outside the range
 //! for which the UARL formula was derived.
+//!
+//! The months come from [`DayFigures`]: the offline analysis takes them from its own days
+//! ([`dma_months`]), the online job from the daily KPIs stored over many runs
+//! ([`months_of`]), so that a month is whole even though each run sees only its window.
 
+use chrono::NaiveDate;
 use serde::Serialize;
 use waterline_core::Dma;
 
 use super::days::DmaDay;
+
+/// The daily figures a month is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DayFigures {
+    pub date: NaiveDate,
+    pub siv_m3: Option<f64>,
+    pub consumption_m3: Option<f64>,
+    pub real_losses_m3: Option<f64>,
+    pub uarl_m3: Option<f64>,
+    pub azp_mean_m: Option<f64>,
+}
+
+impl From<&DmaDay> for DayFigures {
+    fn from(d: &DmaDay) -> Self {
+        DayFigures {
+            date: d.date,
+            siv_m3: d.siv_m3,
+            consumption_m3: d.consumption_m3,
+            real_losses_m3: d.real_losses_m3,
+            uarl_m3: d.uarl_m3,
+            azp_mean_m: d.azp_mean_m,
+        }
+    }
+}
 
 /// One DMA's figures for one calendar month (local time).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +92,12 @@ pub fn ili_validity(dma: &Dma, mean_pressure: Option<f64>) -> Vec<String> {
 
 /// Groups a DMA's days (in date order) into months.
 pub fn dma_months(dma: &Dma, days: &[DmaDay]) -> Vec<DmaMonth> {
+    let figures: Vec<DayFigures> = days.iter().map(DayFigures::from).collect();
+    months_of(dma, &figures)
+}
+
+/// Groups a DMA's daily figures (in date order) into months.
+pub fn months_of(dma: &Dma, days: &[DayFigures]) -> Vec<DmaMonth> {
     let mut out: Vec<DmaMonth> = Vec::new();
     let mut start = 0;
     while start < days.len() {
@@ -73,7 +108,7 @@ pub fn dma_months(dma: &Dma, days: &[DmaDay]) -> Vec<DmaMonth> {
                 .take_while(|d| d.date.format("%Y-%m").to_string() == month)
                 .count();
         let span = &days[start..end];
-        let balanced: Vec<&DmaDay> = span
+        let balanced: Vec<&DayFigures> = span
             .iter()
             .filter(|d| d.siv_m3.is_some() && d.consumption_m3.is_some())
             .collect();
@@ -81,7 +116,7 @@ pub fn dma_months(dma: &Dma, days: &[DmaDay]) -> Vec<DmaMonth> {
         let qa: f64 = balanced.iter().filter_map(|d| d.consumption_m3).sum();
         let rwl = (!balanced.is_empty() && qs > 0.0).then(|| 100.0 * (qs - qa) / qs);
         let corrections: f64 = dma.cjj92_corrections_percent.iter().sum();
-        let both: Vec<&DmaDay> = span
+        let both: Vec<&DayFigures> = span
             .iter()
             .filter(|d| d.real_losses_m3.is_some() && d.uarl_m3.is_some())
             .collect();

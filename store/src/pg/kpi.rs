@@ -6,7 +6,7 @@ use waterline_core::Event;
 
 use super::PgStore;
 use crate::error::StoreError;
-use crate::kpi::{DailyKpi, KpiQuery};
+use crate::kpi::{DailyKpi, KpiQuery, MonthlyKpi};
 
 impl PgStore {
     pub(crate) async fn upsert_kpis(
@@ -59,6 +59,66 @@ impl PgStore {
                     day: r.try_get("day")?,
                     metric: r.try_get("metric")?,
                     value: r.try_get("value")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn upsert_monthly_kpis(
+        &self,
+        kpis: &[MonthlyKpi],
+        computed_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let scope: Vec<&str> = kpis.iter().map(|k| k.scope.as_str()).collect();
+        let subject: Vec<&str> = kpis.iter().map(|k| k.subject.as_str()).collect();
+        let month: Vec<NaiveDate> = kpis.iter().map(|k| k.month).collect();
+        let metric: Vec<&str> = kpis.iter().map(|k| k.metric.as_str()).collect();
+        let value: Vec<Option<f64>> = kpis.iter().map(|k| k.value).collect();
+        let note: Vec<Option<&str>> = kpis.iter().map(|k| k.note.as_deref()).collect();
+        let done = sqlx::query(
+            "INSERT INTO kpi_monthly (scope, subject, month, metric, value, note, computed_at)
+             SELECT *, $7 FROM UNNEST($1::text[], $2::text[], $3::date[], $4::text[],
+                                      $5::float8[], $6::text[])
+             ON CONFLICT (scope, subject, metric, month) DO UPDATE
+               SET value = EXCLUDED.value, note = EXCLUDED.note,
+                   computed_at = EXCLUDED.computed_at",
+        )
+        .bind(scope)
+        .bind(subject)
+        .bind(month)
+        .bind(metric)
+        .bind(value)
+        .bind(note)
+        .bind(computed_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn monthly_kpis(&self, q: &KpiQuery) -> Result<Vec<MonthlyKpi>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT subject, month, metric, value, note FROM kpi_monthly
+             WHERE scope = $1 AND ($2::text IS NULL OR subject = $2)
+               AND ($3::text IS NULL OR metric = $3) AND month BETWEEN $4 AND $5
+             ORDER BY subject, metric, month LIMIT $6",
+        )
+        .bind(q.scope.as_str())
+        .bind(q.subject.as_deref())
+        .bind(q.metric.as_deref())
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MonthlyKpi {
+                    scope: q.scope,
+                    subject: r.try_get("subject")?,
+                    month: r.try_get("month")?,
+                    metric: r.try_get("metric")?,
+                    value: r.try_get("value")?,
+                    note: r.try_get("note")?,
                 })
             })
             .collect()

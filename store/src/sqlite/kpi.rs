@@ -6,7 +6,7 @@ use waterline_core::Event;
 
 use super::{SqliteStore, us};
 use crate::error::StoreError;
-use crate::kpi::{DailyKpi, KpiQuery};
+use crate::kpi::{DailyKpi, KpiQuery, MonthlyKpi};
 
 /// Rows per multi-row INSERT (6 parameters each, well under SQLite's 32 766).
 const CHUNK: usize = 1000;
@@ -72,6 +72,70 @@ impl SqliteStore {
                     day,
                     metric: r.try_get("metric")?,
                     value: r.try_get("value")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn upsert_monthly_kpis(
+        &self,
+        kpis: &[MonthlyKpi],
+        computed_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut affected = 0;
+        for chunk in kpis.chunks(CHUNK) {
+            let mut b = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO kpi_monthly (scope, subject, month, metric, value, note, computed_at) ",
+            );
+            b.push_values(chunk, |mut row, k| {
+                row.push_bind(k.scope.as_str())
+                    .push_bind(k.subject.as_str())
+                    .push_bind(day_text(k.month))
+                    .push_bind(k.metric.as_str())
+                    .push_bind(k.value)
+                    .push_bind(k.note.as_deref())
+                    .push_bind(us(computed_at));
+            });
+            b.push(
+                " ON CONFLICT (scope, subject, metric, month) DO UPDATE
+                  SET value = excluded.value, note = excluded.note,
+                      computed_at = excluded.computed_at",
+            );
+            affected += b.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(affected)
+    }
+
+    pub(crate) async fn monthly_kpis(&self, q: &KpiQuery) -> Result<Vec<MonthlyKpi>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT subject, month, metric, value, note FROM kpi_monthly
+             WHERE scope = ?1 AND (?2 IS NULL OR subject = ?2)
+               AND (?3 IS NULL OR metric = ?3) AND month BETWEEN ?4 AND ?5
+             ORDER BY subject, metric, month LIMIT ?6",
+        )
+        .bind(q.scope.as_str())
+        .bind(q.subject.as_deref())
+        .bind(q.metric.as_deref())
+        .bind(day_text(q.from))
+        .bind(day_text(q.to))
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let month: String = r.try_get("month")?;
+                let month = NaiveDate::parse_from_str(&month, "%Y-%m-%d").map_err(|e| {
+                    StoreError::Conflict(format!("stored KPI month `{month}` is invalid: {e}"))
+                })?;
+                Ok(MonthlyKpi {
+                    scope: q.scope,
+                    subject: r.try_get("subject")?,
+                    month,
+                    metric: r.try_get("metric")?,
+                    value: r.try_get("value")?,
+                    note: r.try_get("note")?,
                 })
             })
             .collect()
