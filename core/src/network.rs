@@ -121,6 +121,13 @@ pub struct Sensor {
     /// Hard set points, in the sensor's unit.
     pub alarm_low: Option<f64>,
     pub alarm_high: Option<f64>,
+    /// The milder tiers' set points, in the sensor's unit (extension: `advisory_low`,
+    /// `advisory_high`, `alert_low`, `alert_high`; each replaces the default of its tier and
+    /// side, and must lie on the safe side of the severer tiers).
+    pub advisory_low: Option<f64>,
+    pub advisory_high: Option<f64>,
+    pub alert_low: Option<f64>,
+    pub alert_high: Option<f64>,
     /// Instrument resolution, in the sensor's unit.
     pub resolution: Option<f64>,
 }
@@ -251,6 +258,10 @@ struct RawSensor {
     role: Option<SignalRole>,
     alarm_low: Option<Spanned<f64>>,
     alarm_high: Option<Spanned<f64>>,
+    advisory_low: Option<Spanned<f64>>,
+    advisory_high: Option<Spanned<f64>>,
+    alert_low: Option<Spanned<f64>>,
+    alert_high: Option<Spanned<f64>>,
     resolution: Option<Spanned<f64>>,
 }
 
@@ -411,6 +422,40 @@ fn check_sensor(loc: &Locator<'_>, s: &Spanned<RawSensor>) -> Result<Sensor, Net
             ),
         ));
     }
+    let advisory_low = any(&r.advisory_low, "advisory_low")?;
+    let advisory_high = any(&r.advisory_high, "advisory_high")?;
+    let alert_low = any(&r.alert_low, "alert_low")?;
+    let alert_high = any(&r.alert_high, "alert_high")?;
+    // Each side's tiers in order of severity: a milder one must be met first.
+    let tiers_high = [
+        ("advisory_high", advisory_high, &r.advisory_high),
+        ("alert_high", alert_high, &r.alert_high),
+        ("alarm_high", alarm_high, &r.alarm_high),
+    ];
+    let tiers_low = [
+        ("advisory_low", advisory_low, &r.advisory_low),
+        ("alert_low", alert_low, &r.alert_low),
+        ("alarm_low", alarm_low, &r.alarm_low),
+    ];
+    for (tiers, high) in [(tiers_high, true), (tiers_low, false)] {
+        for (i, (milder, mv, _)) in tiers.iter().enumerate() {
+            for (severer, sv, span) in &tiers[i + 1..] {
+                if let (Some(m), Some(v), Some(span)) = (mv, sv, span.as_ref()) {
+                    let ordered = if high { v > m } else { v < m };
+                    if !ordered {
+                        let word = if high { "above" } else { "below" };
+                        return Err(loc.error(
+                            span.span(),
+                            format!(
+                                "sensor `{}`: {severer} = {v} must be {word} {milder} = {m}",
+                                r.id.get_ref()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
     let resolution = opt_finite(loc, &r.resolution, "resolution", 0.0)?;
     if let (Some(0.0), Some(span)) = (resolution, r.resolution.as_ref()) {
         return Err(loc.error(span.span(), "resolution must be greater than 0"));
@@ -424,6 +469,10 @@ fn check_sensor(loc: &Locator<'_>, s: &Spanned<RawSensor>) -> Result<Sensor, Net
         role: r.role,
         alarm_low,
         alarm_high,
+        advisory_low,
+        advisory_high,
+        alert_low,
+        alert_high,
         resolution,
     })
 }
@@ -737,6 +786,35 @@ resolution = 0.01
     }
 
     const PRV_NET: &str = "[[dma]]\nid = \"B\"\n[[sensor]]\nid = \"B1\"\nkind = \"pressure\"\nunit = \"m\"\n[[sensor]]\nid = \"Bq\"\nkind = \"flow\"\nunit = \"m3/h\"\n";
+
+    #[test]
+    fn tier_set_points_must_be_ordered_by_severity() {
+        let sensor = |extra: &str| {
+            format!("[[sensor]]\nid = \"t\"\nkind = \"turbidity\"\nunit = \"NTU\"\n{extra}")
+        };
+        let net = Network::parse(&sensor(
+            "advisory_high = 0.5\nalert_high = 0.8\nalarm_high = 1.0\nalert_low = 0.01\n",
+        ))
+        .unwrap();
+        let t = &net.sensors[&SensorId::parse("t").unwrap()];
+        assert_eq!(
+            (t.advisory_high, t.alert_high, t.alarm_high, t.alert_low),
+            (Some(0.5), Some(0.8), Some(1.0), Some(0.01))
+        );
+        let e = err(&sensor("advisory_high = 0.9\nalert_high = 0.8\n"));
+        assert_eq!(e.line, 6, "{e}");
+        assert!(
+            e.message
+                .contains("alert_high = 0.8 must be above advisory_high = 0.9"),
+            "{e}"
+        );
+        let e = err(&sensor("alarm_low = 0.2\nadvisory_low = 0.1\n"));
+        assert!(
+            e.message
+                .contains("alarm_low = 0.2 must be below advisory_low = 0.1"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn parses_prvs() {

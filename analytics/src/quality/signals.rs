@@ -154,9 +154,9 @@ fn default_set_points(kind: SensorKind) -> Vec<SetPoint> {
 }
 
 impl SignalSpec {
-    /// The detectors' view of a described sensor. Configured `alarm_low` / `alarm_high`
-    /// replace the default alarm tier of their side; the default advisory / alert tiers of that
-    /// side stay only where they are less severe than the configured alarm.
+    /// The detectors' view of a described sensor. A configured tier (`advisory_*`, `alert_*`,
+    /// `alarm_*`) replaces the default of its tier and side; after a configured alarm, the
+    /// default milder tiers of that side stay only where they are less severe than it.
     pub fn from_sensor(s: &Sensor) -> Self {
         let canonical = s.kind.canonical_unit();
         let conv = |v: f64| s.unit.convert(v, canonical).unwrap_or(v);
@@ -167,6 +167,28 @@ impl SignalSpec {
             .filter(|r| *r > 0.0)
             .unwrap_or_else(|| default_resolution(s.kind));
         let mut set_points = default_set_points(s.kind);
+        for (configured, side, tier) in [
+            (s.advisory_low, Side::Low, Tier::Advisory),
+            (s.advisory_high, Side::High, Tier::Advisory),
+            (s.alert_low, Side::Low, Tier::Alert),
+            (s.alert_high, Side::High, Tier::Alert),
+        ] {
+            if let Some(v) = configured.map(conv) {
+                set_points.retain(|p| (p.side, p.tier) != (side, tier));
+                set_points.push(SetPoint {
+                    side,
+                    tier,
+                    value: v,
+                });
+            }
+        }
+        let configured_tier = |p: &SetPoint| match (p.side, p.tier) {
+            (Side::Low, Tier::Advisory) => s.advisory_low.is_some(),
+            (Side::High, Tier::Advisory) => s.advisory_high.is_some(),
+            (Side::Low, Tier::Alert) => s.alert_low.is_some(),
+            (Side::High, Tier::Alert) => s.alert_high.is_some(),
+            _ => false,
+        };
         for (configured, side) in [(s.alarm_low, Side::Low), (s.alarm_high, Side::High)] {
             let Some(v) = configured.map(conv) else {
                 continue;
@@ -174,10 +196,11 @@ impl SignalSpec {
             set_points.retain(|p| {
                 p.side != side
                     || (p.tier != Tier::Alarm
-                        && match side {
-                            Side::Low => p.value > v,
-                            Side::High => p.value < v,
-                        })
+                        && (configured_tier(p)
+                            || match side {
+                                Side::Low => p.value > v,
+                                Side::High => p.value < v,
+                            }))
             });
             set_points.push(SetPoint {
                 side,
@@ -185,6 +208,7 @@ impl SignalSpec {
                 value: v,
             });
         }
+        set_points.sort_by_key(|p| (p.side == Side::High, p.tier));
         let floors = match s.kind {
             SensorKind::Ph => vec![0.0, 4.0, 14.0],
             SensorKind::Chlorine
@@ -277,6 +301,40 @@ mod tests {
             value: 4.0
         }));
         assert!(!c.set_points.iter().any(|p| p.value == 2.0));
+    }
+
+    #[test]
+    fn configured_milder_tiers_replace_the_defaults() {
+        // A works' own tighter turbidity tiers, in NTU, and a chlorine alert floor.
+        let t = spec(
+            "advisory_high = 0.3\nalert_high = 0.5\nalarm_high = 1.0",
+            "turbidity",
+            "NTU",
+        );
+        let tiers: Vec<_> = t.set_points.iter().map(|p| (p.tier, p.value)).collect();
+        assert_eq!(
+            tiers,
+            vec![
+                (Tier::Advisory, 0.3),
+                (Tier::Alert, 0.5),
+                (Tier::Alarm, 1.0)
+            ]
+        );
+        let c = spec("alert_low = 0.1", "chlorine", "mg/L");
+        let low: Vec<_> = c
+            .set_points
+            .iter()
+            .filter(|p| p.side == Side::Low)
+            .map(|p| (p.tier, p.value))
+            .collect();
+        assert_eq!(
+            low,
+            vec![
+                (Tier::Advisory, 0.2),
+                (Tier::Alert, 0.1),
+                (Tier::Alarm, 0.05)
+            ]
+        );
     }
 
     #[test]
