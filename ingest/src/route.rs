@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use waterline_core::codec::NativeReading;
 use waterline_core::codec::chirpstack::{self, ProfileCodecs};
-use waterline_core::codec::cjt188::{self, Cjt188Frame};
+use waterline_core::codec::cjt188::{self, Cjt188Frame, ValveState};
 use waterline_core::codec::sparkplug::{self, EdgeNodeState, MessageKind};
 use waterline_core::{DeviceId, SensorId, Unit};
+use waterline_store::DeviceState;
 
 use crate::config::IngestConfig;
 use crate::registry::Registry;
@@ -204,6 +205,16 @@ fn process_cjt188(
             ..Processed::default()
         };
     };
+    let status = DeviceState::MeterStatus {
+        device: device.clone(),
+        valve: match reading.status.valve {
+            ValveState::Open => "open",
+            ValveState::Closed => "closed",
+            ValveState::Abnormal => "abnormal",
+        },
+        battery_low: reading.status.battery_low,
+        at: now,
+    };
     // The meter's clock is local time of unknown zone and often wrong: the reading is stamped
     // with the time it was received.
     let readings = vec![NativeReading {
@@ -212,7 +223,7 @@ fn process_cjt188(
         unit: Some(Unit::CubicMetre),
         time: now,
     }];
-    finish(
+    let mut out = finish(
         topic,
         payload,
         now,
@@ -221,7 +232,11 @@ fn process_cjt188(
         Vec::new(),
         registry,
         cfg,
-    )
+    );
+    if out.pending.is_none() {
+        out.states.push(status);
+    }
+    out
 }
 
 fn process_sparkplug(
@@ -282,16 +297,29 @@ fn process_sparkplug(
         Err(e) => return decode_failed(topic, payload, now, None, e.to_string()),
     };
     let mut out = match admit(&device, "sparkplug", topic, payload, registry, cfg, now) {
-        Ok(seen) => finish(
-            topic,
-            payload,
-            now,
-            seen,
-            outcome.readings,
-            problems,
-            registry,
-            cfg,
-        ),
+        Ok(seen) => {
+            let mut out = finish(
+                topic,
+                payload,
+                now,
+                seen,
+                outcome.readings,
+                problems,
+                registry,
+                cfg,
+            );
+            let presence = |online: bool| {
+                move |device: &DeviceId| DeviceState::Presence {
+                    device: device.clone(),
+                    online,
+                    at: now,
+                }
+            };
+            out.states.extend(outcome.online.iter().map(presence(true)));
+            out.states
+                .extend(outcome.offline.iter().map(presence(false)));
+            out
+        }
         Err(p) => p,
     };
     out.rebirth = rebirth;
@@ -337,7 +365,7 @@ mod tests {
             cumulative_m3: 1234.56,
             settlement_m3: None,
             meter_time: None,
-            status: MeterStatus::new(ValveState::Open, false),
+            status: MeterStatus::new(ValveState::Closed, true),
         };
         let frame = cjt188::encode_read_response(
             0x10,
@@ -359,6 +387,15 @@ mod tests {
             assert_eq!(p.readings[0].sensor.as_str(), "cjt188-12345678901234");
             assert!((p.readings[0].value - 1234.56).abs() < 1e-9);
             assert_eq!(p.device.unwrap().protocol, "cjt188");
+            assert_eq!(
+                p.states,
+                [DeviceState::MeterStatus {
+                    device: DeviceId::parse("cjt188-12345678901234").unwrap(),
+                    valve: "closed",
+                    battery_low: true,
+                    at: now(),
+                }]
+            );
         }
         let mut bad = frame.clone();
         let cs = bad.len() - 2;

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use waterline_core::codec::{NativeReading, decode_native, device_from_topic};
 use waterline_core::{DeviceId, Quantity, Reading, SensorId};
-use waterline_store::{Batch, DeadLetter, DeviceSeen, DeviceStatus, NewSensor, PendingUplink};
+use waterline_store::{
+    Batch, DeadLetter, DeviceSeen, DeviceState, DeviceStatus, NewSensor, PendingUplink,
+};
 
 use crate::config::IngestConfig;
 use crate::registry::Registry;
@@ -25,6 +27,8 @@ pub struct Processed {
     pub reject_label: Option<&'static str>,
     /// A Sparkplug rebirth request to publish (topic, payload).
     pub rebirth: Option<(String, Vec<u8>)>,
+    /// What the device said about itself (online/offline, meter status).
+    pub states: Vec<DeviceState>,
 }
 
 impl Processed {
@@ -34,6 +38,7 @@ impl Processed {
         batch.dead_letters.extend(self.dead_letter.iter().cloned());
         batch.pending.extend(self.pending.iter().cloned());
         batch.devices.extend(self.device.iter().cloned());
+        batch.states.extend(self.states.iter().cloned());
     }
 }
 

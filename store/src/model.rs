@@ -51,6 +51,33 @@ pub struct DeviceRecord {
     pub snr_db: Option<f64>,
     pub battery_percent: Option<f64>,
     pub health_at: Option<DateTime<Utc>>,
+    /// Sparkplug B: online since its birth certificate, offline since its death (or its edge
+    /// node's), and when that was received.
+    pub online: Option<bool>,
+    pub online_at: Option<DateTime<Utc>>,
+    /// CJ/T 188 meter status: valve `open`, `closed` or `abnormal`, battery low, and when.
+    pub valve: Option<String>,
+    pub battery_low: Option<bool>,
+    pub meter_status_at: Option<DateTime<Utc>>,
+}
+
+/// What a device reported about itself in one message (besides readings and radio health).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceState {
+    /// Sparkplug B birth (online) or death (offline) of the device or its edge node.
+    Presence {
+        device: DeviceId,
+        online: bool,
+        at: DateTime<Utc>,
+    },
+    /// A CJ/T 188 meter's status word.
+    MeterStatus {
+        device: DeviceId,
+        /// `open`, `closed` or `abnormal`.
+        valve: &'static str,
+        battery_low: bool,
+        at: DateTime<Utc>,
+    },
 }
 
 /// A device seen in a batch: registered on first contact, `last_seen` advanced otherwise.
@@ -96,6 +123,9 @@ pub struct Batch {
     /// Held-back uplinks (by id) whose data this batch stores: deleted in the same
     /// transaction.
     pub release_pending: Vec<i64>,
+    /// Device states reported (applied after the devices are registered; an older state never
+    /// overwrites a newer one).
+    pub states: Vec<DeviceState>,
 }
 
 impl Batch {
@@ -106,6 +136,7 @@ impl Batch {
             && self.pending.is_empty()
             && self.devices.is_empty()
             && self.release_pending.is_empty()
+            && self.states.is_empty()
     }
 }
 

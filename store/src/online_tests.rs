@@ -293,3 +293,96 @@ mod windows {
 
     on_both_backends!(declared_windows_are_listed_by_overlap_and_withdrawn_once);
 }
+
+mod device_states {
+    use waterline_core::DeviceId;
+
+    use super::t;
+    use crate::{Batch, DeviceSeen, DeviceState, DeviceStatus, Store};
+
+    async fn reported_states_are_kept_and_an_older_one_never_wins(store: Store) {
+        let edge = DeviceId::parse("plant:edge-1").unwrap();
+        let meter = DeviceId::parse("cjt188-00000000004711").unwrap();
+        let seen = |d: &DeviceId, at: &str| DeviceSeen {
+            device: d.clone(),
+            protocol: "test",
+            at: t(at),
+            status_if_new: DeviceStatus::Active,
+            health: None,
+        };
+        let presence = |online, at: &str| DeviceState::Presence {
+            device: edge.clone(),
+            online,
+            at: t(at),
+        };
+        let status = |valve, at: &str| DeviceState::MeterStatus {
+            device: meter.clone(),
+            valve,
+            battery_low: valve == "closed",
+            at: t(at),
+        };
+        store
+            .commit_batch(&Batch {
+                devices: vec![
+                    seen(&edge, "2026-03-01T10:00:00Z"),
+                    seen(&meter, "2026-03-01T10:00:00Z"),
+                ],
+                states: vec![
+                    presence(true, "2026-03-01T10:00:00Z"),
+                    status("closed", "2026-03-01T10:00:00Z"),
+                ],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        // A late, older message: ignored.
+        store
+            .commit_batch(&Batch {
+                states: vec![
+                    presence(false, "2026-03-01T09:00:00Z"),
+                    status("open", "2026-03-01T09:00:00Z"),
+                ],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let devices = store.devices().await.unwrap();
+        let get = |id: &DeviceId| {
+            devices
+                .iter()
+                .find(|d| d.id == id.as_str())
+                .unwrap()
+                .clone()
+        };
+        let (e, m) = (get(&edge), get(&meter));
+        assert_eq!(
+            (e.online, e.online_at),
+            (Some(true), Some(t("2026-03-01T10:00:00Z")))
+        );
+        assert_eq!(
+            (m.valve.as_deref(), m.battery_low),
+            (Some("closed"), Some(true))
+        );
+        // A newer death: offline. A state for an unknown device changes nothing.
+        store
+            .commit_batch(&Batch {
+                states: vec![
+                    presence(false, "2026-03-01T11:00:00Z"),
+                    DeviceState::Presence {
+                        device: DeviceId::parse("ghost").unwrap(),
+                        online: true,
+                        at: t("2026-03-01T11:00:00Z"),
+                    },
+                ],
+                ..Batch::default()
+            })
+            .await
+            .unwrap();
+        let devices = store.devices().await.unwrap();
+        let e = devices.iter().find(|d| d.id == edge.as_str()).unwrap();
+        assert_eq!(e.online, Some(false));
+        assert!(!devices.iter().any(|d| d.id == "ghost"));
+    }
+
+    on_both_backends!(reported_states_are_kept_and_an_older_one_never_wins);
+}

@@ -266,6 +266,7 @@ impl PgStore {
     ) -> Result<BatchOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
         upsert_devices(&mut tx, &batch.devices).await?;
+        apply_states(&mut tx, &batch.states).await?;
         let outcome = self
             .insert_readings(&mut tx, &batch.readings, series)
             .await?;
@@ -501,7 +502,8 @@ impl PgStore {
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at,
-                    rssi_dbm, snr_db, battery_percent, health_at
+                    rssi_dbm, snr_db, battery_percent, health_at,
+                    online, online_at, valve, battery_low, meter_status_at
              FROM devices ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -520,6 +522,11 @@ impl PgStore {
                     snr_db: r.try_get(8)?,
                     battery_percent: r.try_get(9)?,
                     health_at: r.try_get(10)?,
+                    online: r.try_get(11)?,
+                    online_at: r.try_get(12)?,
+                    valve: r.try_get(13)?,
+                    battery_low: r.try_get(14)?,
+                    meter_status_at: r.try_get(15)?,
                 })
             })
             .collect()
@@ -673,6 +680,46 @@ async fn upsert_devices(
     .bind(&health_at)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Applies reported device states, each only when newer than the stored one.
+async fn apply_states(
+    tx: &mut Transaction<'_, Postgres>,
+    states: &[DeviceState],
+) -> Result<(), StoreError> {
+    for s in states {
+        match s {
+            DeviceState::Presence { device, online, at } => {
+                sqlx::query(
+                    "UPDATE devices SET online = $2, online_at = $3
+                     WHERE id = $1 AND (online_at IS NULL OR online_at <= $3)",
+                )
+                .bind(device.as_str())
+                .bind(online)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+            }
+            DeviceState::MeterStatus {
+                device,
+                valve,
+                battery_low,
+                at,
+            } => {
+                sqlx::query(
+                    "UPDATE devices SET valve = $2, battery_low = $3, meter_status_at = $4
+                     WHERE id = $1 AND (meter_status_at IS NULL OR meter_status_at <= $4)",
+                )
+                .bind(device.as_str())
+                .bind(*valve)
+                .bind(battery_low)
+                .bind(at)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -214,6 +214,38 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        for s in &batch.states {
+            match s {
+                DeviceState::Presence { device, online, at } => {
+                    sqlx::query(
+                        "UPDATE devices SET online = ?2, online_at = ?3
+                         WHERE id = ?1 AND (online_at IS NULL OR online_at <= ?3)",
+                    )
+                    .bind(device.as_str())
+                    .bind(online)
+                    .bind(us(*at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DeviceState::MeterStatus {
+                    device,
+                    valve,
+                    battery_low,
+                    at,
+                } => {
+                    sqlx::query(
+                        "UPDATE devices SET valve = ?2, battery_low = ?3, meter_status_at = ?4
+                         WHERE id = ?1 AND (meter_status_at IS NULL OR meter_status_at <= ?4)",
+                    )
+                    .bind(device.as_str())
+                    .bind(*valve)
+                    .bind(battery_low)
+                    .bind(us(*at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
         let outcome = insert_readings(&mut tx, &batch.readings, series).await?;
         for l in &batch.dead_letters {
             sqlx::query(
@@ -434,7 +466,8 @@ impl SqliteStore {
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, status, protocol, first_seen, last_seen, registered_by, registered_at,
-                    rssi_dbm, snr_db, battery_percent, health_at
+                    rssi_dbm, snr_db, battery_percent, health_at,
+                    online, online_at, valve, battery_low, meter_status_at
              FROM devices ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -453,6 +486,11 @@ impl SqliteStore {
                     snr_db: r.try_get(8)?,
                     battery_percent: r.try_get(9)?,
                     health_at: opt_time(r.try_get(10)?),
+                    online: r.try_get(11)?,
+                    online_at: opt_time(r.try_get(12)?),
+                    valve: r.try_get(13)?,
+                    battery_low: r.try_get(14)?,
+                    meter_status_at: opt_time(r.try_get(15)?),
                 })
             })
             .collect()

@@ -78,7 +78,7 @@ async fn chirpstack_cjt188_and_sparkplug_devices_are_stored() {
         cumulative_m3: 321.5,
         settlement_m3: None,
         meter_time: None,
-        status: MeterStatus::new(ValveState::Open, false),
+        status: MeterStatus::new(ValveState::Closed, true),
     };
     let frame = cjt188::encode_read_response(
         0x10,
@@ -222,6 +222,41 @@ async fn chirpstack_cjt188_and_sparkplug_devices_are_stored() {
     assert_eq!(lora.rssi_dbm, Some(-97.0));
     assert_eq!(lora.snr_db, Some(7.5));
     assert!(lora.health_at.is_some());
+    // The meter's status word: valve and battery.
+    let meter = devices
+        .iter()
+        .find(|d| d.id == "cjt188-00000000004711")
+        .unwrap();
+    assert_eq!(meter.valve.as_deref(), Some("closed"));
+    assert_eq!(meter.battery_low, Some(true));
+    assert!(meter.meter_status_at.is_some());
+    // The edge node is online since its birth certificate; its death takes it offline.
+    let edge = devices.iter().find(|d| d.id == "plant:edge-1").unwrap();
+    assert_eq!(edge.online, Some(true), "{edge:?}");
+    let death = sparkplug::encode_payload(&sparkplug::Payload {
+        timestamp: Some(ts + 180_000),
+        metrics: vec![metric(
+            Some("bdSeq"),
+            0,
+            Some(DataType::Int64),
+            MetricValue::LongValue(1),
+        )],
+        ..Default::default()
+    });
+    publish_all(
+        broker.port,
+        &[("spBv1.0/plant/NDEATH/edge-1".to_owned(), death)],
+    )
+    .await
+    .unwrap();
+    let offline = eventually(Duration::from_secs(20), || async {
+        let d = store.devices().await.ok()?;
+        let edge = d.into_iter().find(|d| d.id == "plant:edge-1")?;
+        (edge.online == Some(false)).then_some(edge)
+    })
+    .await
+    .expect("the NDEATH takes the edge node offline");
+    assert!(offline.online_at >= edge.online_at);
     ingest.stop().await;
     store.close().await;
 }
