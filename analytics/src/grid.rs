@@ -1,12 +1,14 @@
-//! Regular time grids built from irregular readings with polars group-bys: per-sensor bucket
-//! means, and each DMA's balance flow (Σ inlets − Σ outlets) per bucket.
+//! Regular time grids built from irregular readings: per-sensor bucket means and each DMA's
+//! balance flow (Σ inlets − Σ outlets) per bucket, each from a pass over the sensors' own
+//! sorted readings (the table keeps each sensor's readings contiguous), so the cost follows
+//! the sensors asked for, not the size of the table.
 //!
 //! A bucket is present only when every sensor it needs reported in it: a missing inlet makes the
 //! DMA's flow unknown for that bucket, never zero.
 
 use std::collections::HashMap;
 
-use polars::prelude::*;
+use polars::prelude::PolarsResult;
 use waterline_core::{Network, SensorId};
 
 use crate::readings::Readings;
@@ -52,12 +54,8 @@ impl Grid {
     }
 }
 
-fn bucket_expr(step: EpochMillis) -> Expr {
-    // Floor to the bucket (times may precede 1970 in principle: floor, not truncate).
-    (col("time") - ((col("time") % lit(step)) + lit(step)) % lit(step)).alias("bucket")
-}
-
-/// Each listed sensor's mean per bucket, as grids over `[start, end]`.
+/// Each listed sensor's mean per bucket, as grids over `[start, end]` (a pass over each
+/// sensor's own sorted readings).
 pub fn sensor_means(
     readings: &Readings,
     sensors: &[SensorId],
@@ -65,51 +63,21 @@ pub fn sensor_means(
     end: EpochMillis,
     step: EpochMillis,
 ) -> PolarsResult<HashMap<SensorId, Grid>> {
-    let wanted: Vec<u32> = sensors
+    Ok(sensors
         .iter()
-        .filter_map(|s| readings.sensor_index(s))
-        .collect();
-    let mut out: HashMap<SensorId, Grid> = sensors
-        .iter()
-        .map(|s| (s.clone(), Grid::empty(start, end, step)))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(out);
-    }
-    let members = df!("sensor" => wanted)?.lazy();
-    let means = readings
-        .frame()
-        .clone()
-        .lazy()
-        .join(
-            members,
-            [col("sensor")],
-            [col("sensor")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .with_column(bucket_expr(step))
-        .group_by([col("sensor"), col("bucket")])
-        .agg([col("value").mean().alias("mean")])
-        .collect()?;
-    let s = means.column("sensor")?.u32()?;
-    let b = means.column("bucket")?.i64()?;
-    let m = means.column("mean")?.f64()?;
-    for ((s, b), m) in s.iter().zip(b.iter()).zip(m.iter()) {
-        let (Some(s), Some(b), Some(m)) = (s, b, m) else {
-            continue;
-        };
-        let grid = out
-            .get_mut(readings.sensor_id(s))
-            .expect("joined on the wanted sensors");
-        if let Some(i) = grid.index(b) {
-            grid.values[i] = Some(m);
-        }
-    }
-    Ok(out)
+        .map(|s| {
+            let mut grid = Grid::empty(start, end, step);
+            grid.values = bucket_means(readings.series(s), &grid);
+            (s.clone(), grid)
+        })
+        .collect())
 }
 
 /// Each DMA's balance flow (Σ inlets − Σ outlets, m³/h) per bucket over `[start, end]`, in the
 /// network's DMA order. A bucket is present when every inlet and outlet reported in it.
+///
+/// Computed from each balance meter's own sorted series (a pass over its readings only), not
+/// by a group-by over the whole table: a network's many other sensors cost nothing here.
 pub fn dma_balance_flows(
     readings: &Readings,
     network: &Network,
@@ -117,73 +85,52 @@ pub fn dma_balance_flows(
     end: EpochMillis,
     step: EpochMillis,
 ) -> PolarsResult<Vec<Grid>> {
-    let mut sensor_col = Vec::new();
-    let mut dma_col = Vec::new();
-    let mut sign_col = Vec::new();
-    let mut expected = Vec::new();
-    for (d, dma) in network.dmas.iter().enumerate() {
-        let terms = dma
+    let mut grids = Vec::with_capacity(network.dmas.len());
+    for dma in &network.dmas {
+        let mut grid = Grid::empty(start, end, step);
+        let terms: Vec<(&SensorId, f64)> = dma
             .inlets
             .iter()
             .map(|s| (s, 1.0))
-            .chain(dma.outlets.iter().map(|s| (s, -1.0)));
-        let mut n = 0u32;
-        for (s, sign) in terms {
-            n += 1;
-            if let Some(i) = readings.sensor_index(s) {
-                sensor_col.push(i);
-                dma_col.push(d as u32);
-                sign_col.push(sign);
+            .chain(dma.outlets.iter().map(|s| (s, -1.0)))
+            .collect();
+        if !terms.is_empty() {
+            let mut sum = vec![0.0f64; grid.len()];
+            let mut present = vec![0usize; grid.len()];
+            for (sensor, sign) in &terms {
+                for (i, mean) in bucket_means(readings.series(sensor), &grid)
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(m) = mean {
+                        sum[i] += sign * m;
+                        present[i] += 1;
+                    }
+                }
+            }
+            for (i, v) in grid.values.iter_mut().enumerate() {
+                if present[i] == terms.len() {
+                    *v = Some(sum[i]);
+                }
             }
         }
-        expected.push(n);
-    }
-    let mut grids: Vec<Grid> = network
-        .dmas
-        .iter()
-        .map(|_| Grid::empty(start, end, step))
-        .collect();
-    if sensor_col.is_empty() {
-        return Ok(grids);
-    }
-    let members = df!("sensor" => sensor_col, "dma" => dma_col, "sign" => sign_col)?.lazy();
-    let flows = readings
-        .frame()
-        .clone()
-        .lazy()
-        .with_column(bucket_expr(step))
-        .group_by([col("sensor"), col("bucket")])
-        .agg([col("value").mean().alias("mean")])
-        .join(
-            members,
-            [col("sensor")],
-            [col("sensor")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .group_by([col("dma"), col("bucket")])
-        .agg([
-            (col("mean") * col("sign")).sum().alias("flow"),
-            col("sensor").count().alias("n"),
-        ])
-        .collect()?;
-    let d = flows.column("dma")?.u32()?;
-    let b = flows.column("bucket")?.i64()?;
-    let f = flows.column("flow")?.f64()?;
-    let n = flows.column("n")?.cast(&DataType::UInt32)?;
-    let n = n.u32()?;
-    for (((d, b), f), n) in d.iter().zip(b.iter()).zip(f.iter()).zip(n.iter()) {
-        let (Some(d), Some(b), Some(f), Some(n)) = (d, b, f, n) else {
-            continue;
-        };
-        if n != expected[d as usize] {
-            continue;
-        }
-        let grid = &mut grids[d as usize];
-        if let Some(i) = grid.index(b) {
-            grid.values[i] = Some(f);
-        }
+        grids.push(grid);
     }
     Ok(grids)
+}
+
+/// The mean of a sorted series in each bucket of `grid` (`None` where it has no reading).
+fn bucket_means(series: crate::readings::SensorSeries<'_>, grid: &Grid) -> Vec<Option<f64>> {
+    let mut sums = vec![(0.0f64, 0u32); grid.len()];
+    for (&t, &v) in series.times.iter().zip(series.values) {
+        if let Some(i) = grid.index(t) {
+            sums[i].0 += v;
+            sums[i].1 += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|(s, n)| (n > 0).then(|| s / f64::from(n)))
+        .collect()
 }
 
 #[cfg(test)]

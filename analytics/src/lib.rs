@@ -2,8 +2,8 @@
 //!
 //! - [`readings`]: the readings file of CONTRACTS §2 (CSV or Parquet) as one sorted table in
 //!   canonical units, with line-precise errors.
-//! - [`grid`]: regular grids from irregular readings (polars group-bys): sensor bucket means
-//!   and each DMA's balance flow.
+//! - [`grid`]: regular grids from irregular readings (a pass over each sensor's sorted
+//!   readings): sensor bucket means and each DMA's balance flow.
 //! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
 //! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
 //! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`], confirmed by the

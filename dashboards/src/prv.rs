@@ -17,13 +17,13 @@ use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
-use waterline_core::{PrvId, Role};
+use waterline_core::{Note, PrvId, Role};
 use waterline_store::PrvAdvice;
 
 use crate::AppState;
 use crate::api::READ_ROLES;
 use crate::auth::Caller;
-use crate::body::Body;
+use crate::body::{Body, invalid};
 use crate::error::ApiError;
 use crate::params::{self, Params};
 
@@ -142,7 +142,11 @@ pub(crate) async fn apply(
     let body = Body::parse(&bytes, false, &["setting_m", "confirm", "note"])?;
     let requested = body.number("setting_m")?;
     let confirm = body.boolean("confirm")?.unwrap_or(false);
-    let note = body.str("note")?.map(str::to_owned);
+    let note = body
+        .str("note")?
+        .map(|s| Note::parse("note", s).map(|n| n.as_str().to_owned()))
+        .transpose()
+        .map_err(invalid)?;
     if let Some(s) = requested
         && !(s.is_finite() && s > 0.0)
     {

@@ -67,6 +67,17 @@ async fn prv_controller_serves_the_valve_and_takes_a_new_set_point() {
     );
     assert!(live.state().applied.is_empty());
 
+    // 5.0 m is below the controller's 10–60 m range: refused, the register reverts.
+    ctx.write_single_register(10, 50).await.unwrap().unwrap();
+    let before = live.state().steps_done;
+    live.wait_for_steps(before + 2, Duration::from_secs(10))
+        .await;
+    assert!(live.state().applied.is_empty());
+    assert_eq!(
+        ctx.read_holding_registers(10, 1).await.unwrap().unwrap(),
+        [300]
+    );
+
     // 24.0 m written: applied from the next step, and the outlet follows.
     ctx.write_single_register(10, 240).await.unwrap().unwrap();
     let before = live.state().steps_done;

@@ -13,7 +13,8 @@
 //! | `{device}-prv-setpoint` | 10, u16, m × 10, writable 10–60 m | the outlet set point |
 //!
 //! A client writing the set point changes the valve's setting from the next step on, and so
-//! the zone's pressures and leak flows: the dispatch centre's closed loop. Registers outside
+//! the zone's pressures and leak flows: the dispatch centre's closed loop. A value outside the
+//! point's writable range is refused like a controller would (the register reverts). Registers outside
 //! the map answer `IllegalDataAddress`, and only the set point accepts writes.
 //!
 //! [`LiveTwin::state`] shows what the twin did (pressures, leak flows, settings, the writes
@@ -329,6 +330,14 @@ fn step_loop(
                 let Ok(raw) = modbus::decode_registers(sp, &words) else {
                     continue;
                 };
+                // Like a real controller, refuse a set point outside its range: the register
+                // goes back to the setting in force.
+                if sp.writable.is_some_and(|w| !w.contains(raw)) {
+                    let current = lock(state).settings_m[i];
+                    put(bank, sp, current, Unit::Metre);
+                    tracing::warn!(prv = %prvs[i], raw, "live twin: set point out of range, ignored");
+                    continue;
+                }
                 let setting = sp.unit.convert(raw, Unit::Metre).unwrap_or(raw);
                 changes.push((p.link, setting));
                 let mut s = lock(state);
