@@ -709,11 +709,15 @@ dma = "Z1"
     let today = now.with_timezone(&net.timezone).date_naive();
     let uri =
         format!("/api/v1/kpis/daily?scope=point&subject=Z1-p&metric=compliance_percent&to={today}");
-    let (code, body) = http_get(port, &uri, Some(&token)).await.unwrap();
-    assert_eq!(code, 200, "{body}");
-    let kpis: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The run writes its events first and its KPIs next: wait for them too.
+    let (body, kpis) = eventually(Duration::from_secs(30), || async {
+        let (code, body) = http_get(port, &uri, Some(&token)).await?;
+        let kpis: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && kpis.as_array()?.len() >= 3).then_some((body, kpis))
+    })
+    .await
+    .expect("three days of compliance KPIs");
     let days = kpis.as_array().unwrap();
-    assert!(days.len() >= 3, "{body}");
     let worst = days
         .iter()
         .filter_map(|d| d["value"].as_f64())

@@ -229,11 +229,7 @@ pub(crate) async fn daily_kpis(
     caller: Caller,
     Query(p): Query<Params>,
 ) -> Result<Json<Vec<DailyKpi>>, ApiError> {
-    caller.require(READ_ROLES, "viewer or above")?;
-    params::only(&p, &["scope", "subject", "metric", "from", "to", "limit"])?;
-    let scope: KpiScope = params::parsed(&p, "scope")?.ok_or_else(|| {
-        ApiError::BadRequest("`scope` is required: dma, point, zone or network".into())
-    })?;
+    let scope = kpi_scope(&caller, &p)?;
     let to = params::date(&p, "to", Utc::now().date_naive())?;
     let from = params::date(&p, "from", to - Span::days(30))?;
     if from > to {
@@ -246,15 +242,35 @@ pub(crate) async fn daily_kpis(
             "`from` to `to` spans more than {MAX_KPI_DAYS} days; ask for less"
         )));
     }
-    let query = KpiQuery {
+    Ok(Json(
+        state.store.kpis(&kpi_query(&p, scope, from, to)?).await?,
+    ))
+}
+
+/// The role check, parameter list and `scope` shared by the daily and monthly KPI routes.
+fn kpi_scope(caller: &Caller, p: &Params) -> Result<KpiScope, ApiError> {
+    caller.require(READ_ROLES, "viewer or above")?;
+    params::only(p, &["scope", "subject", "metric", "from", "to", "limit"])?;
+    params::parsed(p, "scope")?.ok_or_else(|| {
+        ApiError::BadRequest("`scope` is required: dma, point, zone or network".into())
+    })
+}
+
+/// The store query of a KPI route: `subject`, `metric` and `limit` from the parameters.
+fn kpi_query(
+    p: &Params,
+    scope: KpiScope,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<KpiQuery, ApiError> {
+    Ok(KpiQuery {
         scope,
         subject: p.get("subject").cloned(),
         metric: p.get("metric").cloned(),
         from,
         to,
-        limit: params::limit(&p, DEFAULT_LIMIT, MAX_LIMIT)?,
-    };
-    Ok(Json(state.store.kpis(&query).await?))
+        limit: params::limit(p, DEFAULT_LIMIT, MAX_LIMIT)?,
+    })
 }
 
 /// A month parameter (`YYYY-MM`) as its first day, or `default` when absent.
@@ -277,11 +293,7 @@ pub(crate) async fn monthly_kpis(
     caller: Caller,
     Query(p): Query<Params>,
 ) -> Result<Json<Vec<MonthlyKpi>>, ApiError> {
-    caller.require(READ_ROLES, "viewer or above")?;
-    params::only(&p, &["scope", "subject", "metric", "from", "to", "limit"])?;
-    let scope: KpiScope = params::parsed(&p, "scope")?.ok_or_else(|| {
-        ApiError::BadRequest("`scope` is required: dma, point, zone or network".into())
-    })?;
+    let scope = kpi_scope(&caller, &p)?;
     let today = Utc::now().date_naive();
     let this_month = today.with_day(1).unwrap_or(today);
     let to = month(&p, "to", this_month)?;
@@ -295,15 +307,12 @@ pub(crate) async fn monthly_kpis(
             to.format("%Y-%m")
         )));
     }
-    let query = KpiQuery {
-        scope,
-        subject: p.get("subject").cloned(),
-        metric: p.get("metric").cloned(),
-        from,
-        to,
-        limit: params::limit(&p, DEFAULT_LIMIT, MAX_LIMIT)?,
-    };
-    Ok(Json(state.store.monthly_kpis(&query).await?))
+    Ok(Json(
+        state
+            .store
+            .monthly_kpis(&kpi_query(&p, scope, from, to)?)
+            .await?,
+    ))
 }
 
 pub(crate) async fn dead_letters(
