@@ -1,8 +1,9 @@
 //! A Modbus TCP device: a bank of 16-bit registers served to any number of clients
 //! (tokio-modbus server). Holding and input registers read the same bank, as on many small
-//! RTUs. A request reaching past the bank's size gets the exception `IllegalDataAddress`, and
-//! so does a write to a register outside the writable ranges; accepted writes are logged for
-//! the owner to act on ([`RegisterBank::take_writes`]). The simulator's PRV controllers use it
+//! RTUs; coils (read also as discrete inputs) are a bank of bits of the same size. A request
+//! reaching past the bank's size gets the exception `IllegalDataAddress`, and so does a write
+//! to a register outside the writable ranges; accepted register writes are logged for the
+//! owner to act on ([`RegisterBank::take_writes`]). The simulator's PRV controllers use it
 //! (`twin::live`), and the tests use it as a plain device.
 
 use std::future::Ready;
@@ -18,6 +19,8 @@ use tokio_modbus::{ExceptionCode, Request, Response};
 #[derive(Debug, Default)]
 struct Bank {
     words: Vec<u16>,
+    /// Coils (also answered as discrete inputs), as many as registers; all writable.
+    coils: Vec<bool>,
     /// Empty: every register is writable.
     writable: Vec<Range<u16>>,
     writes: Vec<(u16, Vec<u16>)>,
@@ -32,6 +35,7 @@ impl RegisterBank {
     pub fn new(size: u16) -> Self {
         RegisterBank(Arc::new(Mutex::new(Bank {
             words: vec![0; usize::from(size)],
+            coils: vec![false; usize::from(size)],
             ..Bank::default()
         })))
     }
@@ -64,6 +68,34 @@ impl RegisterBank {
             .get(usize::from(addr))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The coil at `addr` (false beyond the bank).
+    pub fn coil(&self, addr: u16) -> bool {
+        self.lock()
+            .coils
+            .get(usize::from(addr))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn read_coils(&self, addr: u16, count: u16) -> Result<Vec<bool>, ExceptionCode> {
+        let bank = self.lock();
+        let (start, end) = (usize::from(addr), usize::from(addr) + usize::from(count));
+        if count == 0 || end > bank.coils.len() {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        Ok(bank.coils[start..end].to_vec())
+    }
+
+    fn write_coils(&self, addr: u16, bits: &[bool]) -> Result<(), ExceptionCode> {
+        let mut bank = self.lock();
+        let end = usize::from(addr) + bits.len();
+        if bits.is_empty() || end > bank.coils.len() {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
+        bank.coils[usize::from(addr)..end].copy_from_slice(bits);
+        Ok(())
     }
 
     /// The writes clients made since the last call, oldest first, as (address, words).
@@ -118,6 +150,13 @@ impl tokio_modbus::server::Service for RegisterBank {
             Request::WriteMultipleRegisters(a, ws) => self
                 .write(a, &ws)
                 .map(|()| Response::WriteMultipleRegisters(a, ws.len() as u16)),
+            Request::ReadCoils(a, n) => self.read_coils(a, n).map(Response::ReadCoils),
+            Request::ReadDiscreteInputs(a, n) => {
+                self.read_coils(a, n).map(Response::ReadDiscreteInputs)
+            }
+            Request::WriteSingleCoil(a, b) => self
+                .write_coils(a, &[b])
+                .map(|()| Response::WriteSingleCoil(a, b)),
             _ => Err(ExceptionCode::IllegalFunction),
         };
         std::future::ready(res)

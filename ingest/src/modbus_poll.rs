@@ -395,6 +395,9 @@ pub async fn write_point(
         device: dev.id.clone(),
         sensor: sensor.to_string(),
     })?;
+    if def.table == modbus::Table::Coil {
+        return write_coil(dev, def, sensor, value).await;
+    }
     let words = modbus::encode_registers(def, value)?;
     let mut ctx = connect(dev).await?;
     let ms = dev.timeout_ms;
@@ -438,6 +441,53 @@ pub async fn write_point(
     let read = modbus::decode_registers(def, &back)?;
     let _ = ctx.disconnect().await;
     if (read - value).abs() > def.scale.abs() / 2.0 + 1e-9 {
+        return Err(ModbusError::ReadBack {
+            sensor: sensor.to_string(),
+            wrote: value,
+            read,
+        });
+    }
+    Ok(read)
+}
+
+/// [`write_point`] for a coil (a pump or valve command, say): the bit written, then read back.
+async fn write_coil(
+    dev: &ModbusDevice,
+    def: &modbus::PointDef,
+    sensor: &SensorId,
+    value: f64,
+) -> Result<f64, ModbusError> {
+    let bit = modbus::encode_bit(def, value)?;
+    let mut ctx = connect(dev).await?;
+    let ms = dev.timeout_ms;
+    let transport = |source| ModbusError::Transport {
+        address: dev.address.clone(),
+        source,
+    };
+    let timeout = |_| ModbusError::Timeout {
+        address: dev.address.clone(),
+        ms,
+    };
+    let exception = |code| ModbusError::Exception {
+        device: dev.id.clone(),
+        code,
+    };
+    tokio::time::timeout(
+        Duration::from_millis(ms),
+        ctx.write_single_coil(def.address, bit),
+    )
+    .await
+    .map_err(timeout)?
+    .map_err(transport)?
+    .map_err(exception)?;
+    let back = tokio::time::timeout(Duration::from_millis(ms), ctx.read_coils(def.address, 1))
+        .await
+        .map_err(timeout)?
+        .map_err(transport)?
+        .map_err(exception)?;
+    let _ = ctx.disconnect().await;
+    let read = modbus::decode_bit(def, back.first().copied().unwrap_or(!bit));
+    if back.first() != Some(&bit) {
         return Err(ModbusError::ReadBack {
             sensor: sensor.to_string(),
             wrote: value,

@@ -1,6 +1,6 @@
 //! Modbus end to end: a real Modbus TCP device polled by ingest into the store, with word
 //! orders and scaling, a device exception that does not stop the other reads, a device
-//! restart, and a set-point write with range check and read-back.
+//! restart, and set-point and coil writes with range check and read-back.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use waterline_tests::{ModbusServer, Mosquitto, SqliteDb, eventually};
 fn map_text() -> String {
     let shipped = include_str!("../../examples/modbus/dma-inlet-rtu.toml");
     format!(
-        "{shipped}\n[[point]]\nsensor = \"{{device}}-missing\"\ntable = \"holding\"\naddress = 200\ntype = \"u16\"\nunit = \"m\"\n"
+        "{shipped}\n[[point]]\nsensor = \"{{device}}-missing\"\ntable = \"holding\"\naddress = 200\ntype = \"u16\"\nunit = \"m\"\n[[point]]\nsensor = \"{{device}}-pump-run\"\ntable = \"coil\"\naddress = 3\ntype = \"bool\"\nunit = \"%\"\nscale = 100\nwritable = {{ min = 0, max = 100 }}\n"
     )
 }
 
@@ -143,6 +143,21 @@ async fn a_polled_rtu_is_stored_survives_exceptions_and_restarts_and_takes_verif
     assert!(matches!(err, ModbusError::Encode(_)), "{err}");
     assert!(err.to_string().contains("75"), "{err}");
     assert_eq!(device.get(10), 400, "nothing written");
+    // A coil (a pump's run command, 0 or 100 %): written, read back, polled like the rest.
+    let pump = SensorId::parse("RTU-T-pump-run").unwrap();
+    assert!(!device.coil(3));
+    let back = write_point(&dev, &map, &pump, 100.0).await.unwrap();
+    assert_eq!(back, 100.0);
+    assert!(device.coil(3));
+    assert!(
+        wait_value(&store, "RTU-T-pump-run", 100.0, 1e-9)
+            .await
+            .is_some(),
+        "the written coil is polled back"
+    );
+    let err = write_point(&dev, &map, &pump, 150.0).await.unwrap_err();
+    assert!(matches!(err, ModbusError::Encode(_)), "out of range: {err}");
+    assert!(device.coil(3), "nothing written");
     let read_only = SensorId::parse("RTU-T-inlet-flow").unwrap();
     assert!(
         write_point(&dev, &map, &read_only, 1.0).await.is_err(),

@@ -40,6 +40,11 @@ impl ModbusServer {
         self.server.bank().get(addr)
     }
 
+    /// The coil at `addr`.
+    pub fn coil(&self, addr: u16) -> bool {
+        self.server.bank().coil(addr)
+    }
+
     /// Stops serving: open connections are dropped, the port is released.
     pub fn stop(&mut self) {
         self.server.stop();
