@@ -234,7 +234,6 @@ async fn read(
     dev: &ModbusDevice,
     req: &ReadRequest,
 ) -> Result<Result<Data, ExceptionCode>, ModbusError> {
-    let ms = dev.timeout_ms;
     let fut = async {
         Ok::<_, tokio_modbus::Error>(match req.table {
             Table::Holding => ctx
@@ -252,6 +251,16 @@ async fn read(
                 .map(Data::Bits),
         })
     };
+    deadline(dev, fut).await
+}
+
+/// One request within the device's timeout: a timeout or transport failure is the error, the
+/// device's answer (values or an exception) the value.
+async fn deadline<T>(
+    dev: &ModbusDevice,
+    fut: impl std::future::Future<Output = Result<T, tokio_modbus::Error>>,
+) -> Result<T, ModbusError> {
+    let ms = dev.timeout_ms;
     tokio::time::timeout(Duration::from_millis(ms), fut)
         .await
         .map_err(|_| ModbusError::Timeout {
@@ -261,6 +270,19 @@ async fn read(
         .map_err(|source| ModbusError::Transport {
             address: dev.address.clone(),
             source,
+        })
+}
+
+/// [`deadline`] with a device exception as an error too (writes and their read-backs).
+async fn call<T>(
+    dev: &ModbusDevice,
+    fut: impl std::future::Future<Output = tokio_modbus::Result<T>>,
+) -> Result<T, ModbusError> {
+    deadline(dev, fut)
+        .await?
+        .map_err(|code| ModbusError::Exception {
+            device: dev.id.clone(),
+            code,
         })
 }
 
@@ -382,9 +404,10 @@ pub(crate) async fn run_device(
     }
 }
 
-/// Writes `value` (engineering units) to the writable point `sensor` of `dev`, then reads it
-/// back and checks that the device holds what was written (to within the register's
-/// resolution). Returns the value read back. The caller records who wrote what.
+/// Writes `value` (engineering units) to the writable point `sensor` of `dev` (holding
+/// registers or a coil), then reads it back and checks that the device holds what was written
+/// (to within the register's resolution). Returns the value read back. The caller records who
+/// wrote what.
 pub async fn write_point(
     dev: &ModbusDevice,
     map: &RegisterMap,
@@ -395,99 +418,33 @@ pub async fn write_point(
         device: dev.id.clone(),
         sensor: sensor.to_string(),
     })?;
-    if def.table == modbus::Table::Coil {
-        return write_coil(dev, def, sensor, value).await;
-    }
-    let words = modbus::encode_registers(def, value)?;
-    let mut ctx = connect(dev).await?;
-    let ms = dev.timeout_ms;
-    let transport = |source| ModbusError::Transport {
-        address: dev.address.clone(),
-        source,
-    };
-    let timeout = |_| ModbusError::Timeout {
-        address: dev.address.clone(),
-        ms,
-    };
-    let exception = |code| ModbusError::Exception {
-        device: dev.id.clone(),
-        code,
-    };
-    let wrote = if words.len() == 1 {
-        tokio::time::timeout(
-            Duration::from_millis(ms),
-            ctx.write_single_register(def.address, words[0]),
-        )
-        .await
+    let (as_written, read) = if def.table == Table::Coil {
+        // A coil (a pump or valve command, say): the bit written, then read back.
+        let bit = modbus::encode_bit(def, value)?;
+        let mut ctx = connect(dev).await?;
+        call(dev, ctx.write_single_coil(def.address, bit)).await?;
+        let back = call(dev, ctx.read_coils(def.address, 1)).await?;
+        let _ = ctx.disconnect().await;
+        let held = back.first().copied().unwrap_or(!bit);
+        (held == bit, modbus::decode_bit(def, held))
     } else {
-        tokio::time::timeout(
-            Duration::from_millis(ms),
-            ctx.write_multiple_registers(def.address, &words),
+        let words = modbus::encode_registers(def, value)?;
+        let mut ctx = connect(dev).await?;
+        if words.len() == 1 {
+            call(dev, ctx.write_single_register(def.address, words[0])).await?;
+        } else {
+            call(dev, ctx.write_multiple_registers(def.address, &words)).await?;
+        }
+        let back = call(
+            dev,
+            ctx.read_holding_registers(def.address, words.len() as u16),
         )
-        .await
+        .await?;
+        let _ = ctx.disconnect().await;
+        let read = modbus::decode_registers(def, &back)?;
+        ((read - value).abs() <= def.scale.abs() / 2.0 + 1e-9, read)
     };
-    wrote
-        .map_err(timeout)?
-        .map_err(transport)?
-        .map_err(exception)?;
-    let back = tokio::time::timeout(
-        Duration::from_millis(ms),
-        ctx.read_holding_registers(def.address, words.len() as u16),
-    )
-    .await
-    .map_err(timeout)?
-    .map_err(transport)?
-    .map_err(exception)?;
-    let read = modbus::decode_registers(def, &back)?;
-    let _ = ctx.disconnect().await;
-    if (read - value).abs() > def.scale.abs() / 2.0 + 1e-9 {
-        return Err(ModbusError::ReadBack {
-            sensor: sensor.to_string(),
-            wrote: value,
-            read,
-        });
-    }
-    Ok(read)
-}
-
-/// [`write_point`] for a coil (a pump or valve command, say): the bit written, then read back.
-async fn write_coil(
-    dev: &ModbusDevice,
-    def: &modbus::PointDef,
-    sensor: &SensorId,
-    value: f64,
-) -> Result<f64, ModbusError> {
-    let bit = modbus::encode_bit(def, value)?;
-    let mut ctx = connect(dev).await?;
-    let ms = dev.timeout_ms;
-    let transport = |source| ModbusError::Transport {
-        address: dev.address.clone(),
-        source,
-    };
-    let timeout = |_| ModbusError::Timeout {
-        address: dev.address.clone(),
-        ms,
-    };
-    let exception = |code| ModbusError::Exception {
-        device: dev.id.clone(),
-        code,
-    };
-    tokio::time::timeout(
-        Duration::from_millis(ms),
-        ctx.write_single_coil(def.address, bit),
-    )
-    .await
-    .map_err(timeout)?
-    .map_err(transport)?
-    .map_err(exception)?;
-    let back = tokio::time::timeout(Duration::from_millis(ms), ctx.read_coils(def.address, 1))
-        .await
-        .map_err(timeout)?
-        .map_err(transport)?
-        .map_err(exception)?;
-    let _ = ctx.disconnect().await;
-    let read = modbus::decode_bit(def, back.first().copied().unwrap_or(!bit));
-    if back.first() != Some(&bit) {
+    if !as_written {
         return Err(ModbusError::ReadBack {
             sensor: sensor.to_string(),
             wrote: value,
