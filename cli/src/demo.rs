@@ -1,13 +1,28 @@
-//! `waterline demo`: everything in one process on embedded defaults.
+//! `waterline demo`: everything in one process on embedded defaults, fed by the digital twin.
+//!
+//! The built-in three-DMA network runs on the wall clock in one-minute steps from
+//! `--backfill-hours` ago: the past is back-filled at once, then the twin goes on live. Its
+//! field devices ([`waterline_sim::field`]) publish through the broker in every payload format
+//! ingest speaks (native JSON, Sparkplug B, ChirpStack, CJ/T 188) and misbehave now and then;
+//! the PRV controller serves Modbus TCP and ingest polls it, so a dispatcher applying a PRV
+//! recommendation changes the twin's pressures. The scenario (`DATA_DIR/scenario.toml`,
+//! rewritten at each start) opens a 12 mm burst in area B ten hours before the start and a
+//! contamination incident at a quality station twenty hours before, so the dashboards have
+//! something to show at once.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use tokio::sync::watch;
 use waterline_core::Role;
 use waterline_core::health::HealthBoard;
-use waterline_sim::demo::DemoSimConfig;
+use waterline_sim::field::fleet::{FleetConfig, Role as DeviceRole};
+use waterline_sim::field::publish::BrokerConfig;
+use waterline_sim::field::{self, FieldConfig};
+use waterline_sim::twin::export::{self, SimRequest};
+use waterline_sim::twin::live::{self, LiveConfig};
 
 use crate::config::{Config, Overrides};
 use crate::services;
@@ -30,9 +45,49 @@ pub struct DemoArgs {
     /// Hours of history the simulated devices publish at start.
     #[arg(long, default_value_t = 48)]
     pub backfill_hours: u32,
-    /// Seconds between live uploads of the simulated devices.
-    #[arg(long, default_value_t = 10)]
-    pub live_interval_secs: u64,
+    /// Seed of the twin's random draws (demand, faults, misbehaviour).
+    #[arg(long, default_value_t = 2018)]
+    pub seed: u64,
+}
+
+/// Minutes between the twin's steps in the demo.
+const STEP_MINUTES: u32 = 1;
+/// Days the twin runs on after the back-fill (the demo stops before, on Ctrl-C).
+const LIVE_DAYS: u32 = 30;
+
+/// The demo's scenario: a burst in B and a contamination incident shortly before the start,
+/// random faults and incidents spread over the rest.
+fn scenario(now: DateTime<Utc>) -> String {
+    let at = |h: i64| {
+        (now - TimeDelta::hours(h))
+            .duration_trunc(TimeDelta::minutes(5))
+            .expect("a valid time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    format!(
+        "# Written by `waterline demo` at each start.\n\
+         timezone = \"Asia/Shanghai\"\n\
+         random_leaks = 0\n\
+         random_quality_incidents = 4\n\
+         random_sensor_faults = 6\n\
+         random_pressure_faults = 2\n\n\
+         [[leak]]\npipe = \"B-2\"\nstart = \"{}\"\ndiameter_mm = 12.0\ntype = \"abrupt\"\n\n\
+         [[quality_incident]]\ntype = \"contamination\"\nstation = \"{}\"\nstart = \"{}\"\nduration = \"3h\"\n",
+        at(10),
+        DEMO_STATION,
+        at(20),
+    )
+}
+
+/// The quality station the scenario's incident reaches (the built-in network's first).
+const DEMO_STATION: &str = "S1";
+
+/// Writes the controllers' register map where the Modbus poller can read it.
+fn write_controller_map(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("{}.toml", live::CONTROLLER_MODEL));
+    std::fs::write(&path, live::CONTROLLER_MAP)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 fn env_has(names: &[&str]) -> bool {
@@ -70,11 +125,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             format!("mqtt://{addr}")
         }
     };
-    let network_path = args.data_dir.join("network.toml");
-    std::fs::write(&network_path, waterline_sim::demo::network_toml())
-        .with_context(|| format!("cannot write {}", network_path.display()))?;
-
     let default_db = format!("sqlite://{}", args.data_dir.join("waterline.db").display());
+    let network_path = args.data_dir.join("network.toml");
     let flags = Overrides {
         database_url: args.database_url.clone().or_else(|| {
             (!env_has(&["WATERLINE_DATABASE_URL", "WATERLINE_DATABASE__URL"])).then_some(default_db)
@@ -91,6 +143,79 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if std::env::var_os("WATERLINE_INGEST__SPOOL_DIR").is_none() {
         cfg.ingest.spool_dir = Some(args.data_dir.join("spool"));
+    }
+
+    // The twin, from `--backfill-hours` ago, and its devices (held until ingest listens).
+    let now = Utc::now();
+    let step = TimeDelta::minutes(i64::from(STEP_MINUTES));
+    let start = (now - TimeDelta::hours(i64::from(args.backfill_hours)))
+        .duration_trunc(step)
+        .context("demo start time")?;
+    let scenario_path = args.data_dir.join("scenario.toml");
+    std::fs::write(&scenario_path, scenario(now))
+        .with_context(|| format!("cannot write {}", scenario_path.display()))?;
+    let days = (args.backfill_hours.div_ceil(24)) + LIVE_DAYS;
+    let (twin, tags) = export::build(&SimRequest {
+        network: None,
+        days,
+        seed: args.seed,
+        ideal: false,
+        scenario: Some(scenario_path),
+        start: Some(start),
+        step_minutes: STEP_MINUTES,
+        export: PathBuf::new(),
+        progress: false,
+    })?;
+    let fleet = FleetConfig {
+        topic_prefix: cfg.mqtt.topic_prefix.clone(),
+        cjt188_prefix: cfg
+            .mqtt
+            .cjt188()
+            .unwrap_or(&FleetConfig::default().cjt188_prefix)
+            .to_owned(),
+        ..FleetConfig::default()
+    };
+    let prepared = field::prepare(twin, &tags, false, fleet)?;
+    std::fs::write(&network_path, prepared.network_toml())
+        .with_context(|| format!("cannot write {}", network_path.display()))?;
+    let devices = describe_fleet(prepared.fleet());
+    let (host, port) = cfg.mqtt.broker_addr().map_err(anyhow::Error::msg)?;
+    let twin_run = prepared
+        .start(FieldConfig {
+            broker: BrokerConfig {
+                host,
+                port,
+                client_id: format!("{}-devices", cfg.mqtt.client_id),
+                max_inflight: 100,
+            },
+            live: LiveConfig {
+                speed: None,
+                listen: [127, 0, 0, 1].into(),
+            },
+            wall_clock: true,
+            progress: false,
+            hold: true,
+        })
+        .await?;
+    // Ingest polls the PRV controllers (and the set-point writer reaches them).
+    if !twin_run.controllers().is_empty() {
+        let map = write_controller_map(&args.data_dir)?;
+        cfg.modbus
+            .models
+            .insert(live::CONTROLLER_MODEL.to_owned(), map);
+        for c in twin_run.controllers() {
+            cfg.modbus
+                .devices
+                .push(waterline_ingest::modbus_poll::ModbusDevice {
+                    id: c.device.clone(),
+                    address: c.addr.to_string(),
+                    transport: Default::default(),
+                    unit_id: 1,
+                    model: live::CONTROLLER_MODEL.to_owned(),
+                    poll_interval_ms: 60_000,
+                    timeout_ms: 3_000,
+                });
+        }
     }
 
     let network = services::load_network(&network_path)?;
@@ -112,15 +237,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .await?;
     let http = running.http_addr.context("HTTP server did not start")?;
 
-    let (host, port) = cfg.mqtt.broker_addr().map_err(anyhow::Error::msg)?;
-    let sim_cfg = DemoSimConfig {
-        broker_host: host,
-        broker_port: port,
-        topic_prefix: cfg.mqtt.topic_prefix.clone(),
-        backfill_hours: args.backfill_hours,
-        live_interval: std::time::Duration::from_secs(args.live_interval_secs.max(1)),
-        ..DemoSimConfig::default()
-    };
     // Devices start publishing once ingest's subscriptions are confirmed, so that the
     // back-filled history is not published into the void.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -137,7 +253,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let sim = tokio::spawn(waterline_sim::demo::run(sim_cfg, stop_rx.clone()));
+    twin_run.release();
 
     println!("Waterline demo is running.");
     println!("  broker:     {}", cfg.mqtt.broker);
@@ -148,9 +264,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  network:    {}", network_path.display());
     println!(
-        "  devices:    3 DMA RTUs, 18 smart meters, 1 quality station ({} h of history, then live)",
+        "  twin:       built-in network, {STEP_MINUTES}-min steps from {} ({} h back-filled, then live)",
+        start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         args.backfill_hours
     );
+    println!("  devices:    {devices}");
+    for c in twin_run.controllers() {
+        println!(
+            "  modbus:     PRV {} controller {} on {}",
+            c.prv, c.device, c.addr
+        );
+    }
     println!("  API:        http://{http}/api/v1/sensors");
     println!("  health:     http://{http}/health    metrics: http://{http}/metrics");
     println!("  login:      admin bearer token {token}");
@@ -158,20 +282,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
 
     services::stop_signal().await;
-    println!("Stopping: draining ingest, closing the store…");
-    let _ = stop_tx.send(true);
-    match sim.await {
-        Ok(Ok(stats)) => tracing::info!(
-            messages = stats.messages,
-            readings = stats.readings,
-            "simulator stopped"
+    println!("Stopping: the devices send what they hold, ingest drains, the store closes…");
+    match twin_run.finish().await {
+        Ok(r) => tracing::info!(
+            messages = r.published.messages,
+            readings = r.traffic.readings,
+            steps = r.state.steps_done,
+            "simulated devices stopped"
         ),
-        Ok(Err(e)) => tracing::warn!(error = %e, "simulator stopped with an error"),
-        Err(e) => tracing::warn!(error = %e, "simulator task failed"),
+        Err(e) => tracing::warn!(error = %e, "simulated devices stopped with an error"),
     }
+    let _ = stop_tx.send(true);
     running.join().await;
     let stored = store.count_readings().await.unwrap_or(0);
     store.close().await;
     println!("Stopped cleanly; {stored} readings stored in total.");
     Ok(())
+}
+
+/// One line saying what devices the fleet has.
+fn describe_fleet(fleet: &waterline_sim::field::fleet::Fleet) -> String {
+    let count = |r: DeviceRole| fleet.devices.iter().filter(|d| d.role == r).count();
+    let meters: Vec<String> = fleet
+        .meters_by_protocol()
+        .into_iter()
+        .map(|(p, n)| format!("{n} {p}"))
+        .collect();
+    format!(
+        "{} RTUs, {} pressure loggers, {} quality stations, smart meters: {} (MQTT); PRV controllers (Modbus TCP)",
+        count(DeviceRole::Rtu),
+        count(DeviceRole::PressureLogger),
+        count(DeviceRole::QualityStation),
+        meters.join(", ")
+    )
 }

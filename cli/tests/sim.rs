@@ -106,11 +106,130 @@ fn sim_live_serves_the_prv_controllers_and_prints_their_modbus_devices() {
     assert!(stderr.contains("RTU-PRV-B-prv-setpoint"), "{stderr}");
     assert!(stderr.contains("96 of 96 steps done"), "{stderr}");
 
-    // Live and export are one or the other; a bad speed is refused with the reason.
+    // Live and export are one or the other (without --broker); a bad speed is refused with
+    // the reason.
     let (code, _, stderr) = process::run(&["sim", "--live", "--days", "1", "--export", "x"]);
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("--export"), "{stderr}");
     let (code, _, stderr) = process::run(&["sim", "--live", "--days", "1", "--speed=-3"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("speed -3"), "{stderr}");
+}
+
+#[test]
+fn sim_load_refuses_bad_values_naming_the_flag() {
+    // Checked before any connection: no broker needed.
+    for (args, flag) in [
+        (&["--rate=-3"][..], "--rate"),
+        (&["--rate", "0"], "--rate"),
+        (&["--batch", "0"], "--batch"),
+        (&["--batch", "10001"], "--batch"),
+        (&["--devices", "0"], "--devices"),
+        (&["--seconds", "0"], "--seconds"),
+        (&["--broker", "http://localhost:1883"], "--broker"),
+        (&["--broker", "mqtts://localhost"], "--broker"),
+    ] {
+        let mut argv = vec!["sim", "--load"];
+        argv.extend_from_slice(args);
+        let (code, stderr) = waterline(&argv);
+        assert_eq!(code, 1, "{argv:?}: {stderr}");
+        assert!(stderr.contains(flag), "{argv:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+    // Load mode needs no --days and takes none of the twin's flags; load flags need --load.
+    let (code, stderr) = waterline(&["sim", "--load", "--days", "1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--days"), "{stderr}");
+    let (code, stderr) = waterline(&["sim", "--days", "1", "--live", "--rate", "5"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("--rate") && stderr.contains("--load"),
+        "{stderr}"
+    );
+    let (code, stderr) = waterline(&["sim", "--rate", "5"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--load"), "{stderr}");
+}
+
+#[test]
+fn sim_load_publishes_to_a_broker_and_reports_what_it_achieved() {
+    let broker = waterline_tests::Mosquitto::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = process::run(&[
+        "sim",
+        "--load",
+        "--broker",
+        &broker.url(),
+        "--devices",
+        "5",
+        "--rate",
+        "50",
+        "--batch",
+        "3",
+        "--seconds",
+        "1",
+        "--export",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("published 50 messages (150 readings)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("acknowledged 50 of 50"), "{stdout}");
+    let toml = std::fs::read_to_string(tmp.path().join("network.toml")).unwrap();
+    let net = waterline_core::network::Network::parse(&toml).unwrap();
+    assert_eq!(net.sensors.len(), 5);
+}
+
+#[test]
+fn sim_broker_backfills_the_twins_devices_and_writes_their_network_and_misbehaviour() {
+    let broker = waterline_tests::Mosquitto::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = process::run(&[
+        "sim",
+        "--days",
+        "2",
+        "--seed",
+        "4",
+        "--broker",
+        &broker.url(),
+        "--export",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("back-filling 576 steps"), "{stderr}");
+    assert!(stderr.contains("100%"), "progress is reported: {stderr}");
+    // Every message the broker took was acknowledged: "N messages (N acknowledged)".
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains("acknowledged"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let numbers: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(numbers[0..3], [576, 576, numbers[2]], "{summary}");
+    assert!(numbers[2] > 500 && numbers[2] == numbers[3], "{summary}");
+    let toml = std::fs::read_to_string(tmp.path().join("network.toml")).unwrap();
+    let net = waterline_core::network::Network::parse(&toml).unwrap();
+    let meters = &net
+        .dmas
+        .iter()
+        .find(|d| !d.customer_meters.is_empty())
+        .unwrap()
+        .customer_meters;
+    assert!(
+        meters.iter().any(|m| m.as_str().starts_with("lora-")),
+        "{meters:?}"
+    );
+    let truth = std::fs::read_to_string(tmp.path().join("misbehaviour.jsonl")).unwrap();
+    assert!(
+        truth
+            .lines()
+            .all(|l| l.contains(r#""kind":"misbehaviour""#)),
+        "{truth}"
+    );
+    // The default rates over two days: a repeated hour at least.
+    assert!(truth.contains("repeated_hour"), "{truth}");
 }

@@ -5,7 +5,9 @@
 mod api;
 mod conformance;
 mod faults;
+mod field;
 mod ingest;
 mod leakage;
+mod load;
 mod modbus;
 mod protocols;

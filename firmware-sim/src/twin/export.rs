@@ -38,7 +38,8 @@ use chrono_tz::Tz;
 use super::engine::Engine;
 use super::faults::FaultType;
 use super::inp::sensor_tags;
-use super::pressure_faults::{PressureFaultConfig, PressureFaults, Steps};
+use super::instruments::Instruments;
+use super::pressure_faults::PressureFaultConfig;
 use super::quality::{QualityConfig, QualityPlan, QualitySim};
 use super::scenario::{Scenario, split_faults};
 use super::sensors::{self, SensorSpec};
@@ -165,7 +166,8 @@ pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinErr
     };
     let twin = Twin::new(engine, config)?
         .with_quality(&quality)?
-        .with_pressure_faults(pressure_faults);
+        .with_pressure_faults(pressure_faults)
+        .with_device_misbehaviour(scenario.devices.unwrap_or_default());
     Ok((twin, sensor_tags(&text)))
 }
 
@@ -185,86 +187,36 @@ pub fn export(
 ) -> Result<ExportSummary, TwinError> {
     let started = Instant::now();
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let (specs, points) = sensors::choose(twin, tags).map_err(TwinError::Inp)?;
+    let mut instruments = Instruments::new(twin, tags, ideal)?;
     let plan = twin.quality().cloned().unwrap_or_default();
-    let quality_ids: Vec<String> = plan
-        .stations
-        .iter()
-        .flat_map(|s| Channel::ALL.map(|c| s.sensor_id(c)))
-        .collect();
-    if let Some(id) = quality_ids
-        .iter()
-        .find(|id| specs.iter().any(|s| &s.id == *id))
-    {
-        return Err(TwinError::Scenario(format!(
-            "quality sensor `{id}` would share its id with a hydraulic sensor; rename the station"
-        )));
-    }
     let toml_path = dir.join("network.toml");
-    let mut toml = network_toml(twin, &specs, &points);
+    let mut toml = network_toml(twin, &instruments.specs, &instruments.points);
     toml.push_str(&quality_toml(&plan));
     std::fs::write(&toml_path, toml).map_err(|e| io(&toml_path, e))?;
-    let mut quality = (!plan.stations.is_empty())
-        .then(|| QualitySim::new(plan, twin.engine(), twin.config(), ideal));
-    let mut quality_rows: Vec<Option<f64>> = Vec::new();
+    let ids: Vec<String> = instruments.ids().map(str::to_owned).collect();
 
     let csv_path = dir.join("readings.csv");
     let file = File::create(&csv_path).map_err(|e| io(&csv_path, e))?;
     let mut csv = BufWriter::with_capacity(1 << 20, file);
     csv.write_all(b"time,sensor,value\n")
         .map_err(|e| io(&csv_path, e))?;
-    let mut noise = crate::model::rng(twin.config().seed ^ 0x0005_e25e);
     let steps = twin.config().steps;
-    let mut pressure_faults = if ideal {
-        PressureFaults::default()
-    } else {
-        let window = Steps {
-            start: twin.config().start,
-            count: steps,
-            step_s: twin.config().step_s,
-        };
-        let mut rng = crate::model::rng(twin.config().seed ^ 0x0070_f417);
-        PressureFaults::plan(twin.pressure_faults(), &specs, window, &mut rng)?
-    };
     let mut flow_sum = vec![0.0f64; twin.leaks().len()];
     let mut open_steps = vec![0usize; twin.leaks().len()];
     let mut rows = 0usize;
     let mut line = String::with_capacity(64);
+    let mut read = Vec::with_capacity(ids.len());
     let report_every = (steps / 20).max(1);
     twin.run(|step| {
         let time = rfc3339(step.time);
-        for (j, s) in specs.iter().enumerate() {
-            let v = s.true_value(step.engine);
+        instruments.read(&step, &mut read);
+        for m in &read {
             line.clear();
-            if ideal {
-                let _ = writeln!(line, "{time},{},{:.4}", s.id, v);
-            } else {
-                let measured = s.measure(v, &mut noise);
-                let Some(written) = pressure_faults.apply(j, step.index, measured) else {
-                    continue; // a dropout
-                };
-                let _ = writeln!(line, "{time},{},{:.3}", s.id, written);
-            }
+            let _ = writeln!(line, "{time},{},{:.*}", ids[m.sensor], m.decimals, m.value);
             csv.write_all(line.as_bytes())
                 .map_err(|e| io(&csv_path, e))?;
-            rows += 1;
         }
-        if let Some(q) = quality.as_mut() {
-            q.step(step.index, step.time, step.engine, &mut quality_rows);
-            for (i, v) in quality_rows.iter().enumerate() {
-                let Some(v) = v else { continue };
-                let decimals = if ideal {
-                    4
-                } else {
-                    Channel::ALL[i % Channel::ALL.len()].decimals()
-                };
-                line.clear();
-                let _ = writeln!(line, "{time},{},{:.*}", quality_ids[i], decimals, v);
-                csv.write_all(line.as_bytes())
-                    .map_err(|e| io(&csv_path, e))?;
-                rows += 1;
-            }
-        }
+        rows += read.len();
         for (i, q) in step.leak_flows_m3h.iter().enumerate() {
             if *q > 0.0 {
                 flow_sum[i] += q;
@@ -318,11 +270,11 @@ pub fn export(
         truth.push('\n');
     }
     let (mut quality_events, mut faults) = (0, 0);
-    if let Some(q) = &quality {
+    if let Some(q) = instruments.quality() {
         let start = twin.config().start;
         (quality_events, faults) = quality_truth(q, twin, start, window_end, ideal, &mut truth);
     }
-    for line in pressure_faults.truth() {
+    for line in instruments.pressure_faults().truth() {
         truth.push_str(&line.to_string());
         truth.push('\n');
         faults += 1;
@@ -330,11 +282,11 @@ pub fn export(
     std::fs::write(&truth_path, truth).map_err(|e| io(&truth_path, e))?;
     Ok(ExportSummary {
         steps,
-        sensors: specs.len() + quality_ids.len(),
+        sensors: instruments.len(),
         rows,
         leaks,
         dmas: twin.zones().len(),
-        stations: quality.as_ref().map_or(0, |q| q.plan().stations.len()),
+        stations: instruments.quality().map_or(0, |q| q.plan().stations.len()),
         quality_events,
         faults,
         night_users: twin
@@ -554,6 +506,7 @@ pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePo
         let (kind, unit) = match s.kind() {
             waterline_core::SensorKind::Flow => ("flow", s.unit()),
             waterline_core::SensorKind::Level => ("level", s.unit()),
+            waterline_core::SensorKind::Volume => ("volume", s.unit()),
             _ => ("pressure", s.unit()),
         };
         let _ = writeln!(out, "[[sensor]]");

@@ -56,6 +56,34 @@ pub struct LiveConfig {
     pub listen: IpAddr,
 }
 
+/// Receives the live twin's solved steps on its thread: the field devices
+/// ([`crate::field`]) read their instruments here.
+pub trait StepSink: Send {
+    /// A solved step.
+    fn step(&mut self, step: &super::Step<'_>) -> Result<(), TwinError>;
+    /// The run ended (all steps done or stopped) after the step at `last`.
+    fn finish(&mut self, last: Option<DateTime<Utc>>) -> Result<(), TwinError>;
+}
+
+/// Optional parts of a live run.
+#[derive(Default)]
+pub struct LiveOptions {
+    /// Run each step once its time has come on the wall clock, whatever the speed: steps in
+    /// the past run at once (a back-fill that then goes on live).
+    pub wall_clock: bool,
+    /// Receives every solved step and the end of the run.
+    pub sink: Option<Box<dyn StepSink>>,
+}
+
+impl std::fmt::Debug for LiveOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveOptions")
+            .field("wall_clock", &self.wall_clock)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
 /// One PRV controller on the wire.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Controller {
@@ -167,7 +195,16 @@ pub struct LiveTwin {
 impl LiveTwin {
     /// Starts the controllers (on the calling tokio runtime) and the twin's steps (on a
     /// thread of their own).
-    pub async fn start(mut twin: Twin, cfg: LiveConfig) -> Result<LiveTwin, TwinError> {
+    pub async fn start(twin: Twin, cfg: LiveConfig) -> Result<LiveTwin, TwinError> {
+        Self::start_with(twin, cfg, LiveOptions::default()).await
+    }
+
+    /// [`Self::start`] with a wall-clock pace and/or a sink of the solved steps.
+    pub async fn start_with(
+        mut twin: Twin,
+        cfg: LiveConfig,
+        options: LiveOptions,
+    ) -> Result<LiveTwin, TwinError> {
         if let Some(s) = cfg.speed
             && !(s.is_finite() && s > 0.0)
         {
@@ -225,7 +262,31 @@ impl LiveTwin {
             std::thread::Builder::new()
                 .name("live-twin".into())
                 .spawn(move || {
-                    let result = step_loop(&mut twin, &cfg, &points, &banks, &prvs, &state, &stop);
+                    let LiveOptions {
+                        wall_clock,
+                        mut sink,
+                    } = options;
+                    let loop_cfg = LoopConfig {
+                        live: &cfg,
+                        wall_clock,
+                    };
+                    let mut result = step_loop(
+                        &mut twin,
+                        &loop_cfg,
+                        &points,
+                        &banks,
+                        &prvs,
+                        &state,
+                        &stop,
+                        sink.as_deref_mut(),
+                    );
+                    if let Some(sink) = sink.as_mut() {
+                        let last = lock(&state).time;
+                        let finished = sink.finish(last);
+                        if result.is_ok() || stop.load(Ordering::Relaxed) {
+                            result = result.and(finished);
+                        }
+                    }
                     let mut s = lock(&state);
                     if let Err(e) = result
                         && !stop.load(Ordering::Relaxed)
@@ -292,21 +353,36 @@ fn lock(state: &Mutex<LiveState>) -> MutexGuard<'_, LiveState> {
 /// Stop requested: ends the run early (not an error the state reports).
 const STOPPED: &str = "stopped";
 
+struct LoopConfig<'a> {
+    live: &'a LiveConfig,
+    wall_clock: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn step_loop(
     twin: &mut Twin,
-    cfg: &LiveConfig,
+    cfg: &LoopConfig<'_>,
     points: &[Points],
     banks: &[RegisterBank],
     prvs: &[String],
     state: &Mutex<LiveState>,
     stop: &AtomicBool,
+    mut sink: Option<&mut (dyn StepSink + 'static)>,
 ) -> Result<(), TwinError> {
     let started = Instant::now();
     let step_s = twin.config().step_s as f64;
     let mut totals_l = vec![0.0f64; points.len()];
     twin.run_with(
-        |k, _t| {
-            if let Some(speed) = cfg.speed {
+        |k, t| {
+            if cfg.wall_clock {
+                while Utc::now() < t {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(TwinError::Request(STOPPED.into()));
+                    }
+                    let wait = (t - Utc::now()).to_std().unwrap_or_default();
+                    std::thread::sleep(wait.min(Duration::from_millis(20)));
+                }
+            } else if let Some(speed) = cfg.live.speed {
                 let due = started + Duration::from_secs_f64(k as f64 * step_s / speed);
                 while Instant::now() < due {
                     if stop.load(Ordering::Relaxed) {
@@ -378,7 +454,11 @@ fn step_loop(
                 .map(|n| step.engine.pressure_m(n))
                 .collect();
             s.leak_flows_m3h = step.leak_flows_m3h.to_vec();
-            Ok(())
+            drop(s);
+            match sink.as_mut() {
+                Some(sink) => sink.step(&step),
+                None => Ok(()),
+            }
         },
     )
 }

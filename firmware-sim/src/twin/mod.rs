@@ -8,7 +8,8 @@
 //! - [`demand`]: diurnal, weekly and random demand; large night users.
 //! - [`leaks`]: abrupt and incipient leaks as orifice emitters (FAVAD).
 //! - [`scenario`]: the scenario file (leaks, set points, stations, incidents, faults).
-//! - [`sensors`]: which sensors the export has, and their noise.
+//! - [`sensors`]: which sensors the export has, and their noise; [`instruments`]: all of them
+//!   read at each step (noise, faults, quality signals), for the export and the field devices.
 //! - [`age`]: water age (and a tracer) from the solved flows.
 //! - [`stations`]: water-quality monitoring stations and their signals.
 //! - [`incidents`]: quality incidents carried downstream; [`faults`]: instrument faults;
@@ -32,6 +33,7 @@ pub mod export;
 pub mod faults;
 pub mod incidents;
 pub mod inp;
+pub mod instruments;
 pub mod leaks;
 pub mod live;
 pub mod pressure_faults;
@@ -128,6 +130,7 @@ pub struct Twin {
     config: TwinConfig,
     quality: Option<quality::QualityPlan>,
     pressure_faults: pressure_faults::PressureFaultConfig,
+    devices: crate::field::misbehave::Misbehaviour,
 }
 
 impl Twin {
@@ -229,6 +232,7 @@ impl Twin {
             config,
             quality: None,
             pressure_faults: pressure_faults::PressureFaultConfig::default(),
+            devices: crate::field::misbehave::Misbehaviour::default(),
         })
     }
 
@@ -243,6 +247,17 @@ impl Twin {
     pub fn with_pressure_faults(mut self, cfg: pressure_faults::PressureFaultConfig) -> Self {
         self.pressure_faults = cfg;
         self
+    }
+
+    /// Sets how the field devices misbehave on the wire ([`crate::field`]).
+    pub fn with_device_misbehaviour(mut self, m: crate::field::misbehave::Misbehaviour) -> Self {
+        self.devices = m;
+        self
+    }
+
+    /// How the field devices misbehave (the scenario's `[devices]`, else the defaults).
+    pub fn device_misbehaviour(&self) -> &crate::field::misbehave::Misbehaviour {
+        &self.devices
     }
 
     /// The pressure-sensor faults asked for.

@@ -257,6 +257,7 @@ mod tests {
             id: id.into(),
             source,
             dma: Some("A".into()),
+            register: false,
         };
         vec![
             spec("A-in", Source::Flow(0)),

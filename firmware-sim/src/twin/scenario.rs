@@ -40,6 +40,9 @@
 //! end = "2018-01-04T06:00:00Z"     # or duration
 //! magnitude = 0.5                  # optional: spike size, drift at the end
 //! value = 4.0                      # optional: the floor reading
+//!
+//! [devices]                        # optional: device misbehaviour on the wire (`--broker`)
+//! duplicate_rate = 0.01            # see `crate::field::misbehave` for every key
 //! ```
 //!
 //! Unknown keys and bad values are errors that name the line; checks across fields name the
@@ -78,6 +81,8 @@ pub struct Scenario {
     pub sensor_faults: Vec<SensorFault>,
     pub random_sensor_faults: usize,
     pub random_pressure_faults: usize,
+    /// Device misbehaviour on the wire (`[devices]`); `None`: the defaults.
+    pub devices: Option<crate::field::misbehave::Misbehaviour>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +108,7 @@ struct RawScenario {
     quality_incident: Vec<RawIncident>,
     #[serde(default)]
     sensor_fault: Vec<RawFault>,
+    devices: Option<crate::field::misbehave::Misbehaviour>,
 }
 
 #[derive(Deserialize)]
@@ -418,6 +424,14 @@ impl Scenario {
             sensor_faults,
             random_sensor_faults: raw.random_sensor_faults,
             random_pressure_faults: raw.random_pressure_faults,
+            devices: match raw.devices {
+                Some(d) => {
+                    d.check()
+                        .map_err(|e| TwinError::Scenario(format!("{name}: {e}")))?;
+                    Some(d)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -513,6 +527,23 @@ mod tests {
             e.contains("sensor_fault 1 (S1-ph)") && e.contains("station"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn device_misbehaviour_is_read_and_checked() {
+        let s = Scenario::parse("[devices]\nlate_rate = 0.5\n", "s.toml").unwrap();
+        let d = s.devices.unwrap();
+        assert_eq!(d.late_rate, 0.5);
+        assert_eq!(d.duplicate_rate, 0.01, "unset keys keep their defaults");
+        let e = Scenario::parse("[devices]\nlate_rate = 1.5\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.toml") && e.contains("late_rate"), "{e}");
+        let e = Scenario::parse("[devices]\nlate = 0.1\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("late"), "{e}");
+        assert!(Scenario::parse("", "s.toml").unwrap().devices.is_none());
     }
 
     #[test]

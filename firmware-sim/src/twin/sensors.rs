@@ -46,6 +46,9 @@ pub struct SensorSpec {
     pub source: Source,
     /// Area id.
     pub dma: Option<String>,
+    /// A customer meter sent as its cumulative register (m³, kind volume) instead of the rate
+    /// (L/h): how the field devices report ([`crate::field`]); the export keeps the rate.
+    pub register: bool,
 }
 
 impl SensorSpec {
@@ -53,6 +56,7 @@ impl SensorSpec {
     pub fn kind(&self) -> SensorKind {
         match self.source {
             Source::Pressure(_) => SensorKind::Pressure,
+            Source::Consumption(_) if self.register => SensorKind::Volume,
             Source::Flow(_) | Source::Consumption(_) => SensorKind::Flow,
             Source::Level(_) => SensorKind::Level,
         }
@@ -63,6 +67,7 @@ impl SensorSpec {
         match self.source {
             Source::Pressure(_) | Source::Level(_) => "m",
             Source::Flow(_) => "m3/h",
+            Source::Consumption(_) if self.register => "m3",
             Source::Consumption(_) => "L/h",
         }
     }
@@ -72,6 +77,7 @@ impl SensorSpec {
         match self.source {
             Source::Pressure(_) | Source::Flow(_) => 0.01,
             Source::Level(_) => 0.001,
+            Source::Consumption(_) if self.register => 0.001,
             Source::Consumption(_) => 1.0,
         }
     }
@@ -198,6 +204,7 @@ pub fn choose(
             id: node_sensor(n),
             source: Source::Pressure(n),
             dma: zone_id(n),
+            register: false,
         });
     }
     for &l in &flow_links {
@@ -216,6 +223,7 @@ pub fn choose(
             id: link_sensor(l),
             source: Source::Flow(l),
             dma,
+            register: false,
         });
     }
     for (n, node) in engine.nodes().iter().enumerate() {
@@ -228,6 +236,7 @@ pub fn choose(
                 id,
                 source: Source::Level(n),
                 dma: None,
+                register: false,
             });
         }
     }
@@ -245,6 +254,7 @@ pub fn choose(
             id: sensor,
             source: Source::Consumption(n),
             dma: zone_id(n),
+            register: false,
         });
     }
     let mut seen = BTreeSet::new();

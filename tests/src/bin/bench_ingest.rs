@@ -4,13 +4,17 @@
 //! ```sh
 //! cargo build --release --bin waterline
 //! cargo run --release -p waterline-tests --bin bench-ingest -- [--batched-messages N] \
-//!     [--readings-per-message R] [--single-messages N] [--live-rate MSG_PER_S] [--live-seconds S]
+//!     [--readings-per-message R] [--single-messages N] [--live-rate MSG_PER_S] [--live-seconds S] \
+//!     [--live-batch R] [--live-devices N]
 //! ```
 //!
 //! The live part runs `waterline serve` (the release binary next to this one) as its own
-//! process, publishes single-reading messages stamped with the time of publishing at a fixed
-//! rate, and reports the publish-to-commit latency (p50, p99) from the service's
-//! `waterline_ingest_reading_age_at_commit_seconds` histogram and the service's peak RSS.
+//! process and the simulator's load mode ([`waterline_sim::load`]) against it: `--live-devices`
+//! devices publish `--live-rate` messages a second in all, `--live-batch` readings each, the
+//! newest stamped with the time of publishing. It prints the load mode's report (what rate the
+//! publisher actually achieved, whether it fell behind, PUBACKs), then the publish-to-commit
+//! latency (p50, p99) from the service's `waterline_ingest_reading_age_at_commit_seconds`
+//! histogram and the service's peak RSS.
 //!
 //! Each scenario: start ingest once to create its persistent session, stop it, publish the
 //! backlog with QoS 1 (every message acknowledged by the broker), start ingest and time until
@@ -30,6 +34,7 @@ use tokio::sync::watch;
 use waterline_core::Network;
 use waterline_core::health::HealthBoard;
 use waterline_ingest::{IngestConfig, MqttConfig};
+use waterline_sim::load::{self, LoadConfig, LoadError};
 use waterline_store::Store;
 use waterline_tests::fixtures::publish_all;
 use waterline_tests::{Mosquitto, PgDb};
@@ -43,6 +48,8 @@ struct Args {
     single_messages: usize,
     live_rate: usize,
     live_seconds: usize,
+    live_batch: usize,
+    live_devices: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -52,6 +59,8 @@ fn parse_args() -> anyhow::Result<Args> {
         single_messages: 20_000,
         live_rate: 10_000,
         live_seconds: 20,
+        live_batch: 1,
+        live_devices: 1_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,8 +74,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--single-messages" => args.single_messages = n,
             "--live-rate" => args.live_rate = n,
             "--live-seconds" => args.live_seconds = n,
+            "--live-batch" => args.live_batch = n,
+            "--live-devices" => args.live_devices = n,
             other => anyhow::bail!(
-                "unknown flag {other}; expected --batched-messages, --readings-per-message, --single-messages, --live-rate, --live-seconds"
+                "unknown flag {other}; expected --batched-messages, --readings-per-message, --single-messages, --live-rate, --live-seconds, --live-batch, --live-devices"
             ),
         }
     }
@@ -368,7 +379,8 @@ fn quantile(exposition: &str, metric: &str, q: f64) -> Option<f64> {
     None
 }
 
-/// Live load: `waterline serve` as its own process, a paced publisher, latency and RSS.
+/// Live load: `waterline serve` as its own process, the simulator's load mode, latency and
+/// RSS.
 async fn live(args: &Args, db_url: &str, store: &Store) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("waterline");
@@ -377,17 +389,29 @@ async fn live(args: &Args, db_url: &str, store: &Store) -> anyhow::Result<()> {
         "{} not found: build it first with `cargo build --release --bin waterline`",
         bin.display()
     );
+    // Checked before `serve` starts, with the flags' names (the broker's port comes later).
+    let cfg = LoadConfig {
+        client_id: "bench-live-pub".into(),
+        devices: args.live_devices,
+        rate: args.live_rate as f64,
+        batch: args.live_batch,
+        duration: Duration::from_secs(args.live_seconds as u64),
+        ..LoadConfig::default()
+    };
+    if let Err(LoadError::Invalid { field, reason }) = cfg.validate() {
+        let flag = match field {
+            "devices" => "--live-devices",
+            "rate" => "--live-rate",
+            "batch" => "--live-batch",
+            "duration" => "--live-seconds",
+            other => other,
+        };
+        anyhow::bail!("{flag}: {reason}");
+    }
     let broker = Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
     let net = dir.path().join("network.toml");
-    let mut toml = String::from("timezone = \"UTC\"\n");
-    for i in 0..SENSORS {
-        let _ = write!(
-            toml,
-            "[[sensor]]\nid = \"L-{i:05}\"\nkind = \"volume\"\nunit = \"m3\"\n"
-        );
-    }
-    std::fs::write(&net, toml)?;
+    std::fs::write(&net, load::network_toml(args.live_devices))?;
     let port = waterline_tests::free_port();
     let mut serve = tokio::process::Command::new(&bin)
         .args(["serve", "--database-url", db_url, "--broker", &broker.url()])
@@ -412,40 +436,22 @@ async fn live(args: &Args, db_url: &str, store: &Store) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = store.count_readings().await? as usize;
 
-    let mut opts = rumqttc::MqttOptions::new("bench-live-pub", "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(30))
-        .set_inflight(1000);
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10_000);
-    let poller = tokio::spawn(async move { while let Ok(_event) = eventloop.poll().await {} });
-    let total = args.live_rate * args.live_seconds;
-    let per_tick = (args.live_rate / 100).max(1);
-    let mut ticker = tokio::time::interval(Duration::from_millis(10));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let t_pub = Instant::now();
-    let mut sent = 0usize;
-    while sent < total {
-        ticker.tick().await;
-        for _ in 0..per_tick.min(total - sent) {
-            let now = Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
-            let body = format!(
-                "{{\"device\":\"LIVE-{}\",\"readings\":[{{\"sensor\":\"L-{:05}\",\"value\":{},\"time\":\"{now}\"}}]}}",
-                sent % 100,
-                sent % SENSORS,
-                sent % 1000
-            );
-            client
-                .publish(
-                    format!("waterline/LIVE-{}/up", sent % 100),
-                    rumqttc::QoS::AtLeastOnce,
-                    false,
-                    body,
-                )
-                .await?;
-            sent += 1;
-        }
-    }
-    let pub_secs = t_pub.elapsed().as_secs_f64();
-    let target = before + total;
+    println!(
+        "live: {} devices publishing {} messages/s of {} reading{} for {} s into `waterline serve`",
+        args.live_devices,
+        args.live_rate,
+        args.live_batch,
+        if args.live_batch == 1 { "" } else { "s" },
+        args.live_seconds
+    );
+    let cfg = LoadConfig {
+        broker_port: broker.port,
+        ..cfg
+    };
+    let (_stop, stopped) = watch::channel(false);
+    let report = load::run(&cfg, stopped).await?;
+    println!("  {report}");
+    let target = before + report.readings as usize;
     let deadline = Instant::now() + Duration::from_secs(120);
     while (store.count_readings().await? as usize) < target {
         anyhow::ensure!(
@@ -456,17 +462,12 @@ async fn live(args: &Args, db_url: &str, store: &Store) -> anyhow::Result<()> {
     }
     let (_, metrics) = http_get(port, "/metrics").await.context("no /metrics")?;
     let metric = "waterline_ingest_reading_age_at_commit_seconds";
-    println!(
-        "live: {total} single-reading messages at a target of {} messages/s; the publisher achieved {:.0} messages/s",
-        args.live_rate,
-        total as f64 / pub_secs
-    );
     match (
         quantile(&metrics, metric, 0.5),
         quantile(&metrics, metric, 0.99),
     ) {
         (Some(p50), Some(p99)) => println!(
-            "  publish-to-commit latency: p50 {:.1} ms, p99 {:.1} ms (from the service's histogram)",
+            "  publish-to-commit latency of each message's newest reading: p50 {:.1} ms, p99 {:.1} ms (from the service's histogram)",
             p50 * 1e3,
             p99 * 1e3
         ),
@@ -475,8 +476,6 @@ async fn live(args: &Args, db_url: &str, store: &Store) -> anyhow::Result<()> {
     if let Some(mib) = peak_rss_mib(&pid) {
         println!("  peak RSS of the waterline serve process: {mib:.0} MiB");
     }
-    let _ = client.disconnect().await;
-    poller.abort();
     let _ = serve.start_kill();
     let _ = serve.wait().await;
     Ok(())
