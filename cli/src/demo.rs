@@ -4,14 +4,14 @@
 //! `--backfill-hours` ago: the past is back-filled at once, then the twin goes on live. Its
 //! field devices ([`waterline_sim::field`]) publish through the broker in every payload format
 //! ingest speaks (native JSON, Sparkplug B, ChirpStack, CJ/T 188) and misbehave now and then;
-//! the PRV controller serves Modbus TCP and ingest polls it, so a dispatcher applying a PRV
-//! recommendation changes the twin's pressures. The scenario (`DATA_DIR/scenario.toml`,
+//! the PRV controller and the last station's quality analyser serve Modbus TCP and ingest
+//! polls them, so a dispatcher applying a PRV recommendation changes the twin's pressures. The scenario (`DATA_DIR/scenario.toml`,
 //! rewritten at each start) opens a 12 mm burst in area B ten hours before the start and a
 //! contamination incident at a quality station twenty hours before, so the dashboards have
 //! something to show at once.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -81,14 +81,6 @@ fn scenario(now: DateTime<Utc>) -> String {
 
 /// The quality station the scenario's incident reaches (the built-in network's first).
 const DEMO_STATION: &str = "S1";
-
-/// Writes the controllers' register map where the Modbus poller can read it.
-fn write_controller_map(dir: &Path) -> anyhow::Result<PathBuf> {
-    let path = dir.join(format!("{}.toml", live::CONTROLLER_MODEL));
-    std::fs::write(&path, live::CONTROLLER_MAP)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
-}
 
 fn env_has(names: &[&str]) -> bool {
     names.iter().any(|n| std::env::var_os(n).is_some())
@@ -173,6 +165,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .cjt188()
             .unwrap_or(&FleetConfig::default().cjt188_prefix)
             .to_owned(),
+        // The last station's analyser is polled over Modbus (its history starts live).
+        modbus_stations: 1,
         ..FleetConfig::default()
     };
     let prepared = field::prepare(twin, &tags, false, fleet)?;
@@ -197,25 +191,42 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             hold: true,
         })
         .await?;
-    // Ingest polls the PRV controllers (and the set-point writer reaches them).
-    if !twin_run.controllers().is_empty() {
-        let map = write_controller_map(&args.data_dir)?;
+    // Ingest polls the PRV controllers (and the set-point writer reaches them) and the Modbus
+    // quality analysers, once a step.
+    let polled = twin_run
+        .controllers()
+        .iter()
+        .map(|c| {
+            (
+                c.device.clone(),
+                c.addr,
+                live::CONTROLLER_MODEL,
+                live::CONTROLLER_MAP,
+            )
+        })
+        .chain(twin_run.analysers().iter().map(|a| {
+            (
+                a.device.clone(),
+                a.addr,
+                field::analysers::ANALYSER_MODEL,
+                field::analysers::ANALYSER_MAP,
+            )
+        }));
+    for (device, addr, model, map) in polled {
+        let path = args.data_dir.join(format!("{model}.toml"));
+        std::fs::write(&path, map).with_context(|| format!("cannot write {}", path.display()))?;
+        cfg.modbus.models.insert(model.to_owned(), path);
         cfg.modbus
-            .models
-            .insert(live::CONTROLLER_MODEL.to_owned(), map);
-        for c in twin_run.controllers() {
-            cfg.modbus
-                .devices
-                .push(waterline_ingest::modbus_poll::ModbusDevice {
-                    id: c.device.clone(),
-                    address: c.addr.to_string(),
-                    transport: Default::default(),
-                    unit_id: 1,
-                    model: live::CONTROLLER_MODEL.to_owned(),
-                    poll_interval_ms: 60_000,
-                    timeout_ms: 3_000,
-                });
-        }
+            .devices
+            .push(waterline_ingest::modbus_poll::ModbusDevice {
+                id: device,
+                address: addr.to_string(),
+                transport: Default::default(),
+                unit_id: 1,
+                model: model.to_owned(),
+                poll_interval_ms: u64::from(STEP_MINUTES) * 60_000,
+                timeout_ms: 3_000,
+            });
     }
 
     let network = services::load_network(&network_path)?;
@@ -273,6 +284,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!(
             "  modbus:     PRV {} controller {} on {}",
             c.prv, c.device, c.addr
+        );
+    }
+    for a in twin_run.analysers() {
+        println!(
+            "  modbus:     quality analyser of station {} on {}",
+            a.device, a.addr
         );
     }
     println!("  API:        http://{http}/api/v1/sensors");

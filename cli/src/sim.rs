@@ -22,7 +22,8 @@
 //! days are back-filled as fast as the broker takes them, with progress on stderr; with
 //! `--live` they are paced by `--speed`, or by the wall clock with `--realtime` (a `--start`
 //! in the past is back-filled first). `--export DIR` then writes the fleet's `network.toml`
-//! before the first message and `misbehaviour.jsonl` (the misbehaviour truth) at the end. The
+//! before the first message and `truth.jsonl` at the end: the export's truth lines (leaks,
+//! incidents, faults) up to the last step run, then the misbehaviour lines. The
 //! run ends when the broker has acknowledged every message; a summary goes to stderr.
 //!
 //! Without `--network` the built-in three-DMA network runs. Without `--scenario`, one random
@@ -72,7 +73,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 5)]
     pub step_minutes: u32,
     /// Directory for readings.csv, network.toml and truth.jsonl (with --broker: network.toml
-    /// and misbehaviour.jsonl; with --load: network.toml).
+    /// and truth.jsonl; with --load: network.toml).
     #[arg(long, required_unless_present_any = ["live", "load", "broker"])]
     pub export: Option<PathBuf>,
     /// Run live behind Modbus TCP PRV controllers instead of exporting.
@@ -92,6 +93,10 @@ pub struct SimArgs {
     /// devices, or with --load the load devices (default mqtt://127.0.0.1:1883).
     #[arg(long)]
     pub broker: Option<String>,
+    /// With --broker: how many quality stations (the last ones) serve their signals on
+    /// Modbus TCP (model quality-analyser) instead of publishing them.
+    #[arg(long, default_value_t = 0, requires = "broker")]
+    pub modbus_stations: usize,
     /// Load mode for benchmarks: devices publishing native JSON uplinks at a fixed rate.
     #[arg(long, conflicts_with_all = ["live", "days", "network", "scenario", "ideal", "start", "step_minutes", "seed"])]
     pub load: bool,
@@ -266,7 +271,11 @@ async fn run_field(args: SimArgs) -> anyhow::Result<()> {
     let req = request(&args, PathBuf::new(), false)?;
     let (twin, tags) = export::build(&req)?;
     let steps = twin.config().steps;
-    let prepared = field::prepare(twin, &tags, args.ideal, FleetConfig::default())?;
+    let fleet = FleetConfig {
+        modbus_stations: args.modbus_stations,
+        ..FleetConfig::default()
+    };
+    let prepared = field::prepare(twin, &tags, args.ideal, fleet)?;
     if let Some(dir) = &args.export {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("network.toml");
@@ -306,6 +315,15 @@ async fn run_field(args: SimArgs) -> anyhow::Result<()> {
         })
         .await?;
     print_controllers(run.controllers());
+    for a in run.analysers() {
+        println!(
+            "[[modbus.devices]]\nid = \"{}\"\naddress = \"{}\"\nmodel = \"{}\"\n",
+            a.device,
+            a.addr,
+            field::analysers::ANALYSER_MODEL
+        );
+        eprintln!("sim: quality analyser {} on {}", a.device, a.addr);
+    }
     if args.live {
         eprintln!("sim: live, {steps} steps {}", pace(&args));
     } else {
@@ -342,8 +360,8 @@ async fn run_field(args: SimArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(dir) = &args.export {
-        let path = dir.join("misbehaviour.jsonl");
-        let mut text = String::new();
+        let path = dir.join("truth.jsonl");
+        let mut text = report.twin_truth.clone();
         for l in &report.truth {
             text.push_str(&l.to_string());
             text.push('\n');

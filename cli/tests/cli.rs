@@ -285,13 +285,15 @@ async fn demo_serves_readings_within_a_minute_and_stops_cleanly_on_ctrl_c() {
     .expect("3 h of minute data arrive through the embedded broker");
     assert!(points <= 181, "one reading a minute, got {points}");
     // Every kind of device got through: Sparkplug, LoRaWAN and (live) CJ/T 188 meters, native
-    // loggers, and the PRV controller that ingest polls over Modbus.
+    // loggers, and the PRV controller and quality analyser (station S6) that ingest polls over
+    // Modbus.
     let kinds = [
         "waterline:AMI-",
         "lora-",
         "cjt188-",
         "J5",
         "RTU-PRV-B-prv-outlet-p",
+        "S6-cl2",
     ];
     let reported = eventually(Duration::from_secs(30), || async {
         let (_, body) = http_get(port, "/api/v1/sensors", Some(&token)).await?;

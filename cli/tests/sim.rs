@@ -183,10 +183,10 @@ fn sim_load_publishes_to_a_broker_and_reports_what_it_achieved() {
 }
 
 #[test]
-fn sim_broker_backfills_the_twins_devices_and_writes_their_network_and_misbehaviour() {
+fn sim_broker_backfills_the_twins_devices_and_writes_their_network_and_truth() {
     let broker = waterline_tests::Mosquitto::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = process::run(&[
+    let (code, stdout, stderr) = process::run(&[
         "sim",
         "--days",
         "2",
@@ -194,10 +194,21 @@ fn sim_broker_backfills_the_twins_devices_and_writes_their_network_and_misbehavi
         "4",
         "--broker",
         &broker.url(),
+        "--modbus-stations",
+        "1",
         "--export",
         tmp.path().to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
+    // The PRV controller and the last station's analyser are Modbus devices to poll.
+    let devices: toml::Value = toml::from_str(&stdout).unwrap();
+    let models: Vec<&str> = devices["modbus"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["dma-inlet-rtu", "quality-analyser"], "{stdout}");
     assert!(stderr.contains("back-filling 576 steps"), "{stderr}");
     assert!(stderr.contains("100%"), "progress is reported: {stderr}");
     // Every message the broker took was acknowledged: "N messages (N acknowledged)".
@@ -223,12 +234,19 @@ fn sim_broker_backfills_the_twins_devices_and_writes_their_network_and_misbehavi
         meters.iter().any(|m| m.as_str().starts_with("lora-")),
         "{meters:?}"
     );
-    let truth = std::fs::read_to_string(tmp.path().join("misbehaviour.jsonl")).unwrap();
+    // The twin's truth (two days: its random leak), then the misbehaviour.
+    let truth = std::fs::read_to_string(tmp.path().join("truth.jsonl")).unwrap();
+    let kinds: Vec<String> = truth
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(kinds[0], r#""leak""#, "{truth}");
+    let first_misbehaviour = kinds.iter().position(|k| k == r#""misbehaviour""#).unwrap();
+    assert!(first_misbehaviour >= 1, "{truth}");
     assert!(
-        truth
-            .lines()
-            .all(|l| l.contains(r#""kind":"misbehaviour""#)),
-        "{truth}"
+        kinds[first_misbehaviour..]
+            .iter()
+            .all(|k| k == r#""misbehaviour""#)
     );
     // The default rates over two days: a repeated hour at least.
     assert!(truth.contains("repeated_hour"), "{truth}");

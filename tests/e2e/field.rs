@@ -5,7 +5,6 @@
 //! corrupt message is a dead letter, and nothing else is stored.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -32,7 +31,8 @@ async fn a_backfill_of_the_twins_devices_is_stored_exactly_once() {
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
-    let (twin, tags) = export::build(&SimRequest {
+    let dir = tempfile::tempdir().unwrap();
+    let request = SimRequest {
         network: None,
         days: 2,
         seed: 17,
@@ -40,10 +40,10 @@ async fn a_backfill_of_the_twins_devices_is_stored_exactly_once() {
         scenario: None,
         start: Some(start),
         step_minutes: 5,
-        export: PathBuf::new(),
+        export: dir.path().to_owned(),
         progress: false,
-    })
-    .unwrap();
+    };
+    let (twin, tags) = export::build(&request).unwrap();
     let twin = twin.with_device_misbehaviour(waterline_sim::field::misbehave::Misbehaviour {
         duplicate_rate: 0.05,
         late_rate: 0.2,

@@ -5,6 +5,7 @@
 //! | DMA RTU | `RTU-<dma>` (`RTU-network` outside areas) | the area's flow meters and tank levels | native JSON | every step | every step |
 //! | pressure logger | `PL-<sensor>` | one pressure point | native JSON | every step | every 15 min (a batch) |
 //! | quality analyser | `QS-<station>` | the station's six signals | native JSON | every step | every step |
+//! | quality analyser on Modbus (the last `modbus_stations`) | `<station>` | the same | Modbus TCP, polled by ingest | every step | — |
 //! | smart meter | see below | its cumulative register (m³) | round robin over the four meter protocols | hourly | see below |
 //!
 //! Smart meters, by protocol (ids as ingest derives them):
@@ -77,6 +78,8 @@ pub enum Wire {
         address: MeterAddress,
         gateway: String,
     },
+    /// Polled over Modbus TCP, not published ([`super::analysers`]).
+    Modbus,
 }
 
 /// What a device is.
@@ -121,6 +124,10 @@ pub struct FleetConfig {
     pub native_meter_reads_per_upload: usize,
     /// Seconds of readings per pressure logger upload.
     pub logger_upload_s: usize,
+    /// How many quality stations (the last ones) have a Modbus analyser that ingest polls
+    /// instead of publishing over MQTT. Polled values carry the poll's time, so these
+    /// stations have no history in a back-fill.
+    pub modbus_stations: usize,
 }
 
 impl Default for FleetConfig {
@@ -134,6 +141,7 @@ impl Default for FleetConfig {
             meter_read_s: 3600,
             native_meter_reads_per_upload: 6,
             logger_upload_s: 900,
+            modbus_stations: 0,
         }
     }
 }
@@ -295,7 +303,9 @@ impl Fleet {
         let base = instruments.specs.len();
         if let Some(q) = instruments.quality() {
             let ids: Vec<&str> = instruments.ids().skip(base).collect();
-            let per_station = ids.len() / q.plan().stations.len().max(1);
+            let stations = q.plan().stations.len();
+            let per_station = ids.len() / stations.max(1);
+            let first_modbus = stations.saturating_sub(config.modbus_stations);
             for (k, st) in q.plan().stations.iter().enumerate() {
                 let sensors = (0..per_station)
                     .map(|c| {
@@ -303,10 +313,15 @@ impl Fleet {
                         Ok((i, sensor_id(ids[i - base])?))
                     })
                     .collect::<Result<Vec<_>, TwinError>>()?;
+                let (id, wire) = if k >= first_modbus {
+                    (device_id(&st.id)?, Wire::Modbus)
+                } else {
+                    (device_id(&format!("QS-{}", st.id))?, Wire::Native)
+                };
                 devices.push(Device {
-                    id: device_id(&format!("QS-{}", st.id))?,
+                    id,
                     role: Role::QualityStation,
-                    wire: Wire::Native,
+                    wire,
                     sensors,
                     read_every: 1,
                     reads_per_upload: 1,
@@ -354,7 +369,7 @@ impl Fleet {
                 Wire::Sparkplug { .. } => MeterProtocol::Sparkplug,
                 Wire::Chirpstack { .. } => MeterProtocol::Chirpstack,
                 Wire::Cjt188 { .. } => MeterProtocol::Cjt188,
-                Wire::Native => continue,
+                Wire::Native | Wire::Modbus => continue,
             };
             *out.entry(p.as_str()).or_insert(0) += 1;
         }

@@ -9,12 +9,14 @@
 //!   repeated hours, silent devices, battery decay — planned from the seed, in the truth.
 //! - [`traffic`]: the messages step by step (pure, deterministic).
 //! - [`publish`]: QoS 1 publishing, PUBACK counting, Sparkplug rebirth requests.
+//! - [`analysers`]: quality analysers serving their readings on Modbus TCP.
 //!
 //! [`prepare`] lays the fleet out (its `network.toml` goes to the service first) and
 //! [`Prepared::start`] runs it all: the twin steps as fast as it can (a back-fill), at a speed factor,
 //! or on the wall clock (past steps at once, then live), and [`FieldRun::finish`] reports what
 //! was sent and acknowledged, with the misbehaviour truth.
 
+pub mod analysers;
 pub mod fleet;
 pub mod misbehave;
 pub mod publish;
@@ -29,10 +31,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use self::analysers::{AnalyserBank, AnalyserEndpoint, Analysers};
 use self::fleet::{Fleet, FleetConfig};
 use self::misbehave::Misbehaviour;
 use self::publish::{BrokerConfig, PublishError, Published};
 use self::traffic::{Clock, Expected, Outgoing, Traffic, TrafficStats};
+use crate::twin::export::{self, LeakFlows};
 use crate::twin::instruments::{Instruments, Measured};
 use crate::twin::live::{Controller, LiveConfig, LiveOptions, LiveState, LiveTwin, StepSink};
 use crate::twin::{Step, Twin, TwinError};
@@ -59,6 +63,9 @@ pub struct FieldReport {
     pub state: LiveState,
     pub traffic: TrafficStats,
     pub published: Published,
+    /// The twin's truth (`truth.jsonl` lines of leaks, incidents and faults up to the last
+    /// step run), as the export writes it.
+    pub twin_truth: String,
     /// Misbehaviour truth lines.
     pub truth: Vec<serde_json::Value>,
     pub expected: Option<Expected>,
@@ -138,6 +145,19 @@ impl Prepared {
         } = self;
         let c = twin.config().clone();
         let group = traffic.fleet().config.sparkplug_group.clone();
+        let banks = traffic
+            .fleet()
+            .devices
+            .iter()
+            .filter(|d| d.wire == fleet::Wire::Modbus)
+            .map(|d| {
+                Ok((
+                    d.id.to_string(),
+                    AnalyserBank::new(d.id.as_str(), &d.sensors)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, TwinError>>()?;
+        let analysers = Analysers::start(banks, cfg.live.listen).await?;
         let traffic = Arc::new(Mutex::new(traffic));
         let (tx, rx) = mpsc::channel(64);
         let rebirth = Arc::new(AtomicBool::new(false));
@@ -162,6 +182,8 @@ impl Prepared {
             births_sent: false,
             progress: cfg.progress.then(Instant::now),
             read: Vec::new(),
+            analysers: analysers.banks.clone(),
+            flows: LeakFlows::new(twin.leaks().len()),
         };
         let live = LiveTwin::start_with(
             twin,
@@ -174,6 +196,7 @@ impl Prepared {
         .await?;
         Ok(FieldRun {
             live,
+            analysers,
             traffic,
             publisher,
             release,
@@ -186,6 +209,7 @@ impl Prepared {
 /// A running fleet.
 pub struct FieldRun {
     live: LiveTwin,
+    analysers: Analysers,
     traffic: Arc<Mutex<Traffic>>,
     publisher: JoinHandle<Result<Published, PublishError>>,
     release: tokio::sync::watch::Sender<bool>,
@@ -222,6 +246,11 @@ impl FieldRun {
         self.live.controllers()
     }
 
+    /// The quality analysers on Modbus TCP (model [`analysers::ANALYSER_MODEL`]).
+    pub fn analysers(&self) -> &[AnalyserEndpoint] {
+        &self.analysers.endpoints
+    }
+
     /// The twin's progress.
     pub fn state(&self) -> LiveState {
         self.live.state()
@@ -255,6 +284,7 @@ impl FieldRun {
     pub async fn finish(self) -> Result<FieldReport, TwinError> {
         let FieldRun {
             mut live,
+            mut analysers,
             traffic,
             publisher,
             release,
@@ -271,6 +301,7 @@ impl FieldRun {
         .map_err(|e| TwinError::Io(format!("live twin: {e}")))?;
         let state = live.state();
         drop(live);
+        analysers.stop();
         let published = publisher
             .await
             .map_err(|e| TwinError::Io(format!("publisher: {e}")))?
@@ -283,6 +314,7 @@ impl FieldRun {
             state,
             traffic: t.stats(),
             published,
+            twin_truth: t.twin_truth().to_owned(),
             truth: t.truth().to_vec(),
             expected: t.expected().cloned(),
             seconds: started.elapsed().as_secs_f64(),
@@ -305,6 +337,8 @@ struct Sink {
     births_sent: bool,
     progress: Option<Instant>,
     read: Vec<Measured>,
+    analysers: Vec<AnalyserBank>,
+    flows: LeakFlows,
 }
 
 impl Sink {
@@ -330,6 +364,10 @@ impl Sink {
 impl StepSink for Sink {
     fn step(&mut self, step: &Step<'_>) -> Result<(), TwinError> {
         self.instruments.read(step, &mut self.read);
+        self.flows.add(step.leak_flows_m3h);
+        for a in &self.analysers {
+            a.update(&self.read);
+        }
         let clock = self.clock_at(step.time);
         let mut out = Vec::new();
         {
@@ -360,8 +398,11 @@ impl StepSink for Sink {
         Ok(())
     }
 
-    fn finish(&mut self, last: Option<DateTime<Utc>>) -> Result<(), TwinError> {
+    fn finish(&mut self, twin: &Twin, last: Option<DateTime<Utc>>) -> Result<(), TwinError> {
         let Some(last) = last else { return Ok(()) };
+        let end = last + TimeDelta::seconds(self.step_s);
+        let truth = export::truth(twin, &self.instruments, &self.flows, end);
+        lock(&self.traffic).set_twin_truth(truth.text);
         let clock = self.clock_at(last);
         let mut out = Vec::new();
         {

@@ -82,6 +82,7 @@ pub struct Traffic {
     counters: Vec<u32>,
     radio: Vec<Radio>,
     truth: Vec<serde_json::Value>,
+    twin_truth: String,
     stats: TrafficStats,
     expected: Option<Expected>,
 }
@@ -138,6 +139,7 @@ impl Traffic {
             counters: vec![0; n],
             radio,
             truth: Vec::new(),
+            twin_truth: String::new(),
             stats: TrafficStats::default(),
             expected: None,
         };
@@ -162,6 +164,16 @@ impl Traffic {
     /// Ground truth of the misbehaviour so far (JSON Lines objects, `kind: "misbehaviour"`).
     pub fn truth(&self) -> &[serde_json::Value] {
         &self.truth
+    }
+
+    /// The twin's own truth lines (leaks, incidents, faults), once the run has ended.
+    pub fn twin_truth(&self) -> &str {
+        &self.twin_truth
+    }
+
+    /// Keeps the twin's truth lines with the fleet's (set by the run at its end).
+    pub fn set_twin_truth(&mut self, text: String) {
+        self.twin_truth = text;
     }
 
     pub fn expected(&self) -> Option<&Expected> {
@@ -284,6 +296,9 @@ impl Traffic {
             value.insert(m.sensor, round(m.value, m.decimals));
         }
         for i in 0..self.fleet.devices.len() {
+            if self.fleet.devices[i].wire == Wire::Modbus {
+                continue; // polled, not published
+            }
             let role = self.fleet.devices[i].role;
             // A meter's register at `t` holds what went through it before `t`; this step's
             // consumption is added after the read.
@@ -414,6 +429,7 @@ impl Traffic {
                     ),
                 )
             }
+            Wire::Modbus => return,
             Wire::Cjt188 { address, gateway } => {
                 if clock != Clock::RealTime {
                     self.stats.cjt188_not_live += readings.len() as u64;

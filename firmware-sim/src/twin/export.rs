@@ -201,8 +201,7 @@ pub fn export(
     csv.write_all(b"time,sensor,value\n")
         .map_err(|e| io(&csv_path, e))?;
     let steps = twin.config().steps;
-    let mut flow_sum = vec![0.0f64; twin.leaks().len()];
-    let mut open_steps = vec![0usize; twin.leaks().len()];
+    let mut flows = LeakFlows::new(twin.leaks().len());
     let mut rows = 0usize;
     let mut line = String::with_capacity(64);
     let mut read = Vec::with_capacity(ids.len());
@@ -217,12 +216,7 @@ pub fn export(
                 .map_err(|e| io(&csv_path, e))?;
         }
         rows += read.len();
-        for (i, q) in step.leak_flows_m3h.iter().enumerate() {
-            if *q > 0.0 {
-                flow_sum[i] += q;
-                open_steps[i] += 1;
-            }
-        }
+        flows.add(step.leak_flows_m3h);
         if progress && (step.index + 1) % report_every == 0 {
             eprintln!(
                 "sim: {} / {} steps ({}%), {}, {:.1} s",
@@ -238,47 +232,12 @@ pub fn export(
     csv.flush().map_err(|e| io(&csv_path, e))?;
 
     let truth_path = dir.join("truth.jsonl");
-    let mut truth = String::new();
-    let window_end = twin.time_of(steps);
-    let mut leaks = 0;
-    for (i, p) in twin.leaks().iter().enumerate() {
-        let l = &p.leak;
-        if l.start >= window_end || l.end.is_some_and(|e| e <= twin.config().start) {
-            continue;
-        }
-        leaks += 1;
-        let end = l.end.map_or(window_end, |e| e.min(window_end));
-        let mean = if open_steps[i] > 0 {
-            flow_sum[i] / open_steps[i] as f64
-        } else {
-            0.0
-        };
-        let obj = serde_json::json!({
-            "kind": "leak",
-            "start": rfc3339(l.start),
-            "end": rfc3339(end),
-            "repaired": l.end.is_some_and(|e| e <= window_end),
-            "dma": p.zone.map(|z| twin.zones()[z].id.clone()),
-            "pipe": l.pipe,
-            "node": twin.engine().nodes()[p.node].id,
-            "diameter_mm": l.diameter_mm,
-            "leak_type": l.leak_type.as_str(),
-            "peak": rfc3339(l.peak),
-            "mean_flow_m3h": (mean * 1000.0).round() / 1000.0,
-        });
-        truth.push_str(&obj.to_string());
-        truth.push('\n');
-    }
-    let (mut quality_events, mut faults) = (0, 0);
-    if let Some(q) = instruments.quality() {
-        let start = twin.config().start;
-        (quality_events, faults) = quality_truth(q, twin, start, window_end, ideal, &mut truth);
-    }
-    for line in instruments.pressure_faults().truth() {
-        truth.push_str(&line.to_string());
-        truth.push('\n');
-        faults += 1;
-    }
+    let Truth {
+        text: truth,
+        leaks,
+        quality_events,
+        faults,
+    } = truth(twin, &instruments, &flows, twin.time_of(steps));
     std::fs::write(&truth_path, truth).map_err(|e| io(&truth_path, e))?;
     Ok(ExportSummary {
         steps,
@@ -296,6 +255,98 @@ pub fn export(
             .collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Each leak's flow summed over the steps it was open, for the truth's mean flow.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeakFlows {
+    sum: Vec<f64>,
+    open: Vec<usize>,
+}
+
+impl LeakFlows {
+    pub fn new(leaks: usize) -> Self {
+        Self {
+            sum: vec![0.0; leaks],
+            open: vec![0; leaks],
+        }
+    }
+
+    /// Adds a step's leak flows (m³/h, like [`super::Step::leak_flows_m3h`]).
+    pub fn add(&mut self, flows: &[f64]) {
+        for (i, q) in flows.iter().enumerate() {
+            if *q > 0.0 {
+                self.sum[i] += q;
+                self.open[i] += 1;
+            }
+        }
+    }
+
+    fn mean(&self, i: usize) -> f64 {
+        match self.open.get(i) {
+            Some(&n) if n > 0 => self.sum[i] / n as f64,
+            _ => 0.0,
+        }
+    }
+}
+
+/// The truth of a run, as `truth.jsonl` lines.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Truth {
+    pub text: String,
+    pub leaks: usize,
+    /// `quality_event` lines.
+    pub quality_events: usize,
+    /// `sensor_fault` and `maintenance` lines.
+    pub faults: usize,
+}
+
+/// The truth of `twin`'s run up to `window_end` (see the module docs): leaks with their mean
+/// flow, then quality incidents per station reached, instrument faults and maintenance
+/// (unless ideal), then the pressure-sensor faults. Shared by the export and the field
+/// devices' run.
+pub fn truth(
+    twin: &Twin,
+    instruments: &Instruments,
+    flows: &LeakFlows,
+    window_end: DateTime<Utc>,
+) -> Truth {
+    let mut out = Truth::default();
+    for (i, p) in twin.leaks().iter().enumerate() {
+        let l = &p.leak;
+        if l.start >= window_end || l.end.is_some_and(|e| e <= twin.config().start) {
+            continue;
+        }
+        out.leaks += 1;
+        let end = l.end.map_or(window_end, |e| e.min(window_end));
+        let obj = serde_json::json!({
+            "kind": "leak",
+            "start": rfc3339(l.start),
+            "end": rfc3339(end),
+            "repaired": l.end.is_some_and(|e| e <= window_end),
+            "dma": p.zone.map(|z| twin.zones()[z].id.clone()),
+            "pipe": l.pipe,
+            "node": twin.engine().nodes()[p.node].id,
+            "diameter_mm": l.diameter_mm,
+            "leak_type": l.leak_type.as_str(),
+            "peak": rfc3339(l.peak),
+            "mean_flow_m3h": (flows.mean(i) * 1000.0).round() / 1000.0,
+        });
+        out.text.push_str(&obj.to_string());
+        out.text.push('\n');
+    }
+    if let Some(q) = instruments.quality() {
+        let start = twin.config().start;
+        let ideal = instruments.ideal();
+        (out.quality_events, out.faults) =
+            quality_truth(q, twin, start, window_end, ideal, &mut out.text);
+    }
+    for line in instruments.pressure_faults().truth() {
+        out.text.push_str(&line.to_string());
+        out.text.push('\n');
+        out.faults += 1;
+    }
+    out
 }
 
 /// Appends the truth lines of the quality incidents and (unless `ideal`) the faults; returns

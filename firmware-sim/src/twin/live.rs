@@ -61,8 +61,8 @@ pub struct LiveConfig {
 pub trait StepSink: Send {
     /// A solved step.
     fn step(&mut self, step: &super::Step<'_>) -> Result<(), TwinError>;
-    /// The run ended (all steps done or stopped) after the step at `last`.
-    fn finish(&mut self, last: Option<DateTime<Utc>>) -> Result<(), TwinError>;
+    /// The run of `twin` ended (all steps done or stopped) after the step at `last`.
+    fn finish(&mut self, twin: &Twin, last: Option<DateTime<Utc>>) -> Result<(), TwinError>;
 }
 
 /// Optional parts of a live run.
@@ -172,7 +172,7 @@ impl Points {
 /// Sets `value` (canonical `from` units) at `def` in the bank, converted to the point's unit;
 /// a value the registers cannot hold (a negative pressure in a u16) is clamped to the
 /// nearest that fits.
-fn put(bank: &RegisterBank, def: &PointDef, value: f64, from: Unit) {
+pub(crate) fn put(bank: &RegisterBank, def: &PointDef, value: f64, from: Unit) {
     let v = from.convert(value, def.unit).unwrap_or(value);
     let words = modbus::device_registers(def, v)
         .or_else(|_| modbus::device_registers(def, v.max(0.0)))
@@ -282,7 +282,7 @@ impl LiveTwin {
                     );
                     if let Some(sink) = sink.as_mut() {
                         let last = lock(&state).time;
-                        let finished = sink.finish(last);
+                        let finished = sink.finish(&twin, last);
                         if result.is_ok() || stop.load(Ordering::Relaxed) {
                             result = result.and(finished);
                         }
