@@ -541,3 +541,43 @@ fn week_long_patterns_start_on_monday() {
     .unwrap();
     assert!((d - 3.0 * 3.0).abs() < 1e-9, "Wednesday's multiplier: {d}");
 }
+
+#[test]
+fn a_holiday_draws_less_water_with_a_later_morning_peak() {
+    // Two Mondays (5 and 12 January 2026), the second a holiday; exact demands.
+    let day_demand = |holiday: bool| {
+        let mut twin = builtin(config(288 * 8, false, Vec::new()));
+        if holiday {
+            twin = twin.with_holidays(vec!["2026-01-12".parse().unwrap()]);
+        }
+        let junctions: Vec<usize> = (0..twin.engine().nodes().len())
+            .filter(|&n| {
+                twin.engine().nodes()[n].kind == waterline_sim::twin::engine::NodeKind::Junction
+            })
+            .collect();
+        let mut by_hour = [0.0f64; 24];
+        twin.run(|step| {
+            if step.index >= 288 * 7 {
+                let h = (step.index - 288 * 7) / 12;
+                by_hour[h] += junctions
+                    .iter()
+                    .map(|&n| step.engine.demand_m3h(n))
+                    .sum::<f64>();
+            }
+            Ok(())
+        })
+        .unwrap();
+        by_hour
+    };
+    let (ordinary, holiday) = (day_demand(false), day_demand(true));
+    let total = |d: &[f64; 24]| d.iter().sum::<f64>();
+    assert!(
+        total(&holiday) < 0.97 * total(&ordinary),
+        "{} vs {}",
+        total(&holiday),
+        total(&ordinary)
+    );
+    // 07:00–08:00 is quieter on the holiday, 09:00–10:00 busier.
+    assert!(holiday[7] < ordinary[7], "{holiday:?} {ordinary:?}");
+    assert!(holiday[9] > ordinary[9], "{holiday:?} {ordinary:?}");
+}

@@ -10,8 +10,11 @@
 //!   hour's memory at 5-minute steps). The product is clipped at zero.
 //! - Large night users (one per 250 junctions, 1 to 5): a junction drawing 1–3 m³/h extra from
 //!   23:00 to 05:00 local time every night, such as an irrigation or a factory's night shift.
+//! - Holidays (the scenario's `holidays`, local dates): a Sunday's volume (× 0.92) with the
+//!   morning peak 1.5 h later (people sleep in), whatever the weekday; applied on top of the
+//!   `.inp`'s pattern as the ratio of the default diurnal shape shifted to the unshifted one.
 
-use chrono::{Datelike, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
@@ -36,6 +39,14 @@ pub struct Demand {
     day_factor: Vec<f64>,
     short_term: Vec<f64>,
     pub night_users: Vec<NightUser>,
+    holidays: Vec<NaiveDate>,
+}
+
+/// Demand on a holiday relative to an ordinary day at local hour `hour`: a Sunday's volume
+/// with the morning peak 1.5 h later.
+pub fn holiday_factor(hour: f64) -> f64 {
+    let shifted = (hour - 1.5).rem_euclid(24.0);
+    0.92 * crate::model::diurnal_factor(shifted) / crate::model::diurnal_factor(hour)
 }
 
 /// A standard normal draw (Box–Muller).
@@ -79,7 +90,15 @@ impl Demand {
             day_factor: vec![1.0; n],
             short_term: vec![0.0; n],
             night_users,
+            holidays: Vec::new(),
         }
+    }
+
+    /// Sets the holidays (local dates).
+    pub fn set_holidays(&mut self, mut days: Vec<NaiveDate>) {
+        days.sort();
+        days.dedup();
+        self.holidays = days;
     }
 
     /// Fills each junction's multiplier of its pattern demand and its extra draw (m³/h) at
@@ -93,6 +112,12 @@ impl Demand {
                 factor[j] = crate::model::diurnal_factor(hour);
             }
         }
+        if self.holidays.binary_search(&local.date()).is_ok() {
+            let h = holiday_factor(hour);
+            for &j in &self.junctions {
+                factor[j] *= h;
+            }
+        }
         if !self.variation {
             return;
         }
@@ -104,7 +129,8 @@ impl Demand {
                 self.day_factor[j] = global * (1.0 + 0.05 * gaussian(&mut self.rng));
             }
         }
-        let weekly = if self.weekly {
+        let holiday = self.holidays.binary_search(&local.date()).is_ok();
+        let weekly = if self.weekly && !holiday {
             match local.weekday().num_days_from_monday() {
                 4 => 1.02,
                 5 => 1.06,
@@ -126,5 +152,23 @@ impl Demand {
                 extra_m3h[u.node] += u.rate_m3h;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holiday_uses_less_water_and_starts_later() {
+        let day: f64 = (0..240)
+            .map(|i| holiday_factor(i as f64 / 10.0))
+            .sum::<f64>()
+            / 240.0;
+        // Less than an ordinary day's mean of 1 (the shift moves demand, the 0.92 removes it).
+        assert!(day < 0.97 && day > 0.85, "holiday mean factor {day}");
+        // At 07:00 the morning peak has not come yet; by 09:30 it is above an ordinary day's.
+        assert!(holiday_factor(7.0) < 0.8, "{}", holiday_factor(7.0));
+        assert!(holiday_factor(9.5) > 1.0, "{}", holiday_factor(9.5));
     }
 }

@@ -167,6 +167,7 @@ pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinErr
     let twin = Twin::new(engine, config)?
         .with_quality(&quality)?
         .with_pressure_faults(pressure_faults)
+        .with_holidays(scenario.holidays)
         .with_device_misbehaviour(scenario.devices.unwrap_or_default());
     Ok((twin, sensor_tags(&text)))
 }

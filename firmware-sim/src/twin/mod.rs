@@ -249,6 +249,12 @@ impl Twin {
         self
     }
 
+    /// Sets the holidays (local dates), when demand follows [`demand::holiday_factor`].
+    pub fn with_holidays(mut self, days: Vec<chrono::NaiveDate>) -> Self {
+        self.demand.set_holidays(days);
+        self
+    }
+
     /// Sets how the field devices misbehave on the wire ([`crate::field`]).
     pub fn with_device_misbehaviour(mut self, m: crate::field::misbehave::Misbehaviour) -> Self {
         self.devices = m;

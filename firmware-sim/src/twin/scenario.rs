@@ -4,6 +4,7 @@
 //! start = "2018-01-01T00:00:00Z"   # optional: first time step (--start overrides)
 //! timezone = "Europe/Nicosia"      # optional: local time of demand patterns and network.toml
 //! random_leaks = 2                 # optional: leaks drawn from the seed, besides those listed
+//! holidays = ["2018-01-01", "2018-01-06"]  # optional: local dates with a Sunday's demand, later morning
 //!
 //! [[leak]]
 //! pipe = "p257"
@@ -71,6 +72,8 @@ pub struct Setpoint {
 pub struct Scenario {
     pub start: Option<DateTime<Utc>>,
     pub timezone: Option<Tz>,
+    /// Local dates on which demand follows the holiday profile.
+    pub holidays: Vec<chrono::NaiveDate>,
     pub random_leaks: usize,
     pub leaks: Vec<Leak>,
     pub setpoints: Vec<Setpoint>,
@@ -90,6 +93,8 @@ pub struct Scenario {
 struct RawScenario {
     start: Option<String>,
     timezone: Option<String>,
+    #[serde(default)]
+    holidays: Vec<String>,
     #[serde(default)]
     random_leaks: usize,
     #[serde(default)]
@@ -244,6 +249,13 @@ impl Scenario {
             ),
             None => None,
         };
+        let mut holidays = Vec::new();
+        for h in &raw.holidays {
+            holidays.push(
+                chrono::NaiveDate::parse_from_str(h, "%Y-%m-%d")
+                    .map_err(|_| err(format!("holiday `{h}` is not a date like 2018-01-01")))?,
+            );
+        }
         let mut leaks = Vec::new();
         for (i, l) in raw.leak.iter().enumerate() {
             let what = format!("leak {} (pipe {})", i + 1, l.pipe);
@@ -415,6 +427,7 @@ impl Scenario {
         Ok(Self {
             start,
             timezone,
+            holidays,
             random_leaks: raw.random_leaks,
             leaks,
             setpoints,
@@ -527,6 +540,19 @@ mod tests {
             e.contains("sensor_fault 1 (S1-ph)") && e.contains("station"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn holidays_are_dates() {
+        let s = Scenario::parse("holidays = [\"2026-01-01\"]\n", "s.toml").unwrap();
+        assert_eq!(
+            s.holidays,
+            ["2026-01-01".parse::<chrono::NaiveDate>().unwrap()]
+        );
+        let e = Scenario::parse("holidays = [\"1 Jan\"]\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.toml") && e.contains("`1 Jan`"), "{e}");
     }
 
     #[test]
