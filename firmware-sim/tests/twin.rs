@@ -581,3 +581,30 @@ fn a_holiday_draws_less_water_with_a_later_morning_peak() {
     assert!(holiday[7] < ordinary[7], "{holiday:?} {ordinary:?}");
     assert!(holiday[9] > ordinary[9], "{holiday:?} {ordinary:?}");
 }
+
+#[test]
+fn demand_patterns_follow_the_local_clock_across_a_daylight_saving_change() {
+    // Europe/Nicosia moves from UTC+2 to UTC+3 on Sunday 29 March 2026 at 03:00 local time.
+    let mut cfg = config(288 * 4, false, Vec::new());
+    cfg.start = at("2026-03-27T22:00:00Z"); // Saturday 00:00 local
+    cfg.timezone = chrono_tz::Europe::Nicosia;
+    let mut twin = builtin(cfg);
+    let junction = twin.engine().node_index("J2").unwrap();
+    let mut at_utc = HashMap::new();
+    twin.run(|step| {
+        at_utc.insert(step.time, step.engine.demand_m3h(junction));
+        Ok(())
+    })
+    .unwrap();
+    // 07:00 local: 05:00 UTC on Saturday, 04:00 UTC on Monday. The daily pattern gives both
+    // the same demand (exact demands, no weekly factor on a daily pattern without variation).
+    let saturday = at_utc[&at("2026-03-28T05:00:00Z")];
+    let monday = at_utc[&at("2026-03-30T04:00:00Z")];
+    assert!((saturday - monday).abs() < 1e-9, "{saturday} vs {monday}");
+    // And not the demand of 07:00 UTC+2 on Monday (06:00 local summer time).
+    let wrong = at_utc[&at("2026-03-30T05:00:00Z")];
+    assert!(
+        (saturday - wrong).abs() > 1e-6,
+        "the pattern still differs by the hour"
+    );
+}

@@ -22,9 +22,10 @@
 //! [`Twin::run`] is the loop the export and the tests share: at each step it applies set
 //! points and leak sizes, draws demand, solves, and hands the solution to a callback.
 //!
-//! Time: steps are UTC instants; the `.inp`'s patterns run on local time (the configured time
-//! zone's offset at the first step; daylight-saving changes are ignored), with pattern time 0
-//! at local midnight, or at Monday 00:00 when the patterns span whole weeks.
+//! Time: steps are UTC instants; the `.inp`'s patterns run on the local clock of the configured
+//! time zone (across daylight-saving changes: the spring-forward hour is skipped, the
+//! fall-back hour repeats), with pattern time 0 at local midnight, or at Monday 00:00 when
+//! the patterns span whole weeks.
 
 pub mod age;
 pub mod demand;
@@ -375,8 +376,11 @@ impl Twin {
             let local = t.with_timezone(&tz).naive_local();
             self.demand.at(local, &mut factor, &mut extra);
             let elapsed = k * self.config.step_s;
-            self.engine
-                .solve(elapsed, pattern_offset + elapsed, &factor, &extra)?;
+            // Patterns follow the local clock, across daylight-saving changes too: people get
+            // up at 07:00 local time whatever the offset.
+            let local_elapsed = (local - local_start).num_seconds();
+            let pattern_time = (pattern_offset as i64 + local_elapsed).max(0) as usize;
+            self.engine.solve(elapsed, pattern_time, &factor, &extra)?;
             for (i, p) in self.leaks.iter().enumerate() {
                 let total = node_area[p.node];
                 leak_flows[i] = if total > 0.0 {
