@@ -4,6 +4,37 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// The MQTT protocol version ingest speaks: `protocol = "3.1.1"` (the default) or `"5"` (also
+/// written as the number 5, and 4 for 3.1.1, the protocol level).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MqttProtocol {
+    #[default]
+    V311,
+    V5,
+}
+
+impl<'de> Deserialize<'de> for MqttProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(i64),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(t) => t,
+            Raw::Number(n) => n.to_string(),
+        };
+        match text.as_str() {
+            "3.1.1" | "4" => Ok(MqttProtocol::V311),
+            "5" | "5.0" => Ok(MqttProtocol::V5),
+            other => Err(serde::de::Error::custom(format!(
+                "MQTT protocol `{other}` is not \"3.1.1\" or \"5\""
+            ))),
+        }
+    }
+}
+
 /// How to reach the MQTT broker and what to subscribe to.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,6 +49,11 @@ pub struct MqttConfig {
     pub client_key_file: Option<PathBuf>,
     /// Client id; with a persistent session the broker keeps unacknowledged messages for it.
     pub client_id: String,
+    /// MQTT protocol version: `"3.1.1"` or `"5"`.
+    pub protocol: MqttProtocol,
+    /// MQTT 5: how long the broker keeps the session (subscriptions and unacknowledged
+    /// messages) after a disconnect, seconds. (A 3.1.1 persistent session never expires.)
+    pub session_expiry_secs: u32,
     /// Topic prefix of native uplinks: `<prefix>/<device>/up`.
     pub topic_prefix: String,
     /// Share one subscription between several ingest processes (`$share/<group>/…`).
@@ -48,6 +84,8 @@ impl Default for MqttConfig {
             client_cert_file: None,
             client_key_file: None,
             client_id: "waterline-ingest".into(),
+            protocol: MqttProtocol::V311,
+            session_expiry_secs: 7 * 24 * 3600,
             topic_prefix: "waterline".into(),
             shared_group: None,
             username: None,
@@ -310,6 +348,18 @@ impl IngestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_protocol_is_3_1_1_or_5_as_text_or_number() {
+        let parse = |v: &str| serde_json::from_str::<MqttConfig>(&format!("{{\"protocol\": {v}}}"));
+        assert_eq!(parse("\"5\"").unwrap().protocol, MqttProtocol::V5);
+        assert_eq!(parse("5").unwrap().protocol, MqttProtocol::V5);
+        assert_eq!(parse("\"3.1.1\"").unwrap().protocol, MqttProtocol::V311);
+        assert_eq!(parse("4").unwrap().protocol, MqttProtocol::V311);
+        assert_eq!(MqttConfig::default().protocol, MqttProtocol::V311);
+        let e = parse("\"3\"").unwrap_err().to_string();
+        assert!(e.contains("MQTT protocol `3`"), "{e}");
+    }
 
     #[test]
     fn broker_urls() {

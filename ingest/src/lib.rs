@@ -30,7 +30,6 @@ use std::sync::atomic::AtomicU64;
 
 pub use config::{IngestConfig, MqttConfig, WhenFull};
 pub use mqtt::{BROKER_COMPONENT, SUBSCRIBED};
-use rumqttc::AsyncClient;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use waterline_core::health::HealthBoard;
@@ -86,7 +85,6 @@ pub async fn run(
         }
         None => None,
     };
-    let opts = mqtt::options(&mqtt).map_err(IngestError::Config)?;
     // Room for every acknowledgement of a full channel plus a full batch, so the writer's
     // non-blocking acks rarely have to wait.
     let request_capacity = cfg.channel_capacity + 2 * cfg.batch_max_messages + 64;
@@ -100,7 +98,8 @@ pub async fn run(
     }
     let rate_limit = ratelimit::RateLimiter::new(cfg.max_messages_per_device_per_minute);
     let routes = route::Routes::from_config(&mqtt, &cfg);
-    let (client, eventloop) = AsyncClient::new(opts, request_capacity);
+    let (client, eventloop) =
+        mqtt::connect(&mqtt, request_capacity).map_err(IngestError::Config)?;
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
     let poll_tx = tx.clone();
     let shutdown_pollers = shutdown.clone();

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::mqtt::{Client, Received};
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 use waterline_core::health::HealthBoard;
 use waterline_store::{Batch, BatchOutcome, DeadLetter, Store, StoreError};
@@ -73,7 +73,7 @@ enum Written {
 /// Everything the writer needs.
 pub(crate) struct Writer {
     pub(crate) store: Store,
-    pub(crate) client: AsyncClient,
+    pub(crate) client: Client,
     pub(crate) cfg: IngestConfig,
     pub(crate) routes: Routes,
     pub(crate) sparkplug: SparkplugNodes,
@@ -84,7 +84,7 @@ pub(crate) struct Writer {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Acknowledgements (with the connection generation their message arrived on) that did
     /// not fit into the client's request queue yet, oldest first.
-    pub(crate) unsent_acks: VecDeque<(u64, Publish)>,
+    pub(crate) unsent_acks: VecDeque<(u64, Received)>,
     pub(crate) spool: Option<Spool>,
     /// When the next drain attempt may run (backs off while the store is down).
     pub(crate) next_drain: Instant,
@@ -214,10 +214,7 @@ impl Writer {
             })
             .collect();
         for (topic, payload) in parts.iter().filter_map(|p| p.rebirth.clone()) {
-            match self
-                .client
-                .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
-            {
+            match self.client.try_publish(topic.clone(), payload) {
                 Ok(()) => {
                     metrics::counter!("waterline_sparkplug_rebirth_requests_total").increment(1);
                     tracing::info!(%topic, "asked a Sparkplug edge node to rebirth");
@@ -236,8 +233,8 @@ impl Writer {
         let raw: Vec<Raw<'_>> = deliveries
             .iter()
             .map(|d| Raw {
-                topic: &d.publish.topic,
-                payload: &d.publish.payload,
+                topic: d.topic(),
+                payload: d.payload(),
                 received_at: d.received_at,
             })
             .collect();
@@ -258,7 +255,7 @@ impl Writer {
         }
         for (d, ack) in deliveries.into_iter().zip(ack) {
             if ack && d.needs_ack() {
-                self.unsent_acks.push_back((d.generation, d.publish));
+                self.unsent_acks.push_back((d.generation, d.received));
             }
         }
         self.flush_acks();

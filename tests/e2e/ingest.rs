@@ -26,6 +26,17 @@ impl Running {
         Self::start_with_spool(store, broker, client_id, None).await
     }
 
+    /// Ingest speaking MQTT 5.
+    pub(crate) async fn start_v5(store: &Store, broker: &Mosquitto, client_id: &str) -> Running {
+        let mqtt = MqttConfig {
+            broker: broker.url(),
+            client_id: client_id.into(),
+            protocol: waterline_ingest::config::MqttProtocol::V5,
+            ..MqttConfig::default()
+        };
+        Self::start_mqtt(store, mqtt, None).await
+    }
+
     pub(crate) async fn start_with_spool(
         store: &Store,
         broker: &Mosquitto,
@@ -37,6 +48,14 @@ impl Running {
             client_id: client_id.into(),
             ..MqttConfig::default()
         };
+        Self::start_mqtt(store, mqtt, spool).await
+    }
+
+    async fn start_mqtt(
+        store: &Store,
+        mqtt: MqttConfig,
+        spool: Option<&std::path::Path>,
+    ) -> Running {
         let cfg = IngestConfig {
             spool_dir: spool.map(|p| p.to_owned()),
             spool_max_bytes: 64 << 20,
@@ -263,6 +282,49 @@ async fn messages_published_while_ingest_is_down_arrive_after_restart() {
 
     let ingest = Running::start(&store, &broker, "ingest-session").await;
     assert_eq!(wait_for_count(&store, base + 1200).await, base + 1200);
+    ingest.stop().await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_session_keeps_messages_across_ingest_and_broker_restarts() {
+    let mut broker = Mosquitto::start().unwrap();
+    let db = PgDb::create().await.unwrap();
+    let store = store_with_network(&db).await;
+    // The first run creates the session (clean start off, session expiry of a week).
+    let ingest = Running::start_v5(&store, &broker, "ingest-v5").await;
+    wait_until_subscribed(&store, &broker).await;
+    let base = store.count_readings().await.unwrap();
+    publish_all(broker.port, &uplinks(support::t0(), 50, 5))
+        .await
+        .unwrap();
+    assert_eq!(wait_for_count(&store, base + 200).await, base + 200);
+    ingest.stop().await;
+
+    // Published while ingest is down: the broker keeps them for the MQTT 5 session.
+    publish_all(
+        broker.port,
+        &uplinks(support::t0() + TimeDelta::days(1), 300, 5),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.count_readings().await.unwrap(), base + 200);
+    let ingest = Running::start_v5(&store, &broker, "ingest-v5").await;
+    assert_eq!(wait_for_count(&store, base + 1400).await, base + 1400);
+
+    // A broker restart: ingest reconnects, the session (persisted by the broker) resumes.
+    broker.restart().unwrap();
+    publish_all(
+        broker.port,
+        &uplinks(support::t0() + TimeDelta::days(2), 50, 5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wait_for_count(&store, base + 1600).await, base + 1600);
+    // Nothing more arrives (every message was acknowledged once, none stored twice).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.count_readings().await.unwrap(), base + 1600);
     ingest.stop().await;
     store.close().await;
 }
