@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_modbus::server::rtu_over_tcp;
 use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
 use tokio_modbus::{ExceptionCode, Request, Response};
 
@@ -163,21 +164,42 @@ impl tokio_modbus::server::Service for RegisterBank {
     }
 }
 
+/// How requests are framed on the TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Modbus TCP (MBAP header).
+    Tcp,
+    /// Modbus RTU frames (unit id, PDU, CRC) over TCP, as a serial-to-Ethernet gateway relays
+    /// them. Every unit id is answered from the one bank.
+    RtuOverTcp,
+}
+
 /// A running Modbus TCP server over one bank.
 #[derive(Debug)]
 pub struct ModbusTcpServer {
     addr: SocketAddr,
     bank: RegisterBank,
+    framing: Framing,
     task: Option<JoinHandle<()>>,
 }
 
 impl ModbusTcpServer {
     /// Serves `bank` on `addr` (port 0 picks a free port; [`Self::addr`] tells which).
     pub async fn bind(addr: SocketAddr, bank: RegisterBank) -> std::io::Result<Self> {
+        Self::bind_framed(addr, bank, Framing::Tcp).await
+    }
+
+    /// Serves `bank` on `addr` with the given framing.
+    pub async fn bind_framed(
+        addr: SocketAddr,
+        bank: RegisterBank,
+        framing: Framing,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let mut s = ModbusTcpServer {
             addr: listener.local_addr()?,
             bank,
+            framing,
             task: None,
         };
         s.serve(listener);
@@ -186,15 +208,35 @@ impl ModbusTcpServer {
 
     fn serve(&mut self, listener: TcpListener) {
         let bank = self.bank.clone();
+        let framing = self.framing;
         self.task = Some(tokio::spawn(async move {
-            let server = Server::new(listener);
-            let on_connected = |stream, socket_addr| {
-                let bank = bank.clone();
-                async move {
-                    accept_tcp_connection(stream, socket_addr, move |_| Ok(Some(bank.clone())))
+            let result = match framing {
+                Framing::Tcp => {
+                    let on_connected = |stream, socket_addr| {
+                        let bank = bank.clone();
+                        async move {
+                            accept_tcp_connection(stream, socket_addr, move |_| {
+                                Ok(Some(bank.clone()))
+                            })
+                        }
+                    };
+                    Server::new(listener).serve(&on_connected, |_err| {}).await
+                }
+                Framing::RtuOverTcp => {
+                    let on_connected = |stream, socket_addr| {
+                        let bank = bank.clone();
+                        async move {
+                            rtu_over_tcp::accept_tcp_connection(stream, socket_addr, move |_| {
+                                Ok(Some(bank.clone()))
+                            })
+                        }
+                    };
+                    rtu_over_tcp::Server::new(listener)
+                        .serve(&on_connected, |_err| {})
+                        .await
                 }
             };
-            if let Err(e) = server.serve(&on_connected, |_err| {}).await {
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "Modbus server stopped");
             }
         }));

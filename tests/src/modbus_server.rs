@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use waterline_sim::modbus_device::{ModbusTcpServer, RegisterBank};
+use waterline_sim::modbus_device::{Framing, ModbusTcpServer, RegisterBank};
 
 /// Registers live below this address; a request reaching it gets an exception.
 pub const EXCEPTION_FROM: u16 = 100;
@@ -19,9 +19,19 @@ pub struct ModbusServer {
 impl ModbusServer {
     /// Starts a device on a free loopback port.
     pub async fn start() -> anyhow::Result<ModbusServer> {
-        let server = ModbusTcpServer::bind(
+        Self::start_framed(Framing::Tcp).await
+    }
+
+    /// Starts a device behind a serial-to-TCP gateway: RTU frames over TCP.
+    pub async fn start_rtu_over_tcp() -> anyhow::Result<ModbusServer> {
+        Self::start_framed(Framing::RtuOverTcp).await
+    }
+
+    async fn start_framed(framing: Framing) -> anyhow::Result<ModbusServer> {
+        let server = ModbusTcpServer::bind_framed(
             ([127, 0, 0, 1], 0).into(),
             RegisterBank::new(EXCEPTION_FROM),
+            framing,
         )
         .await?;
         Ok(ModbusServer {
