@@ -64,6 +64,35 @@ const REBIRTH_INTERVAL: Duration = Duration::from_secs(30);
 pub struct SparkplugNodes {
     nodes: HashMap<(String, String), EdgeNodeState>,
     last_rebirth: HashMap<(String, String), Instant>,
+    /// While a batch may still be undone: each touched node's state before the batch.
+    journal: Option<HashMap<(String, String), Option<EdgeNodeState>>>,
+}
+
+impl SparkplugNodes {
+    /// Starts a batch that may be undone ([`Self::rollback`]): the writer spools a batch it
+    /// could not commit, and the drain will run those messages through the sessions again.
+    pub fn begin(&mut self) {
+        self.journal = Some(HashMap::new());
+    }
+
+    /// Keeps what the batch did to the sessions.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Puts every node the batch touched back as it was before [`Self::begin`].
+    pub fn rollback(&mut self) {
+        for (key, before) in self.journal.take().unwrap_or_default() {
+            match before {
+                Some(state) => {
+                    self.nodes.insert(key, state);
+                }
+                None => {
+                    self.nodes.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// Processes one message received on `topic` at `now`.
@@ -263,6 +292,11 @@ fn process_sparkplug(
         Err(e) => return decode_failed(topic, payload, now, None, e.to_string()),
     };
     let key = (parsed.group.clone(), parsed.edge_node.clone());
+    if let Some(journal) = nodes.journal.as_mut() {
+        journal
+            .entry(key.clone())
+            .or_insert_with(|| nodes.nodes.get(&key).cloned());
+    }
     let state = nodes
         .nodes
         .entry(key.clone())

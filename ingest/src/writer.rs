@@ -272,6 +272,12 @@ impl Writer {
         retry: bool,
         live: bool,
     ) -> Written {
+        // A batch that may end in the spool (no retry) is processed again when drained: its
+        // effect on the Sparkplug sessions must then be undone, or the drain sees each
+        // message's `seq` twice (a false gap and a needless rebirth request).
+        if !retry {
+            self.sparkplug.begin();
+        }
         let mut parts = self.process(raw, live);
         let readings: usize = parts.iter().map(|p| p.readings.len()).sum();
         metrics::histogram!("waterline_ingest_batch_messages").record(raw.len() as f64);
@@ -287,6 +293,7 @@ impl Writer {
                     metrics::counter!("waterline_ingest_commit_retries_total").increment(1);
                     if !retry {
                         tracing::warn!(error = %e, "store unavailable; spooling");
+                        self.sparkplug.rollback();
                         return Written::StoreDown;
                     }
                     let delay = backoff.next_delay();
@@ -304,6 +311,7 @@ impl Writer {
                 }
             }
         };
+        self.sparkplug.commit();
         if !self.spool_pending() {
             self.health.set(STORE_COMPONENT, true, "writing");
         }

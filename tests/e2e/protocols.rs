@@ -18,7 +18,12 @@ fn sid(s: &str) -> SensorId {
     SensorId::parse(s).unwrap()
 }
 
-fn metric(name: Option<&str>, alias: u64, dt: Option<DataType>, v: MetricValue) -> Metric {
+pub(crate) fn metric(
+    name: Option<&str>,
+    alias: u64,
+    dt: Option<DataType>,
+    v: MetricValue,
+) -> Metric {
     Metric {
         name: name.map(str::to_owned),
         alias: Some(alias),
@@ -28,7 +33,7 @@ fn metric(name: Option<&str>, alias: u64, dt: Option<DataType>, v: MetricValue) 
     }
 }
 
-fn spb(seq: u64, ts_ms: u64, metrics: Vec<Metric>) -> Vec<u8> {
+pub(crate) fn spb(seq: u64, ts_ms: u64, metrics: Vec<Metric>) -> Vec<u8> {
     sparkplug::encode_payload(&Payload {
         timestamp: Some(ts_ms),
         seq: Some(seq),
