@@ -330,6 +330,44 @@ async fn mqtt5_session_keeps_messages_across_ingest_and_broker_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_a_packet_over_the_limit_is_dropped_by_the_broker_and_blocks_nothing() {
+    let broker = Mosquitto::start().unwrap();
+    let db = PgDb::create().await.unwrap();
+    let store = store_with_network(&db).await;
+    // MQTT 5 announces the limit in CONNECT: the broker must not send a bigger packet (with
+    // 3.1.1 such a packet breaks the connection and comes back: operations.md §6).
+    let mqtt = MqttConfig {
+        broker: broker.url(),
+        client_id: "ingest-v5-limit".into(),
+        protocol: waterline_ingest::config::MqttProtocol::V5,
+        max_packet_bytes: 64 * 1024,
+        ..MqttConfig::default()
+    };
+    let ingest = Running::start_mqtt(&store, mqtt, None).await;
+    wait_until_subscribed(&store, &broker).await;
+    let base = store.count_readings().await.unwrap();
+    let huge = format!(
+        r#"{{"device":"RTU-0","readings":[{{"sensor":"A-inlet-flow","value":1}}],"pad":"{}"}}"#,
+        "x".repeat(200 * 1024)
+    );
+    let mut msgs = vec![("waterline/RTU-0/up".to_owned(), huge.into_bytes())];
+    msgs.extend(uplinks(support::t0(), 20, 5));
+    publish_all(broker.port, &msgs).await.unwrap();
+    assert_eq!(wait_for_count(&store, base + 80).await, base + 80);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.count_readings().await.unwrap(), base + 80);
+    // Never received, so not even a dead letter: the broker discarded it.
+    let since = Utc::now() - TimeDelta::minutes(5);
+    let dead = store
+        .dead_letters(since, Utc::now() + TimeDelta::minutes(1), 10)
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+    ingest.stop().await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_reconnects_and_resubscribes_after_a_broker_restart() {
     let mut broker = Mosquitto::start().unwrap();
     let db = PgDb::create().await.unwrap();
