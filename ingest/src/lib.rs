@@ -118,6 +118,7 @@ pub async fn run(
         health: health.clone(),
         shutdown: shutdown.clone(),
         unsent_acks: Default::default(),
+        draining: false,
         spool,
         next_drain: std::time::Instant::now(),
         drain_backoff: backoff::Backoff::new(

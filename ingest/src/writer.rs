@@ -37,6 +37,11 @@ pub const STORE_COMPONENT: &str = "ingest";
 const REGISTRY_REFRESH: Duration = Duration::from_secs(30);
 
 /// A live message over its device's rate limit: dead-lettered with the reason.
+/// The store component's detail while the spool drains.
+fn draining(bytes: u64) -> String {
+    format!("store reachable; draining the spool ({bytes} bytes left)")
+}
+
 fn rate_limited(m: &Raw<'_>, per_minute: u32) -> Processed {
     Processed {
         dead_letter: Some(DeadLetter {
@@ -85,6 +90,9 @@ pub(crate) struct Writer {
     /// Acknowledgements (with the connection generation their message arrived on) that did
     /// not fit into the client's request queue yet, oldest first.
     pub(crate) unsent_acks: VecDeque<(u64, Received)>,
+    /// The store answered the last drain of the spool: while the spool still holds data the
+    /// store component is healthy ("draining"), not down.
+    pub(crate) draining: bool,
     pub(crate) spool: Option<Spool>,
     /// When the next drain attempt may run (backs off while the store is down).
     pub(crate) next_drain: Instant,
@@ -373,14 +381,16 @@ impl Writer {
                     metrics::counter!("waterline_ingest_spooled_messages_total")
                         .increment(raw.len() as u64);
                     metrics::gauge!("waterline_ingest_spool_bytes").set(spool.bytes() as f64);
-                    self.health.set(
-                        STORE_COMPONENT,
-                        false,
-                        format!(
-                            "store unavailable; spooling ({} bytes spooled)",
-                            spool.bytes()
-                        ),
-                    );
+                    let bytes = spool.bytes();
+                    if self.draining {
+                        self.health.set(STORE_COMPONENT, true, draining(bytes));
+                    } else {
+                        self.health.set(
+                            STORE_COMPONENT,
+                            false,
+                            format!("store unavailable; spooling ({bytes} bytes spooled)"),
+                        );
+                    }
                     return true;
                 }
                 Err(SpoolError::Full { .. })
@@ -434,6 +444,7 @@ impl Writer {
         // pool's connect timeout, and the writer would stop spooling meanwhile.
         let probe = tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await;
         if !matches!(probe, Ok(Ok(()))) {
+            self.draining = false;
             self.next_drain = Instant::now() + self.drain_backoff.next_delay();
             return;
         }
@@ -493,10 +504,17 @@ impl Writer {
                 self.next_drain = Instant::now();
                 if spool.is_empty() {
                     tracing::info!("spool drained");
+                    self.draining = false;
                     self.health.set(STORE_COMPONENT, true, "writing");
+                } else {
+                    // The store is back: healthy while it catches up.
+                    self.draining = true;
+                    self.health
+                        .set(STORE_COMPONENT, true, draining(spool.bytes()));
                 }
             }
             Written::StoreDown | Written::Interrupted => {
+                self.draining = false;
                 self.next_drain = Instant::now() + self.drain_backoff.next_delay();
             }
         }
