@@ -7,9 +7,9 @@
 //! - [`consumption`]: customer consumption from meter registers (rollover, replacement, gaps).
 //! - [`leakage`]: daily and monthly leakage KPIs per DMA and causal leak / burst detection.
 //! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`], confirmed by the
-//!   DMA's inflow and grouped per incident in [`drop_incidents`]) and the pressure
-//!   compliance rate per point, zone and network per day; [`pressure_score`] scores them
-//!   against the simulator's truth.
+//!   DMA's inflow and grouped per incident in [`drop_incidents`]), transients in high-rate
+//!   data ([`transients`]) and the pressure compliance rate per point, zone and network per
+//!   day; [`pressure_score`] scores them against the simulator's truth.
 //! - [`prv`]: PRV set-point recommendations (a fixed set point and an hourly schedule that keep
 //!   the critical point above its minimum) with their expected pressure and FAVAD leakage
 //!   saving.
@@ -41,5 +41,6 @@ pub mod quality;
 pub mod readings;
 mod stats;
 pub mod timefmt;
+pub mod transients;
 
 pub use readings::{LoadOptions, LoadReport, Readings, ReadingsError};

@@ -23,7 +23,9 @@
 //!   spike, then checked against the DMA's inflow ([`crate::drop_incidents`]): reported when
 //!   the inflow rose with it, the drops of several sensors at one burst as one incident.
 //!
-//! Not yet: `transient` summaries from high-rate loggers.
+//! - `transient`: surges in high-rate data (readings seconds apart), one event per surge with
+//!   its swing, extremes, largest |dP/dt| and duration ([`crate::transients`]); read from the
+//!   raw readings (a surge is what the spike check calls a spike).
 
 use std::collections::BTreeMap;
 
@@ -43,6 +45,7 @@ use crate::quality::station::median_interval;
 use crate::quality::thresholds::ThresholdTracker;
 use crate::quality::utc;
 use crate::readings::Readings;
+use crate::transients::{self, TransientConfig};
 
 /// The lower bound where the network configures none: 0.14 MPa at the network's tail.
 pub const DEFAULT_MIN_SERVICE_PRESSURE_M: f64 = 14.0;
@@ -55,6 +58,7 @@ pub struct PressureConfig {
     pub faults: FaultConfig,
     pub drops: DropConfig,
     pub incidents: IncidentConfig,
+    pub transients: TransientConfig,
 }
 
 impl Default for PressureConfig {
@@ -64,6 +68,7 @@ impl Default for PressureConfig {
             faults: FaultConfig::default(),
             drops: DropConfig::default(),
             incidents: IncidentConfig::default(),
+            transients: TransientConfig::default(),
         }
     }
 }
@@ -370,6 +375,16 @@ fn analyze_sensor(
         events.push(e);
     }
     events.extend(drops.drops.iter().map(|d| d.event(sensor)));
+    for mut e in transients::detect(
+        &sensor.id,
+        series.times,
+        series.values,
+        high,
+        &cfg.transients,
+    ) {
+        e.dma = dma.clone();
+        events.push(e);
+    }
     for ep in &faults.episodes {
         let mut e = ep.event(&spec);
         e.dma = dma.clone();

@@ -379,3 +379,47 @@ fn an_exclusion_window_leaves_readings_out_of_the_compliance_rate() {
         "the alarm is still raised"
     );
 }
+
+/// A transient logger: six hours of 1-second data at B-p1 (zone B, upper bound 60 m) with a
+/// pump trip at 03:00 whose wave swings the pressure by ±30 m for about a minute.
+#[test]
+fn a_pump_trip_in_high_rate_data_is_one_transient_and_no_fault() {
+    let net = Network::parse(NETWORK).expect("network");
+    let id = SensorId::parse("B-p1").expect("id");
+    let mut rng = XorShift(0x7a5e);
+    let trip = 3 * HOUR;
+    let rows: Vec<(SensorId, i64, f64)> = (0..6 * 3600i64)
+        .map(|s| {
+            let off = s * 1000;
+            let mut p = 45.0 + ((rng.next_u64() % 1000) as f64 / 1000.0 - 0.5) * 0.2;
+            if off >= trip {
+                let x = (off - trip) as f64 / 1000.0;
+                p -= 30.0 * (std::f64::consts::TAU * x / 8.0).sin() * (-x / 15.0).exp();
+            }
+            (id.clone(), T0 + off, (p * 100.0).round() / 100.0)
+        })
+        .collect();
+    let report = pressure::analyze(
+        &Readings::from_rows(&net, rows),
+        &net,
+        &PressureConfig::default(),
+    )
+    .unwrap();
+    let all = format!("{:#?}", report.events);
+    let transients = of_kind(&report.events, EventKind::Transient);
+    assert_eq!(transients.len(), 1, "{all}");
+    let e = transients[0];
+    assert_eq!(off(&e.start), trip, "{all}");
+    assert!(off(e.end.as_ref().unwrap()) < trip + 2 * MIN, "{all}");
+    assert!(e.value.unwrap() > 40.0, "swing {:?}", e.value);
+    assert_eq!(e.dma.as_ref().map(|d| d.as_str()), Some("B"));
+    // The wave is no instrument fault, and the minute of it no sustained band violation.
+    assert!(
+        of_kind(&report.events, EventKind::SensorFault).is_empty(),
+        "{all}"
+    );
+    assert!(
+        of_kind(&report.events, EventKind::PressureHigh).is_empty(),
+        "{all}"
+    );
+}
