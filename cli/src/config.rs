@@ -96,6 +96,9 @@ pub struct AnalyticsConfig {
     pub enabled: bool,
     /// Seconds between runs; the first run starts with the service.
     pub interval_secs: u64,
+    /// Also run when ingest (in this process) has stored new readings, at most once every
+    /// `min_gap_secs`; 0 turns runs on arrival off (the interval alone).
+    pub arrival_min_gap_secs: u64,
     /// Days of history each run analyses (baselines need weeks; 2 to 400).
     pub lookback_days: u32,
 }
@@ -105,6 +108,7 @@ impl Default for AnalyticsConfig {
         Self {
             enabled: true,
             interval_secs: 900,
+            arrival_min_gap_secs: 300,
             lookback_days: 35,
         }
     }
@@ -281,6 +285,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "analytics.interval_secs = {} is too short; at least 10 s between runs",
                 a.interval_secs
+            )));
+        }
+        if a.arrival_min_gap_secs > 0 && a.arrival_min_gap_secs < 5 {
+            return Err(ConfigError::Invalid(format!(
+                "analytics.arrival_min_gap_secs = {} is too short; 0 (off) or at least 5 s",
+                a.arrival_min_gap_secs
             )));
         }
         if !(2..=400).contains(&a.lookback_days) {
@@ -512,6 +522,11 @@ mod tests {
         for (var, value, key) in [
             ("WATERLINE_ANALYTICS__INTERVAL_SECS", "1", "interval_secs"),
             ("WATERLINE_ANALYTICS__LOOKBACK_DAYS", "1", "lookback_days"),
+            (
+                "WATERLINE_ANALYTICS__ARRIVAL_MIN_GAP_SECS",
+                "2",
+                "arrival_min_gap_secs",
+            ),
         ] {
             let msg = Config::load(None, env(&[(var, value)]), &Overrides::default())
                 .unwrap_err()

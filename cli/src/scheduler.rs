@@ -1,5 +1,8 @@
 //! The analytics scheduler of `serve` and `demo`: runs [`waterline_analytics::online`] now and
-//! then every `[analytics] interval_secs`, the CPU-bound analysis on a blocking thread so that
+//! then every `[analytics] interval_secs`, and as data arrives — when ingest in this process
+//! has stored new readings, at most once every `arrival_min_gap_secs` (so a burst reported by
+//! its inlet RTU is an event within about a minute, not at the next interval) — the
+//! CPU-bound analysis on a blocking thread so that
 //! ingest and HTTP keep their runtime. A failed run is logged, counted and reported on
 //! `/health`; the next run tries again. Shutdown waits for a run in progress to finish writing.
 //!
@@ -95,6 +98,19 @@ fn report(health: &HealthBoard, result: &Result<RunReport, OnlineError>, took: D
     }
 }
 
+/// Waits until ingest reports newly stored readings (true), or forever without a feed (ingest
+/// elsewhere or off) or once the feed is gone (false, after its sender is dropped).
+async fn new_readings(arrived: &mut Option<watch::Receiver<u64>>) -> bool {
+    let Some(rx) = arrived.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *arrived = None;
+        return false;
+    }
+    true
+}
+
 /// Starts the scheduler; it stops when `shutdown` turns true.
 pub fn spawn(
     store: Store,
@@ -102,12 +118,14 @@ pub fn spawn(
     cfg: &AnalyticsConfig,
     health: HealthBoard,
     mut shutdown: watch::Receiver<bool>,
+    mut arrived: Option<watch::Receiver<u64>>,
 ) -> JoinHandle<()> {
     let online = OnlineConfig {
         lookback_days: cfg.lookback_days,
         ..OnlineConfig::default()
     };
     let interval = Duration::from_secs(cfg.interval_secs);
+    let min_gap = Duration::from_secs(cfg.arrival_min_gap_secs);
     let network = Arc::new(network);
     health.set(COMPONENT, true, "first run pending");
     tokio::spawn(async move {
@@ -132,11 +150,22 @@ pub fn spawn(
                 }
                 Err(e) => report(&health, &Err(e.into()), started.elapsed()),
             }
+            // Readings stored during this run count as news for the next one.
             tokio::select! {
                 _ = tokio::time::sleep(interval.saturating_sub(started.elapsed())) => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
                         break; // the process is going away
+                    }
+                }
+                arrival = new_readings(&mut arrived) => {
+                    if arrival {
+                        // Let more of the same upload arrive, and keep runs `min_gap` apart.
+                        tokio::select! {
+                            _ = tokio::time::sleep(min_gap.saturating_sub(started.elapsed())) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        metrics::counter!("waterline_analytics_arrival_triggers_total").increment(1);
                     }
                 }
             }

@@ -59,6 +59,17 @@ pub async fn start(
     http: Option<tokio::net::TcpListener>,
 ) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
+    // Ingest tells the analytics job when readings arrive (when both run here).
+    let run_on_arrival = cfg.ingest.enabled
+        && cfg.analytics.enabled
+        && network.is_some()
+        && cfg.analytics.arrival_min_gap_secs > 0;
+    let (arrivals, arrived) = if run_on_arrival {
+        let (tx, rx) = watch::channel(0u64);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     if cfg.ingest.enabled {
         let modbus = if cfg.modbus.enabled {
             cfg.modbus
@@ -70,13 +81,14 @@ pub async fn start(
         } else {
             Vec::new()
         };
-        let task = waterline_ingest::run(
+        let task = waterline_ingest::run_with(
             store.clone(),
             cfg.mqtt.clone(),
             cfg.ingest.clone(),
             modbus,
             health.clone(),
             shutdown.clone(),
+            arrivals,
         )
         .await
         .context("cannot start ingest")?;
@@ -91,6 +103,7 @@ pub async fn start(
                 &cfg.analytics,
                 health.clone(),
                 shutdown.clone(),
+                arrived,
             ),
         )),
         None if cfg.analytics.enabled => tracing::warn!(

@@ -72,6 +72,26 @@ pub async fn run(
     health: HealthBoard,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, IngestError> {
+    run_with(store, mqtt, cfg, modbus, health, shutdown, None).await
+}
+
+/// Counts readings newly stored by ingest (live or drained from the spool): the analytics
+/// scheduler runs on data arrival by watching it.
+pub type Arrivals = watch::Sender<u64>;
+
+/// [`run`], also adding every batch's newly stored readings to `arrivals`.
+pub async fn run_with(
+    store: Store,
+    mqtt: MqttConfig,
+    cfg: IngestConfig,
+    modbus: Vec<(
+        modbus_poll::ModbusDevice,
+        waterline_core::modbus::RegisterMap,
+    )>,
+    health: HealthBoard,
+    shutdown: watch::Receiver<bool>,
+    arrivals: Option<Arrivals>,
+) -> Result<JoinHandle<()>, IngestError> {
     mqtt.validate().map_err(IngestError::Config)?;
     cfg.validate().map_err(IngestError::Config)?;
     let registry = registry::Registry::load(&store).await?;
@@ -119,6 +139,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         unsent_acks: Default::default(),
         draining: false,
+        arrivals,
         spool,
         next_drain: std::time::Instant::now(),
         drain_backoff: backoff::Backoff::new(

@@ -93,6 +93,8 @@ pub(crate) struct Writer {
     /// The store answered the last drain of the spool: while the spool still holds data the
     /// store component is healthy ("draining"), not down.
     pub(crate) draining: bool,
+    /// Told how many readings each commit newly stored.
+    pub(crate) arrivals: Option<crate::Arrivals>,
     pub(crate) spool: Option<Spool>,
     /// When the next drain attempt may run (backs off while the store is down).
     pub(crate) next_drain: Instant,
@@ -326,6 +328,11 @@ impl Writer {
         metrics::histogram!("waterline_ingest_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("waterline_ingest_readings_inserted_total").increment(outcome.inserted);
+        if outcome.inserted > 0
+            && let Some(a) = &self.arrivals
+        {
+            a.send_modify(|n| *n += outcome.inserted);
+        }
         metrics::counter!("waterline_ingest_readings_duplicate_total")
             .increment(outcome.duplicates);
         metrics::counter!("waterline_ingest_messages_committed_total").increment(raw.len() as u64);
