@@ -81,7 +81,7 @@ pub async fn start(
         } else {
             Vec::new()
         };
-        let task = waterline_ingest::run_with(
+        let task = waterline_ingest::run(
             store.clone(),
             cfg.mqtt.clone(),
             cfg.ingest.clone(),

@@ -56,31 +56,17 @@ pub async fn run_mqtt(
     health: HealthBoard,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, IngestError> {
-    run(store, mqtt, cfg, Vec::new(), health, shutdown).await
-}
-
-/// Starts ingest: MQTT, and a poller for each Modbus device given (already loaded with its
-/// register map, and meant for this process). Polled values go through the same writer.
-pub async fn run(
-    store: Store,
-    mqtt: MqttConfig,
-    cfg: IngestConfig,
-    modbus: Vec<(
-        modbus_poll::ModbusDevice,
-        waterline_core::modbus::RegisterMap,
-    )>,
-    health: HealthBoard,
-    shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>, IngestError> {
-    run_with(store, mqtt, cfg, modbus, health, shutdown, None).await
+    run(store, mqtt, cfg, Vec::new(), health, shutdown, None).await
 }
 
 /// Counts readings newly stored by ingest (live or drained from the spool): the analytics
 /// scheduler runs on data arrival by watching it.
 pub type Arrivals = watch::Sender<u64>;
 
-/// [`run`], also adding every batch's newly stored readings to `arrivals`.
-pub async fn run_with(
+/// Starts ingest: MQTT, and a poller for each Modbus device given (already loaded with its
+/// register map, and meant for this process). Polled values go through the same writer.
+/// Every commit adds the readings it newly stored to `arrivals`, when given.
+pub async fn run(
     store: Store,
     mqtt: MqttConfig,
     cfg: IngestConfig,

@@ -186,8 +186,8 @@ async fn during_an_outage_the_spool_takes_and_acknowledges_everything_then_drain
 /// once: no false gap, no dead letter, no rebirth request, every value stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sparkplug_messages_spooled_in_an_outage_are_drained_without_a_false_gap() {
-    use crate::protocols::{metric, spb};
-    use waterline_core::codec::sparkplug::{DataType, MetricValue};
+    use crate::protocols::{metric, node_birth, spb};
+    use waterline_core::codec::sparkplug::MetricValue;
 
     let mut server = PgServer::start().unwrap();
     let store = private_store(&server).await;
@@ -214,24 +214,7 @@ async fn sparkplug_messages_spooled_in_an_outage_are_drained_without_a_false_gap
             ),
         )
     };
-    let birth = spb(
-        0,
-        ts,
-        vec![
-            metric(
-                Some("bdSeq"),
-                0,
-                Some(DataType::Int64),
-                MetricValue::LongValue(1),
-            ),
-            metric(
-                Some("Outlet/Pressure"),
-                7,
-                Some(DataType::Double),
-                MetricValue::DoubleValue(40.0),
-            ),
-        ],
-    );
+    let birth = node_birth(ts, 40.0);
     publish_all(
         broker.port,
         &[

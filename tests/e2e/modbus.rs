@@ -40,6 +40,37 @@ async fn wait_value(store: &Store, sensor: &str, want: f64, tol: f64) -> Option<
     .await
 }
 
+/// Ingest (MQTT on `broker`, no spool) polling `dev` with `map` into `store`; send true to stop.
+async fn poll_into(
+    store: &Store,
+    broker: &Mosquitto,
+    dev: &ModbusDevice,
+    map: &waterline_core::modbus::RegisterMap,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let mqtt = MqttConfig {
+        broker: broker.url(),
+        client_id: format!("modbus-test-{}", dev.id),
+        ..MqttConfig::default()
+    };
+    let cfg = IngestConfig {
+        spool_dir: None,
+        ..IngestConfig::default()
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = waterline_ingest::run(
+        store.clone(),
+        mqtt,
+        cfg,
+        vec![(dev.clone(), map.clone())],
+        HealthBoard::new(),
+        rx,
+        None,
+    )
+    .await
+    .unwrap();
+    (stop, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_polled_rtu_is_stored_survives_exceptions_and_restarts_and_takes_verified_writes() {
     let mut device = ModbusServer::start().await.unwrap();
@@ -67,26 +98,7 @@ async fn a_polled_rtu_is_stored_survives_exceptions_and_restarts_and_takes_verif
         poll_interval_ms: 200,
         timeout_ms: 1_000,
     };
-    let mqtt = MqttConfig {
-        broker: broker.url(),
-        client_id: "modbus-test".into(),
-        ..MqttConfig::default()
-    };
-    let cfg = IngestConfig {
-        spool_dir: None,
-        ..IngestConfig::default()
-    };
-    let (stop, rx) = watch::channel(false);
-    let task = waterline_ingest::run(
-        store.clone(),
-        mqtt,
-        cfg,
-        vec![(dev.clone(), map.clone())],
-        HealthBoard::new(),
-        rx,
-    )
-    .await
-    .unwrap();
+    let (stop, task) = poll_into(&store, &broker, &dev, &map).await;
 
     // Converted to canonical units on the way in.
     assert!(
@@ -207,26 +219,7 @@ async fn a_device_behind_an_rtu_over_tcp_gateway_is_polled_and_written() {
         poll_interval_ms: 200,
         timeout_ms: 1_000,
     };
-    let mqtt = MqttConfig {
-        broker: broker.url(),
-        client_id: "modbus-rtu-test".into(),
-        ..MqttConfig::default()
-    };
-    let cfg = IngestConfig {
-        spool_dir: None,
-        ..IngestConfig::default()
-    };
-    let (stop, rx) = watch::channel(false);
-    let task = waterline_ingest::run(
-        store.clone(),
-        mqtt,
-        cfg,
-        vec![(dev.clone(), map.clone())],
-        HealthBoard::new(),
-        rx,
-    )
-    .await
-    .unwrap();
+    let (stop, task) = poll_into(&store, &broker, &dev, &map).await;
     assert!(
         wait_value(&store, "RTU-G-inlet-flow", 45.0, 1e-6)
             .await

@@ -33,6 +33,28 @@ pub(crate) fn metric(
     }
 }
 
+/// An NBIRTH (`seq` 0, `bdSeq` 1) declaring metric `Outlet/Pressure` with alias 7 at `value`.
+pub(crate) fn node_birth(ts_ms: u64, value: f64) -> Vec<u8> {
+    spb(
+        0,
+        ts_ms,
+        vec![
+            metric(
+                Some("bdSeq"),
+                0,
+                Some(DataType::Int64),
+                MetricValue::LongValue(1),
+            ),
+            metric(
+                Some("Outlet/Pressure"),
+                7,
+                Some(DataType::Double),
+                MetricValue::DoubleValue(value),
+            ),
+        ],
+    )
+}
+
 pub(crate) fn spb(seq: u64, ts_ms: u64, metrics: Vec<Metric>) -> Vec<u8> {
     sparkplug::encode_payload(&Payload {
         timestamp: Some(ts_ms),
@@ -96,24 +118,7 @@ async fn chirpstack_cjt188_and_sparkplug_devices_are_stored() {
         r#"{{"time":"{}","deviceInfo":{{"devEui":"a1b2c3d4e5f60708","deviceProfileName":"meter"}},"fCnt":7,"fPort":2,"rxInfo":[{{"gatewayId":"gw1","rssi":-97,"snr":7.5}}],"object":{{"volume_m3":88.25,"pressure_bar":3.1}}}}"#,
         t.to_rfc3339()
     );
-    let birth = spb(
-        0,
-        ts,
-        vec![
-            metric(
-                Some("bdSeq"),
-                0,
-                Some(DataType::Int64),
-                MetricValue::LongValue(1),
-            ),
-            metric(
-                Some("Outlet/Pressure"),
-                7,
-                Some(DataType::Double),
-                MetricValue::DoubleValue(42.0),
-            ),
-        ],
-    );
+    let birth = node_birth(ts, 42.0);
     let data = spb(
         1,
         ts + 60_000,
