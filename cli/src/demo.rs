@@ -5,10 +5,11 @@
 //! field devices ([`waterline_sim::field`]) publish through the broker in every payload format
 //! ingest speaks (native JSON, Sparkplug B, ChirpStack, CJ/T 188) and misbehave now and then;
 //! the PRV controller and the last station's quality analyser serve Modbus TCP and ingest
-//! polls them, so a dispatcher applying a PRV recommendation changes the twin's pressures. The scenario (`DATA_DIR/scenario.toml`,
-//! rewritten at each start) opens a 12 mm burst in area B ten hours before the start and a
-//! contamination incident at a quality station twenty hours before, so the dashboards have
-//! something to show at once.
+//! polls them, so a dispatcher applying a PRV recommendation changes the twin's pressures.
+//! The scenario (`DATA_DIR/scenario.toml`, rewritten at each start) opens a 12 mm burst in
+//! area B ten hours before the start and a contamination incident at station S1 twenty hours
+//! before (when the back-fill reaches that far), so the dashboards have something to show at
+//! once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -12,9 +12,9 @@
 //! - [`analysers`]: quality analysers serving their readings on Modbus TCP.
 //!
 //! [`prepare`] lays the fleet out (its `network.toml` goes to the service first) and
-//! [`Prepared::start`] runs it all: the twin steps as fast as it can (a back-fill), at a speed factor,
-//! or on the wall clock (past steps at once, then live), and [`FieldRun::finish`] reports what
-//! was sent and acknowledged, with the misbehaviour truth.
+//! [`Prepared::start`] runs it all: the twin steps as fast as it can (a back-fill), at a speed
+//! factor, or on the wall clock (past steps at once, then live), and [`FieldRun::finish`]
+//! reports what was sent and acknowledged, with the twin's and the misbehaviour's truth.
 
 pub mod analysers;
 pub mod fleet;
