@@ -34,6 +34,7 @@ pub mod grid;
 pub mod leakage;
 pub mod online;
 pub mod pressure;
+pub mod pressure_drift;
 pub mod pressure_drop;
 pub mod pressure_score;
 pub mod prv;

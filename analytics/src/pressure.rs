@@ -23,6 +23,8 @@
 //!   spike, then checked against the DMA's inflow ([`crate::drop_incidents`]): reported when
 //!   the inflow rose with it, the drops of several sensors at one burst as one incident.
 //!
+//! - `sensor_fault` drift: a sensor drifting away from its zone's other pressure points
+//!   ([`crate::pressure_drift`]).
 //! - `transient`: surges in high-rate data (readings seconds apart), one event per surge with
 //!   its swing, extremes, largest |dP/dt| and duration ([`crate::transients`]); read from the
 //!   raw readings (a surge is what the spike check calls a spike).
@@ -38,6 +40,7 @@ use waterline_core::{
 use crate::clock::LocalClock;
 use crate::drop_incidents::{self, IncidentConfig};
 use crate::grid::dma_balance_flows;
+use crate::pressure_drift::{self, DriftConfig};
 use crate::pressure_drop::{DropConfig, DropDetector};
 use crate::quality::faults::{FaultConfig, FaultTracker};
 use crate::quality::signals::{SetPoint, Side, SignalSpec, Tier};
@@ -59,6 +62,7 @@ pub struct PressureConfig {
     pub drops: DropConfig,
     pub incidents: IncidentConfig,
     pub transients: TransientConfig,
+    pub drift: DriftConfig,
 }
 
 impl Default for PressureConfig {
@@ -69,6 +73,7 @@ impl Default for PressureConfig {
             drops: DropConfig::default(),
             incidents: IncidentConfig::default(),
             transients: TransientConfig::default(),
+            drift: DriftConfig::default(),
         }
     }
 }
@@ -169,6 +174,9 @@ pub fn analyze_with(
         report.days.push(c.day("network", "network".into(), date));
     }
     if let Some((t0, t1)) = readings.time_range() {
+        report.events.extend(pressure_drift::detect(
+            readings, network, &cfg.drift, t0, t1,
+        )?);
         let inflows = dma_balance_flows(readings, network, t0, t1, 15 * 60_000)?;
         let checked = drop_incidents::check_drops(
             std::mem::take(&mut report.events),

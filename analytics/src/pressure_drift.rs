@@ -1,0 +1,421 @@
+//! Pressure-sensor drift against the zone's other sensors. A drifting transducer reads a few
+//! metres off over days; its own history cannot tell that from a real change, but its zone's
+//! other pressure points can: pressures in one DMA rise and fall together, so a sensor's
+//! offset from the median of its neighbours repeats from day to day, hour by hour.
+//!
+//! Per DMA with at least `min_neighbours + 1` pressure sensors, on hourly means:
+//!
+//! - `d(h)` = the sensor's mean − the median of its neighbours' means in hour `h`;
+//! - `e(h)` = `d(h)` − the median of `d` at the same hour of the day over the last
+//!   `baseline_days` (at least `min_history_days` of them), so the daily pattern of head loss
+//!   cancels;
+//! - the noise of `e`: a robust standard deviation over the last week;
+//! - **drift** when the mean of `e` over the last 12 h is beyond `threshold_m` and
+//!   `sd_factor` standard deviations, the last three 6-hour means of `e` move steadily the
+//!   same way, and no two-hour change of `e` in those 18 h is more than 60 % of the whole
+//!   change (a step, as a burst next to one sensor makes, is one big jump; a drift creeps);
+//!   and when two or more of the zone's sensors move at once it is a hydraulic change, not an
+//!   instrument: nothing opens, and a drift opened in the last 12 h is taken back. The fault
+//!   starts with the first of those blocks, is detected at the end of the hour that showed it
+//!   (causal), and ends when the 12-hour mean is back within half the threshold. While it
+//!   lasts, the sensor's baseline is frozen.
+//!
+//! The result is a `sensor_fault` with a message starting `drift`.
+
+use std::collections::VecDeque;
+
+use polars::prelude::PolarsResult;
+use waterline_core::{Event, EventKind, Network, SensorId, SensorKind, Severity};
+
+use crate::grid::sensor_means;
+use crate::quality::utc;
+use crate::readings::Readings;
+use crate::stats::median;
+use crate::timefmt::EpochMillis;
+
+const HOUR: EpochMillis = 3_600_000;
+
+/// How drift is recognised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DriftConfig {
+    /// Other pressure sensors a DMA needs besides the one checked.
+    pub min_neighbours: usize,
+    /// Smallest offset from the usual, m.
+    pub threshold_m: f64,
+    /// … and at least this many standard deviations of the usual.
+    pub sd_factor: f64,
+    pub baseline_days: usize,
+    pub min_history_days: usize,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            min_neighbours: 2,
+            threshold_m: 1.0,
+            sd_factor: 4.0,
+            baseline_days: 7,
+            min_history_days: 3,
+        }
+    }
+}
+
+/// The state of one sensor's check.
+#[derive(Debug, Default)]
+struct Track {
+    /// Per hour of day, the recent `d` values.
+    by_hour: Vec<VecDeque<f64>>,
+    /// Recent `e` values (noise), a week.
+    recent_e: VecDeque<f64>,
+    /// `e` of the last 18 hours (`None`: no value that hour).
+    last: VecDeque<Option<f64>>,
+    open: Option<(EpochMillis, EpochMillis, f64)>,
+}
+
+/// Finds drifting pressure sensors in `[t0, t1]`.
+pub fn detect(
+    readings: &Readings,
+    network: &Network,
+    cfg: &DriftConfig,
+    t0: EpochMillis,
+    t1: EpochMillis,
+) -> PolarsResult<Vec<Event>> {
+    let mut events = Vec::new();
+    for dma in &network.dmas {
+        let ids: Vec<SensorId> = network
+            .sensors
+            .values()
+            .filter(|s| s.kind == SensorKind::Pressure && s.dma.as_ref() == Some(&dma.id))
+            .map(|s| s.id.clone())
+            .collect();
+        if ids.len() < cfg.min_neighbours + 1 {
+            continue;
+        }
+        let grids = sensor_means(readings, &ids, t0, t1, HOUR)?;
+        let series: Vec<&crate::grid::Grid> = ids.iter().map(|s| &grids[s]).collect();
+        let n_hours = series[0].len();
+        let start = series[0].start;
+        let mut tracks: Vec<Track> = ids
+            .iter()
+            .map(|_| Track {
+                by_hour: vec![VecDeque::new(); 24],
+                ..Track::default()
+            })
+            .collect();
+        let mut others = Vec::with_capacity(ids.len());
+        let mut pending: Vec<(usize, usize, f64, Option<f64>)> = Vec::new();
+        for h in 0..n_hours {
+            let t = start + h as i64 * HOUR;
+            let hod = (t.div_euclid(HOUR) % 24) as usize;
+            for (k, track) in tracks.iter_mut().enumerate() {
+                let Some(v) = series[k].values[h] else {
+                    push_last(track, None);
+                    continue;
+                };
+                others.clear();
+                others.extend(
+                    series
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != k)
+                        .filter_map(|(_, g)| g.values[h]),
+                );
+                if others.len() < cfg.min_neighbours {
+                    push_last(track, None);
+                    continue;
+                }
+                let Some(m) = median(&mut others) else {
+                    push_last(track, None);
+                    continue;
+                };
+                let d = v - m;
+                let e = if track.by_hour[hod].len() >= cfg.min_history_days {
+                    let mut hist: Vec<f64> = track.by_hour[hod].iter().copied().collect();
+                    median(&mut hist).map(|m| d - m)
+                } else {
+                    None
+                };
+                push_last(track, e);
+                pending.push((k, hod, d, e));
+            }
+            // Close what recovered; open what drifts, unless several sensors of the zone moved
+            // at once (a hydraulic change, not an instrument): then nothing opens, and a drift
+            // opened in the last 12 h is taken back.
+            let now = t + HOUR;
+            for (k, track) in tracks.iter_mut().enumerate() {
+                if let Some(ev) = closing(track, &ids[k], now, cfg) {
+                    let mut ev = ev;
+                    ev.dma = Some(dma.id.clone());
+                    events.push(ev);
+                }
+            }
+            let candidates: Vec<(usize, f64)> = tracks
+                .iter()
+                .enumerate()
+                .filter(|(_, tr)| tr.open.is_none())
+                .filter_map(|(k, tr)| candidate(tr, cfg).map(|v| (k, v)))
+                .collect();
+            let moved = tracks
+                .iter()
+                .filter(|tr| tr.open.is_none())
+                .filter(|tr| recent_mean(tr).is_some_and(|m| m.abs() >= cfg.threshold_m))
+                .count();
+            if moved >= 2 {
+                for tr in tracks.iter_mut() {
+                    if tr
+                        .open
+                        .is_some_and(|(_, detected, _)| now - detected < 12 * HOUR)
+                    {
+                        tr.open = None;
+                    }
+                }
+            } else {
+                for (k, value) in candidates {
+                    tracks[k].open = Some((now - 18 * HOUR, now, value));
+                }
+            }
+            for (k, hod, d, e) in pending.drain(..) {
+                let track = &mut tracks[k];
+                // Learn the usual only while nothing is wrong.
+                if track.open.is_none() {
+                    let ring = &mut track.by_hour[hod];
+                    ring.push_back(d);
+                    if ring.len() > cfg.baseline_days {
+                        ring.pop_front();
+                    }
+                    if let Some(e) = e {
+                        track.recent_e.push_back(e);
+                        if track.recent_e.len() > 24 * 7 {
+                            track.recent_e.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        for (k, track) in tracks.iter_mut().enumerate() {
+            if let Some((s, detected, value)) = track.open.take() {
+                events.push(event(
+                    &ids[k],
+                    s,
+                    detected,
+                    None,
+                    value,
+                    Some(dma.id.clone()),
+                ));
+            }
+        }
+    }
+    Ok(events)
+}
+
+fn push_last(track: &mut Track, e: Option<f64>) {
+    track.last.push_back(e);
+    if track.last.len() > 18 {
+        track.last.pop_front();
+    }
+}
+
+fn mean(v: impl Iterator<Item = Option<f64>>, min: usize) -> Option<f64> {
+    let xs: Vec<f64> = v.flatten().collect();
+    (xs.len() >= min).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// The mean `e` of the last 12 hours (at least 8 of them).
+fn recent_mean(track: &Track) -> Option<f64> {
+    if track.last.len() < 18 {
+        return None;
+    }
+    mean(track.last.iter().skip(6).copied(), 8)
+}
+
+/// Closes an open fault whose sensor is back to its usual offset (returns it).
+fn closing(
+    track: &mut Track,
+    sensor: &SensorId,
+    now: EpochMillis,
+    cfg: &DriftConfig,
+) -> Option<Event> {
+    let (s, detected, value) = track.open?;
+    let recent12 = recent_mean(track)?;
+    if recent12.abs() < cfg.threshold_m / 2.0 {
+        track.open = None;
+        return Some(event(sensor, s, detected, Some(now), value, None));
+    }
+    None
+}
+
+/// The 12-hour mean offset when the sensor drifts now (beyond the threshold and its noise,
+/// moving steadily the same way over 18 h).
+fn candidate(track: &Track, cfg: &DriftConfig) -> Option<f64> {
+    let recent12 = recent_mean(track)?;
+    let mut noise: Vec<f64> = track.recent_e.iter().copied().collect();
+    if noise.len() < 48 {
+        return None;
+    }
+    let mid = median(&mut noise)?;
+    let mut dev: Vec<f64> = noise.iter().map(|x| (x - mid).abs()).collect();
+    let sd = 1.4826 * median(&mut dev)?;
+    if recent12.abs() < cfg.threshold_m.max(cfg.sd_factor * sd) {
+        return None;
+    }
+    let blocks: Vec<Option<f64>> = (0..3)
+        .map(|b| mean(track.last.iter().skip(b * 6).take(6).copied(), 4))
+        .collect();
+    let [Some(b0), Some(b1), Some(b2)] = blocks[..] else {
+        return None;
+    };
+    let sign = recent12.signum();
+    let steady = (b1 - b0) * sign > 0.1 && (b2 - b1) * sign > 0.1;
+    // A step (a burst next to the sensor) makes one big jump within two hours (an hour's mean
+    // may catch half of it); a drift creeps.
+    let hourly: Vec<f64> = track.last.iter().flatten().copied().collect();
+    let jump = hourly
+        .windows(3)
+        .map(|w| (w[2] - w[0]).abs())
+        .fold(0.0, f64::max);
+    let creeping = jump <= 0.6 * ((b2 - b0) * sign);
+    (steady && creeping).then_some(recent12)
+}
+
+fn event(
+    sensor: &SensorId,
+    start: EpochMillis,
+    detected: EpochMillis,
+    end: Option<EpochMillis>,
+    value: f64,
+    dma: Option<waterline_core::DmaId>,
+) -> Event {
+    let mut e = Event::new(EventKind::SensorFault, utc(start), utc(detected));
+    e.end = end.map(utc);
+    e.sensor = Some(sensor.clone());
+    e.dma = dma;
+    e.severity = Some(Severity::Warning);
+    e.value = Some((value * 100.0).round() / 100.0);
+    e.confidence = Some(0.8);
+    e.message = Some(format!(
+        "drift: reads {value:+.2} m off its usual offset from the zone's other pressure points, growing steadily over 18 h"
+    ));
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NET: &str = r#"
+[[dma]]
+id = "A"
+inlets = ["A-in"]
+[[sensor]]
+id = "A-in"
+kind = "flow"
+unit = "m3/h"
+dma = "A"
+[[sensor]]
+id = "p1"
+kind = "pressure"
+unit = "m"
+dma = "A"
+[[sensor]]
+id = "p2"
+kind = "pressure"
+unit = "m"
+dma = "A"
+[[sensor]]
+id = "p3"
+kind = "pressure"
+unit = "m"
+dma = "A"
+[[sensor]]
+id = "p4"
+kind = "pressure"
+unit = "m"
+dma = "A"
+"#;
+    const T0: EpochMillis = 1_767_225_600_000;
+    const STEP: EpochMillis = 300_000;
+    const DAY: EpochMillis = 24 * HOUR;
+
+    /// Twelve days of 5-minute data of four points sharing the zone's daily swing (with their
+    /// own head-loss share and noise); `change(sensor, t)` adds to a sensor's reading.
+    fn zone(change: impl Fn(usize, EpochMillis) -> f64) -> (Network, Readings) {
+        let net = Network::parse(NET).unwrap();
+        let mut rng = waterline_core::testing::XorShift(0x000d_71f7);
+        let mut rows = Vec::new();
+        for k in 0..(12 * DAY / STEP) {
+            let off = k * STEP;
+            let hour = (off % DAY) as f64 / HOUR as f64;
+            let swing = 4.0 * (std::f64::consts::TAU * (hour - 14.0) / 24.0).cos();
+            for (i, (base, share)) in [(50.0, 1.0), (44.0, 1.3), (38.0, 0.8), (41.0, 1.1)]
+                .into_iter()
+                .enumerate()
+            {
+                let noise = ((rng.next_u64() % 1000) as f64 / 1000.0 - 0.5) * 0.3;
+                let v = base + share * swing + noise + change(i, off);
+                rows.push((
+                    SensorId::parse(format!("p{}", i + 1)).unwrap(),
+                    T0 + off,
+                    (v * 100.0).round() / 100.0,
+                ));
+            }
+        }
+        let readings = Readings::from_rows(&net, rows);
+        (net, readings)
+    }
+
+    fn run(net: &Network, r: &Readings) -> Vec<Event> {
+        let (t0, t1) = r.time_range().unwrap();
+        detect(r, net, &DriftConfig::default(), t0, t1).unwrap()
+    }
+
+    #[test]
+    fn a_sensor_drifting_away_from_its_zone_is_a_fault() {
+        // p3 drifts to −5 m over three days from day 7, then is recalibrated.
+        let (a, b) = (7 * DAY, 10 * DAY);
+        let (net, r) = zone(|i, t| {
+            if i == 2 && (a..b).contains(&t) {
+                -5.0 * (t - a) as f64 / (b - a) as f64
+            } else {
+                0.0
+            }
+        });
+        let events = run(&net, &r);
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!(e.sensor.as_ref().unwrap().as_str(), "p3");
+        assert!(e.message.as_deref().unwrap().starts_with("drift"));
+        let detected = e.detected_at.timestamp_millis() - T0;
+        assert!(
+            detected > a && detected < a + 2 * DAY,
+            "detected {} h after the start",
+            (detected - a) / HOUR
+        );
+        assert!(e.end.is_some(), "closed after the recalibration");
+    }
+
+    #[test]
+    fn zone_wide_changes_are_no_drift() {
+        // The whole zone sags slowly (an incipient leak), two points a little more.
+        let (net, r) = zone(|i, t| {
+            let slow = ((t - 6 * DAY) as f64 / (4 * DAY) as f64).clamp(0.0, 1.0);
+            -4.0 * slow * if i < 2 { 1.5 } else { 1.0 }
+        });
+        let events = run(&net, &r);
+        assert!(events.is_empty(), "{events:#?}");
+    }
+
+    #[test]
+    fn a_step_at_one_sensor_is_no_drift() {
+        // p1 (the highest point, so its neighbours' medians do not move) steps down 3 m at
+        // 08:30 on day 8, as next to a burst.
+        let (net, r) = zone(|i, t| {
+            if i == 0 && t > 8 * DAY + 8 * HOUR + HOUR / 2 {
+                -3.0
+            } else {
+                0.0
+            }
+        });
+        let events = run(&net, &r);
+        assert!(events.is_empty(), "{events:#?}");
+    }
+}
