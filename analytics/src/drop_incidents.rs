@@ -28,6 +28,11 @@
 //! not reported as a burst; [`Checked::unconfirmed`] counts them. In an area without balance
 //! meters, or with the inflow missing around the drop, the drop is reported as it is, with a
 //! lower confidence and a message saying that the inflow could not confirm it.
+//!
+//! [`link_with_bursts`] ties a pressure incident to the leakage analysis' `burst` of the same
+//! area and inflow step (the service runs both): each names the other, and the burst lists the
+//! pressure sensors that fell, so the dispatch centre sees one incident across flow and
+//! pressure.
 
 use std::collections::HashMap;
 
@@ -305,6 +310,69 @@ fn incident(group: Vec<(EpochMillis, f64, Event)>) -> Event {
     e
 }
 
+/// Ties each `pressure_drop` incident that the inflow confirmed (it carries `flow_m3h`) to the
+/// leakage `burst` of the same DMA starting within an hour of it: the burst gets the incident's
+/// pressure sensors and a message naming the pressure fall, the incident a message naming the
+/// burst. Other events are left alone. Returns how many pairs were linked.
+pub fn link_with_bursts(events: &mut [Event]) -> usize {
+    let drops: Vec<usize> = (0..events.len())
+        .filter(|&i| {
+            let e = &events[i];
+            e.kind == EventKind::PressureDrop && e.dma.is_some() && e.flow_m3h.is_some()
+        })
+        .collect();
+    let mut linked = 0;
+    for d in drops {
+        let (dma, start) = (events[d].dma.clone(), events[d].start);
+        let burst = (0..events.len())
+            .filter(|&i| {
+                let b = &events[i];
+                b.kind == EventKind::Burst
+                    && b.dma == dma
+                    && (b.start - start).num_minutes().abs() <= 60
+            })
+            .min_by_key(|&i| (events[i].start - start).num_minutes().abs());
+        let Some(b) = burst else { continue };
+        let (drop_sensors, depth) = (events[d].sensors.clone(), events[d].value.unwrap_or(0.0));
+        let burst_flow = events[b].flow_m3h;
+        let burst_start = events[b].start;
+        let be = &mut events[b];
+        for s in &drop_sensors {
+            if !be.sensors.contains(s) {
+                be.sensors.push(s.clone());
+            }
+        }
+        be.sensors.sort();
+        let note = format!(
+            "; pressure fell up to {depth:.2} m at {} (the pressure_drop incident from {})",
+            drop_sensors
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            start.format("%Y-%m-%d %H:%M UTC")
+        );
+        append(&mut be.message, &note);
+        let note = format!(
+            "; the leakage analysis reports it as the burst from {}{}",
+            burst_start.format("%Y-%m-%d %H:%M UTC"),
+            burst_flow.map_or(String::new(), |f| format!(" ({f:.2} m3/h)"))
+        );
+        append(&mut events[d].message, &note);
+        linked += 1;
+    }
+    linked
+}
+
+/// Appends `note` to a message once (a rerun of the online job links again).
+fn append(message: &mut Option<String>, note: &str) {
+    match message {
+        Some(m) if m.contains(note) => {}
+        Some(m) => m.push_str(note),
+        None => *message = Some(note.trim_start_matches("; ").to_owned()),
+    }
+}
+
 const HOUR_MS: EpochMillis = 3_600_000;
 const DAY_MS: EpochMillis = 24 * HOUR_MS;
 /// After an incident's start, the time its raised inflow needs to become the rise test's
@@ -414,4 +482,63 @@ fn sag(
     let spread = 1.4826 * median(&mut dev)?;
     let sag = now - center;
     (sag >= cfg.min_sag_m && sag >= 3.0 * spread).then_some(sag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use waterline_core::SensorId;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn event(kind: EventKind, dma: &str, start: &str) -> Event {
+        let mut e = Event::new(kind, at(start), at(start));
+        e.dma = Some(DmaId::parse(dma).unwrap());
+        e
+    }
+
+    #[test]
+    fn a_burst_and_its_pressure_incident_name_each_other() {
+        let mut burst = event(EventKind::Burst, "A", "2026-02-05T09:00:00Z");
+        burst.flow_m3h = Some(14.2);
+        burst.message = Some("inflow rose".into());
+        let mut drop = event(EventKind::PressureDrop, "A", "2026-02-05T09:20:00Z");
+        drop.flow_m3h = Some(13.8);
+        drop.value = Some(1.4);
+        drop.sensors = vec![
+            SensorId::parse("n54").unwrap(),
+            SensorId::parse("n7").unwrap(),
+        ];
+        drop.message = Some("pressure fell".into());
+        // Another area's drop, an unconfirmed drop and a far-away burst stay apart.
+        let mut other = drop.clone();
+        other.dma = Some(DmaId::parse("B").unwrap());
+        let mut unconfirmed = drop.clone();
+        unconfirmed.flow_m3h = None;
+        let late = event(EventKind::Burst, "A", "2026-02-05T12:00:00Z");
+        let mut events = vec![burst, drop, other, unconfirmed, late];
+        assert_eq!(link_with_bursts(&mut events), 1);
+        let sensors: Vec<&str> = events[0].sensors.iter().map(|s| s.as_str()).collect();
+        assert_eq!(sensors, ["n54", "n7"]);
+        let m = events[0].message.as_deref().unwrap();
+        assert!(
+            m.starts_with("inflow rose; pressure fell up to 1.40 m at n54, n7"),
+            "{m}"
+        );
+        let m = events[1].message.as_deref().unwrap();
+        assert!(
+            m.contains("burst from 2026-02-05 09:00 UTC (14.20 m3/h)"),
+            "{m}"
+        );
+        assert_eq!(events[2].message.as_deref(), Some("pressure fell"));
+        assert_eq!(events[3].message.as_deref(), Some("pressure fell"));
+        assert!(events[4].sensors.is_empty());
+        // Linking again adds nothing (the online job reruns over the same window).
+        let before = events[0].message.clone();
+        link_with_bursts(&mut events);
+        assert_eq!(events[0].message, before);
+    }
 }

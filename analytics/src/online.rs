@@ -171,6 +171,9 @@ pub fn analyse(
     }
     found.events.extend(leaks.events);
     found.events.extend(pressure.events);
+    // A burst seen in both the inflow and the pressures is one incident: the two events name
+    // each other.
+    crate::drop_incidents::link_with_bursts(&mut found.events);
     found.events.extend(quality.events);
     found.events.sort_by_key(|e| e.detected_at);
     Ok(found)
