@@ -248,6 +248,10 @@ fn closing(
 /// moving steadily the same way over 18 h).
 fn candidate(track: &Track, cfg: &DriftConfig) -> Option<f64> {
     let recent12 = recent_mean(track)?;
+    // Most hours stop here: the noise estimate below sorts a week of values.
+    if recent12.abs() < cfg.threshold_m {
+        return None;
+    }
     let mut noise: Vec<f64> = track.recent_e.iter().copied().collect();
     if noise.len() < 48 {
         return None;
