@@ -160,9 +160,11 @@ pub fn spawn(
                 }
                 arrival = new_readings(&mut arrived) => {
                     if arrival {
-                        // Let more of the same upload arrive, and keep runs `min_gap` apart.
+                        // Let more of the same upload arrive, and keep runs `min_gap` apart;
+                        // never later than the scheduled run would have been.
+                        let wait = min_gap.min(interval).saturating_sub(started.elapsed());
                         tokio::select! {
-                            _ = tokio::time::sleep(min_gap.saturating_sub(started.elapsed())) => {}
+                            _ = tokio::time::sleep(wait) => {}
                             _ = shutdown.changed() => {}
                         }
                         metrics::counter!("waterline_analytics_arrival_triggers_total").increment(1);
