@@ -43,8 +43,9 @@ pub struct DemoArgs {
     /// Where the demo keeps its database and network description.
     #[arg(long, default_value = "waterline-demo")]
     pub data_dir: PathBuf,
-    /// Hours of history the simulated devices publish at start.
-    #[arg(long, default_value_t = 48)]
+    /// Hours of history the simulated devices publish at start (three weeks by default: the
+    /// leakage baselines and the PRV recommendation need that much).
+    #[arg(long, default_value_t = 504)]
     pub backfill_hours: u32,
     /// Seed of the twin's random draws (demand, faults, misbehaviour).
     #[arg(long, default_value_t = 2018)]
