@@ -242,15 +242,15 @@ fn pace(args: &SimArgs) -> String {
     }
 }
 
+/// Prints a `[[modbus.devices]]` entry that polls a simulated device (stdout).
+fn print_modbus_device(id: &str, addr: std::net::SocketAddr, model: &str) {
+    println!("[[modbus.devices]]\nid = \"{id}\"\naddress = \"{addr}\"\nmodel = \"{model}\"\n");
+}
+
 /// Prints the PRV controllers' `[[modbus.devices]]` entries (stdout) and addresses (stderr).
 fn print_controllers(controllers: &[live::Controller]) {
     for c in controllers {
-        println!(
-            "[[modbus.devices]]\nid = \"{}\"\naddress = \"{}\"\nmodel = \"{}\"\n",
-            c.device,
-            c.addr,
-            live::CONTROLLER_MODEL
-        );
+        print_modbus_device(&c.device, c.addr, live::CONTROLLER_MODEL);
         eprintln!(
             "sim: PRV {} controller {} on {} (set point: {})",
             c.prv,
@@ -316,12 +316,7 @@ async fn run_field(args: SimArgs) -> anyhow::Result<()> {
         .await?;
     print_controllers(run.controllers());
     for a in run.analysers() {
-        println!(
-            "[[modbus.devices]]\nid = \"{}\"\naddress = \"{}\"\nmodel = \"{}\"\n",
-            a.device,
-            a.addr,
-            field::analysers::ANALYSER_MODEL
-        );
+        print_modbus_device(&a.device, a.addr, field::analysers::ANALYSER_MODEL);
         eprintln!("sim: quality analyser {} on {}", a.device, a.addr);
     }
     if args.live {

@@ -408,7 +408,7 @@ impl StepSink for Sink {
         {
             let mut t = lock(&self.traffic);
             t.finish(last, clock, &mut out);
-            out.extend(t.deaths());
+            out.extend(t.deaths(last));
         }
         self.send(out)
     }

@@ -262,8 +262,8 @@ impl Traffic {
         out
     }
 
-    /// The NDEATH of every node (a graceful stop), with the current `bdSeq`.
-    pub fn deaths(&mut self) -> Vec<Outgoing> {
+    /// The NDEATH of every node (a graceful stop at `at`), with the current `bdSeq`.
+    pub fn deaths(&mut self, at: DateTime<Utc>) -> Vec<Outgoing> {
         let group = self.fleet.config.sparkplug_group.clone();
         let out: Vec<Outgoing> = self
             .fleet
@@ -273,7 +273,7 @@ impl Traffic {
                 topic: wire::sparkplug_topic(&group, "NDEATH", node, None),
                 payload: wire::sparkplug_node_death(self.bd_seq),
                 readings: 0,
-                due: self.start,
+                due: at,
             })
             .collect();
         self.bd_seq += 1;

@@ -555,16 +555,10 @@ pub fn network_toml(twin: &Twin, specs: &[SensorSpec], points: &[sensors::ZonePo
         let _ = writeln!(out, "min_setting_m = 10.0\nmax_setting_m = 60.0\n");
     }
     for s in specs {
-        let (kind, unit) = match s.kind() {
-            waterline_core::SensorKind::Flow => ("flow", s.unit()),
-            waterline_core::SensorKind::Level => ("level", s.unit()),
-            waterline_core::SensorKind::Volume => ("volume", s.unit()),
-            _ => ("pressure", s.unit()),
-        };
         let _ = writeln!(out, "[[sensor]]");
         let _ = writeln!(out, "id = {}", quoted(&s.id));
-        let _ = writeln!(out, "kind = {}", quoted(kind));
-        let _ = writeln!(out, "unit = {}", quoted(unit));
+        let _ = writeln!(out, "kind = {}", quoted(s.kind().as_str()));
+        let _ = writeln!(out, "unit = {}", quoted(s.unit()));
         if let Some(d) = &s.dma {
             let _ = writeln!(out, "dma = {}", quoted(d));
         }

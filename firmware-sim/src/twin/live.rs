@@ -282,10 +282,8 @@ impl LiveTwin {
                     );
                     if let Some(sink) = sink.as_mut() {
                         let last = lock(&state).time;
-                        let finished = sink.finish(&twin, last);
-                        if result.is_ok() || stop.load(Ordering::Relaxed) {
-                            result = result.and(finished);
-                        }
+                        // The first error wins: the run's (a stop included), else the sink's.
+                        result = result.and(sink.finish(&twin, last));
                     }
                     let mut s = lock(&state);
                     if let Err(e) = result
