@@ -38,7 +38,7 @@ use crate::Readings;
 use crate::leakage::{self, DayFigures, DmaDay, LeakageConfig};
 use crate::pressure::{self, ComplianceDay, PressureConfig};
 use crate::prv::{self, PrvConfig, PrvReport};
-use crate::quality::{self, QualityConfig};
+use crate::quality::{self, LabSample, QualityConfig};
 
 /// Settings of the online job.
 #[derive(Debug, Clone, Copy)]
@@ -104,10 +104,13 @@ pub struct Inputs {
     pub readings: Readings,
     /// The declared windows in force that overlap the run's window.
     pub windows: Vec<DeclaredWindow>,
+    /// Lab grab samples taken at stations in the window, as analyser checks.
+    pub samples: Vec<LabSample>,
 }
 
 /// Reads every network sensor's readings in the window (sensors the store has never seen
-/// have no readings yet and are left out) and the declared windows overlapping it.
+/// have no readings yet and are left out), the declared windows overlapping it and the grab
+/// samples taken in it (a result counts from when it was entered).
 pub async fn load(store: &Store, network: &Network, window: Window) -> Result<Inputs, StoreError> {
     let mut rows = Vec::new();
     for id in network.sensors.keys() {
@@ -128,9 +131,16 @@ pub async fn load(store: &Store, network: &Network, window: Window) -> Result<In
         .into_iter()
         .map(|w| w.window)
         .collect();
+    let samples = store
+        .station_samples(window.from, window.to, None)
+        .await?
+        .into_iter()
+        .filter_map(|s| LabSample::from_grab(s.station, &s.sample, s.entered_at))
+        .collect();
     Ok(Inputs {
         readings: Readings::from_rows(network, rows),
         windows,
+        samples,
     })
 }
 
@@ -161,7 +171,13 @@ pub fn analyse(
     };
     let leaks = leakage::analyze(readings, network, &cfg.leakage)?;
     let pressure = pressure::analyze_with(readings, network, &cfg.pressure, &inputs.windows)?;
-    let quality = quality::analyze_with(readings, network, &cfg.quality, &inputs.windows);
+    let quality = quality::analyze_with(
+        readings,
+        network,
+        &cfg.quality,
+        &inputs.windows,
+        &inputs.samples,
+    );
     found.prv = prv::recommend(readings, network, &prv::night_flows(&leaks.days), &cfg.prv)?;
     for d in leaks.days.iter().filter(|d| d.date >= window.first_day) {
         found.kpis.extend(dma_day_kpis(d));

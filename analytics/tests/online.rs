@@ -271,3 +271,99 @@ async fn on_postgres() {
     let db = TestDb::postgres().await.unwrap();
     scheduled_runs_record_a_burst_once_and_its_repair(db.store().await.unwrap()).await;
 }
+
+const STATION: &str = r#"
+timezone = "Asia/Shanghai"
+[[sensor]]
+id = "Q-turb"
+kind = "turbidity"
+unit = "NTU"
+station = "Q"
+resolution = 0.001
+[[sensor]]
+id = "Q-ph"
+kind = "ph"
+unit = "pH"
+station = "Q"
+"#;
+
+/// A monitoring station whose turbidity analyser reads 0.4 NTU high from day 3 on; the lab's
+/// grab samples (one entered for the station, one attached to an alert there) show it.
+async fn grab_samples_in_the_store_reach_the_quality_job(store: Store) {
+    let net = Network::parse(STATION).unwrap();
+    store.upsert_described_sensors(&net).await.unwrap();
+    let mut rng = XorShift(0x7a3b_0001);
+    let id = |s: &str| SensorId::parse(s).unwrap();
+    let water = |d: f64| 0.3 + 0.02 * (d * 3.0).sin();
+    let mut rows = Vec::new();
+    for k in 0..(5 * 288) {
+        let d = k as f64 / 288.0;
+        let bias = if d >= 3.0 { 0.4 } else { 0.0 };
+        let t = at_day(d);
+        let turb = water(d) + bias + 0.004 * rng.normal();
+        rows.push(Reading::new(
+            id("Q-turb"),
+            t,
+            (turb * 1000.0).round() / 1000.0,
+        ));
+        rows.push(Reading::new(id("Q-ph"), t, 7.4 + 0.01 * rng.normal()));
+    }
+    deliver(&store, rows).await;
+    let lab = waterline_store::Actor {
+        name: "lab-li".into(),
+        role: waterline_core::Role::Lab,
+        token_id: None,
+    };
+    let sample = |d: f64, sid: &str| {
+        waterline_core::GrabSample::new("turbidity", water(d), "NTU", at_day(d), Some(sid)).unwrap()
+    };
+    let station = waterline_core::StationId::parse("Q").unwrap();
+    // Day 2, 09:00: agrees. Day 4, 09:00: the analyser reads 0.4 high.
+    store
+        .record_station_sample(&station, &sample(2.375, "L-2"), &lab, at_day(2.5))
+        .await
+        .unwrap();
+    let mut alert =
+        waterline_core::Event::new(EventKind::QualityThreshold, at_day(4.0), at_day(4.0));
+    alert.station = Some(station.clone());
+    let alert = store.insert_event(&alert).await.unwrap();
+    store
+        .add_event_sample(alert, &lab, at_day(4.5), &sample(4.375, "L-4"))
+        .await
+        .unwrap();
+
+    online::run_once(&store, &net, &OnlineConfig::default(), at_day(5.0))
+        .await
+        .unwrap();
+    let drift: Vec<_> = store
+        .events(t0(), at_day(6.0), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == EventKind::SensorFault)
+        .filter(|e| {
+            e.event
+                .message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("drift"))
+        })
+        .collect();
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    let e = &drift[0].event;
+    assert_eq!(e.sensor.as_ref().map(SensorId::as_str), Some("Q-turb"));
+    assert_eq!(e.start, at_day(2.375), "from the last agreeing sample");
+    assert_eq!(e.detected_at, at_day(4.5), "when the result was entered");
+    assert!(e.message.as_deref().unwrap_or_default().contains("L-4"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grab_samples_on_sqlite() {
+    let db = TestDb::sqlite().unwrap();
+    grab_samples_in_the_store_reach_the_quality_job(db.store().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grab_samples_on_postgres() {
+    let db = TestDb::postgres().await.unwrap();
+    grab_samples_in_the_store_reach_the_quality_job(db.store().await.unwrap()).await;
+}

@@ -341,7 +341,7 @@ fn declared_maintenance_raises_no_event_and_no_fault() {
         .unwrap(),
     ];
     let plain = quality::analyze(&r, &net, &QualityConfig::default());
-    let declared = quality::analyze_with(&r, &net, &QualityConfig::default(), &windows);
+    let declared = quality::analyze_with(&r, &net, &QualityConfig::default(), &windows, &[]);
     let events_in = |events: &[Event], w: (i64, i64)| -> usize {
         events
             .iter()

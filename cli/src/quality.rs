@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use waterline_analytics::Readings;
 use waterline_analytics::quality::score::{self, EventScore, RowScore};
-use waterline_analytics::quality::{self, Algorithm, QualityConfig, QualityReport};
+use waterline_analytics::quality::{self, Algorithm, LabSample, QualityConfig, QualityReport};
 use waterline_core::{EventKind, Network};
 
 use crate::analyze::{ExportArgs, InputArgs, emit_events, load_inputs};
@@ -31,6 +31,11 @@ pub struct QualityArgs {
     /// Hours after which a lasting change is absorbed into the baseline.
     #[arg(long, default_value_t = 6.0)]
     pub timeout_hours: f64,
+    /// Lab grab samples to check the analysers against (CSV
+    /// `station,parameter,value,unit,sampled_at[,sample_id][,reported_at]`); with `evaluate
+    /// --dir`, DIR/grab_samples.csv when it exists.
+    #[arg(long)]
+    pub grab_samples: Option<PathBuf>,
 }
 
 impl QualityArgs {
@@ -74,8 +79,37 @@ pub struct EvaluateQualityArgs {
     pub tuning: QualityArgs,
 }
 
-fn run(net: &Network, r: &Readings, tuning: &QualityArgs) -> anyhow::Result<QualityReport> {
-    Ok(quality::analyze(r, net, &tuning.config()?))
+/// Reads the grab-sample file, if any, reporting lab-only rows on stderr.
+fn lab_samples(path: Option<&Path>) -> anyhow::Result<Vec<LabSample>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let lab = quality::read_lab_samples(BufReader::new(file), &path.display().to_string())
+        .map_err(anyhow::Error::msg)?;
+    if lab.lab_only > 0 {
+        eprintln!(
+            "{}: {} lab-only result(s) (no analyser measures them) left aside",
+            path.display(),
+            lab.lab_only
+        );
+    }
+    Ok(lab.samples)
+}
+
+fn run(
+    net: &Network,
+    r: &Readings,
+    tuning: &QualityArgs,
+    samples: &[LabSample],
+) -> anyhow::Result<QualityReport> {
+    Ok(quality::analyze_with(
+        r,
+        net,
+        &tuning.config()?,
+        &[],
+        samples,
+    ))
 }
 
 fn count(report: &QualityReport, kind: EventKind) -> usize {
@@ -86,8 +120,9 @@ fn count(report: &QualityReport, kind: EventKind) -> usize {
 pub fn analyze(input: &InputArgs, out: Option<&Path>, tuning: &QualityArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (net, r, report) = load_inputs(&input.network, &input.readings, input.skip_bad_rows)?;
+    let samples = lab_samples(tuning.grab_samples.as_deref())?;
     let loaded = started.elapsed();
-    let result = run(&net, &r, tuning)?;
+    let result = run(&net, &r, tuning, &samples)?;
     emit_events(out, &result.events)?;
     eprintln!(
         "{} readings ({} rows) of {} stations: {} quality events, {} threshold crossings, \
@@ -142,17 +177,25 @@ fn print_events(s: &EventScore) {
 /// Runs `waterline evaluate quality`.
 pub fn evaluate(args: EvaluateQualityArgs) -> anyhow::Result<()> {
     let (net, r) = args.files.load()?;
+    let in_dir = args
+        .files
+        .dir
+        .as_ref()
+        .map(|d| d.join("grab_samples.csv"))
+        .filter(|p| p.exists());
+    let samples = lab_samples(args.tuning.grab_samples.as_deref().or(in_dir.as_deref()))?;
     let started = Instant::now();
-    let result = run(&net, &r, &args.tuning)?;
+    let result = run(&net, &r, &args.tuning, &samples)?;
     let elapsed = started.elapsed();
     if let Some(out) = &args.out {
         emit_events(Some(out), &result.events)?;
     }
     println!(
-        "{} readings, {} stations; analysed in {:.2} s: {} quality events, {} threshold \
-         crossings, {} sensor faults",
+        "{} readings, {} stations, {} grab samples; analysed in {:.2} s: {} quality events, \
+         {} threshold crossings, {} sensor faults",
         r.len(),
         result.stations.len(),
+        samples.len(),
         elapsed.as_secs_f64(),
         count(&result, EventKind::QualityEvent),
         count(&result, EventKind::QualityThreshold),

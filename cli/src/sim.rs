@@ -169,7 +169,7 @@ fn run_export(args: SimArgs) -> anyhow::Result<()> {
     let summary = export::run(&req)?;
     eprintln!(
         "sim: wrote {} readings of {} sensors ({} steps), {} DMAs, {} leaks, {} quality stations \
-         ({} quality events, {} instrument faults) to {} in {:.1} s",
+         ({} quality events, {} instrument faults, {} lab results) to {} in {:.1} s",
         summary.rows,
         summary.sensors,
         summary.steps,
@@ -178,6 +178,7 @@ fn run_export(args: SimArgs) -> anyhow::Result<()> {
         summary.stations,
         summary.quality_events,
         summary.faults,
+        summary.grab_samples,
         req.export.display(),
         summary.seconds
     );

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventKind;
+use crate::units::{SensorKind, Unit};
 
 /// Longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 4000;
@@ -205,6 +206,42 @@ impl GrabSample {
     pub fn sample_id(&self) -> Option<&str> {
         self.sample_id.as_deref()
     }
+
+    /// The analyser kind this result checks, when the parameter is one an online analyser
+    /// measures: `chlorine` (also `free_chlorine`, `free chlorine`, `cl2`), `turbidity`,
+    /// `ph`, `conductivity` (`ec`), `toc`, `temperature` (`temp`), `redox` (`orp`); case and
+    /// `_`/`-`/space do not matter. `None` for lab-only analyses (E. coli, coliforms …).
+    pub fn analyser_kind(&self) -> Option<SensorKind> {
+        let name: String = self
+            .parameter
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c == '-' || c == ' ' { '_' } else { c })
+            .collect();
+        Some(match name.as_str() {
+            "chlorine" | "free_chlorine" | "cl2" | "free_cl2" | "residual_chlorine" => {
+                SensorKind::Chlorine
+            }
+            "turbidity" => SensorKind::Turbidity,
+            "ph" => SensorKind::Ph,
+            "conductivity" | "ec" => SensorKind::Conductivity,
+            "toc" => SensorKind::Toc,
+            "temperature" | "temp" => SensorKind::Temperature,
+            "redox" | "orp" => SensorKind::Redox,
+            _ => return None,
+        })
+    }
+
+    /// The value in the canonical unit of [`GrabSample::analyser_kind`], when the parameter
+    /// is an analyser's and the unit fits it (`None` otherwise).
+    pub fn canonical_value(&self) -> Option<f64> {
+        let kind = self.analyser_kind()?;
+        let unit: Unit = self.unit.parse().ok()?;
+        if !kind.accepts(unit) {
+            return None;
+        }
+        unit.convert(self.value, kind.canonical_unit()).ok()
+    }
 }
 
 /// Kinds raised by the water-quality analytics.
@@ -237,6 +274,20 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-03-01T08:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn grab_samples_name_the_analyser_they_check() {
+        let g = |p: &str, v: f64, u: &str| GrabSample::new(p, v, u, t(), None).unwrap();
+        let s = g("Free Chlorine", 0.8, "mg/L");
+        assert_eq!(s.analyser_kind(), Some(SensorKind::Chlorine));
+        assert_eq!(s.canonical_value(), Some(0.8));
+        assert_eq!(g("pH", 7.2, "pH").canonical_value(), Some(7.2));
+        assert_eq!(g("e_coli", 0.0, "CFU/100mL").analyser_kind(), None);
+        assert_eq!(g("e_coli", 0.0, "CFU/100mL").canonical_value(), None);
+        // A unit that does not fit the parameter, or is unknown, gives no comparable value.
+        assert_eq!(g("turbidity", 0.3, "mg/L").canonical_value(), None);
+        assert_eq!(g("turbidity", 0.3, "FTU").canonical_value(), None);
     }
 
     #[test]

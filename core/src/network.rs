@@ -130,6 +130,10 @@ pub struct Sensor {
     pub alert_high: Option<f64>,
     /// Instrument resolution, in the sensor's unit.
     pub resolution: Option<f64>,
+    /// A second analyser of the same parameter at the same station (extension:
+    /// `redundant_of = "<primary sensor>"`): the two are compared to find drift, and this one
+    /// stands in for the primary when the primary fails.
+    pub redundant_of: Option<SensorId>,
 }
 
 /// A local-time window `HH:MM-HH:MM`; it may wrap past midnight.
@@ -263,6 +267,7 @@ struct RawSensor {
     alert_low: Option<Spanned<f64>>,
     alert_high: Option<Spanned<f64>>,
     resolution: Option<Spanned<f64>>,
+    redundant_of: Option<Spanned<SensorId>>,
 }
 
 /// Turns byte spans into line/column errors.
@@ -313,6 +318,10 @@ impl Network {
                 ));
             }
             sensors.insert(sensor.id.clone(), sensor);
+        }
+
+        for s in &raw.sensor {
+            check_redundant(&loc, s.get_ref(), &sensors)?;
         }
 
         let mut dmas = Vec::new();
@@ -474,7 +483,49 @@ fn check_sensor(loc: &Locator<'_>, s: &Spanned<RawSensor>) -> Result<Sensor, Net
         alert_low,
         alert_high,
         resolution,
+        redundant_of: r.redundant_of.as_ref().map(|p| p.get_ref().clone()),
     })
+}
+
+/// A redundant analyser names another sensor of the same kind at the same station, which is
+/// not itself a redundant one.
+fn check_redundant(
+    loc: &Locator<'_>,
+    r: &RawSensor,
+    sensors: &BTreeMap<SensorId, Sensor>,
+) -> Result<(), NetworkError> {
+    let Some(primary) = &r.redundant_of else {
+        return Ok(());
+    };
+    let id = r.id.get_ref();
+    let fail = |why: String| Err(loc.error(primary.span(), format!("sensor `{id}`: {why}")));
+    let name = primary.get_ref();
+    if name == id {
+        return fail("redundant_of names the sensor itself".into());
+    }
+    let Some(p) = sensors.get(name) else {
+        return fail(format!(
+            "redundant_of names `{name}`, which is not described"
+        ));
+    };
+    let kind = *r.kind.get_ref();
+    if p.kind != kind {
+        return fail(format!(
+            "redundant_of = `{name}` measures {}, not {kind}",
+            p.kind
+        ));
+    }
+    if r.station.is_none() || p.station != r.station {
+        return fail(format!(
+            "redundant_of = `{name}` needs both sensors at one station (`station`)"
+        ));
+    }
+    if p.redundant_of.is_some() {
+        return fail(format!(
+            "redundant_of = `{name}`, which is itself redundant; name the primary"
+        ));
+    }
+    Ok(())
 }
 
 fn check_refs(
@@ -814,6 +865,35 @@ resolution = 0.01
                 .contains("alarm_low = 0.2 must be below advisory_low = 0.1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn redundant_analysers_name_their_primary() {
+        let two = |kind2: &str, station2: &str, of: &str| {
+            format!(
+                "[[sensor]]\nid = \"cl\"\nkind = \"chlorine\"\nunit = \"mg/L\"\nstation = \"S\"\n\
+                 [[sensor]]\nid = \"cl2\"\nkind = \"{kind2}\"\nunit = \"mg/L\"\n{station2}redundant_of = \"{of}\"\n"
+            )
+        };
+        let net = Network::parse(&two("chlorine", "station = \"S\"\n", "cl")).unwrap();
+        let b = &net.sensors[&SensorId::parse("cl2").unwrap()];
+        assert_eq!(b.redundant_of.as_ref().map(SensorId::as_str), Some("cl"));
+        assert_eq!(
+            net.sensors[&SensorId::parse("cl").unwrap()].redundant_of,
+            None
+        );
+
+        let e = err(&two("toc", "station = \"S\"\n", "cl"));
+        assert_eq!(e.line, 11, "{e}");
+        assert!(e.message.contains("measures chlorine, not toc"), "{e}");
+        let e = err(&two("chlorine", "station = \"T\"\n", "cl"));
+        assert!(e.message.contains("both sensors at one station"), "{e}");
+        let e = err(&two("chlorine", "", "cl"));
+        assert!(e.message.contains("both sensors at one station"), "{e}");
+        let e = err(&two("chlorine", "station = \"S\"\n", "nope"));
+        assert!(e.message.contains("`nope`, which is not described"), "{e}");
+        let e = err(&two("chlorine", "station = \"S\"\n", "cl2"));
+        assert!(e.message.contains("names the sensor itself"), "{e}");
     }
 
     #[test]

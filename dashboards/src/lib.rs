@@ -3,12 +3,13 @@
 //! `/api/v1/events/{id}` and `/api/v1/alerts/kpis`, the analytics job's daily KPIs at
 //! `/api/v1/kpis/daily` and `/api/v1/kpis/monthly`, PRV set-point recommendations and their application under
 //! `/api/v1/prvs`, declared windows (compliance exclusions, maintenance) under
-//! `/api/v1/windows`, and `/api/v1/openapi.json`) with
+//! `/api/v1/windows`, routine lab grab samples at stations under `/api/v1/samples`, and
+//! `/api/v1/openapi.json`) with
 //! bearer-token auth and roles. docs/api.md describes it for clients.
 //!
 //! Modules: `api` (read handlers), `workflow` (the alert workflow), `prv` (pressure
 //! management: recommendations, and set points written through a [`SetpointWriter`] that the
-//! binary provides), `windows` (declared windows), `openapi` (the
+//! binary provides), `windows` (declared windows), `samples` (station grab samples), `openapi` (the
 //! document), `auth` ([`Caller`]), `params` (query parameters), `body` (JSON bodies),
 //! `error` ([`ApiError`]).
 //!
@@ -24,6 +25,7 @@ mod error;
 mod openapi;
 mod params;
 mod prv;
+mod samples;
 mod windows;
 mod workflow;
 
@@ -84,6 +86,8 @@ routes! {
     get "/api/v1/kpis/monthly" => api::monthly_kpis,
     get "/api/v1/prvs" => prv::list,
     post "/api/v1/prvs/{id}/apply" => prv::apply,
+    get "/api/v1/samples" => samples::list,
+    post "/api/v1/samples" => samples::record,
     get "/api/v1/windows" => windows::list,
     post "/api/v1/windows" => windows::declare,
     post "/api/v1/windows/{id}/withdraw" => windows::withdraw,

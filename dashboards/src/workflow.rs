@@ -26,12 +26,13 @@ use crate::params::{self, Params};
 const HANDLER_ROLES: &[Role] = &[Role::Engineer, Role::Lab, Role::Dispatcher];
 const HANDLER_NAMES: &str = "lab, engineer or admin (dispatcher for pressure alerts)";
 /// Roles that may enter grab samples.
-const SAMPLE_ROLES: &[Role] = &[Role::Engineer, Role::Lab];
-const SAMPLE_NAMES: &str = "lab, engineer or admin";
+pub(crate) const SAMPLE_ROLES: &[Role] = &[Role::Engineer, Role::Lab];
+pub(crate) const SAMPLE_NAMES: &str = "lab, engineer or admin";
 /// How far in the future a sample's time may be (clocks differ a little).
 const SAMPLE_CLOCK_SLACK: Span = Span::minutes(5);
 
-const SAMPLE_FIELDS: &[&str] = &["parameter", "value", "unit", "sampled_at", "sample_id"];
+pub(crate) const SAMPLE_FIELDS: &[&str] =
+    &["parameter", "value", "unit", "sampled_at", "sample_id"];
 
 /// The `{id}` of an event route.
 fn event_id(raw: &str) -> Result<i64, ApiError> {
@@ -43,7 +44,7 @@ fn event_id(raw: &str) -> Result<i64, ApiError> {
     }
 }
 
-fn actor(caller: &Caller) -> Actor {
+pub(crate) fn actor(caller: &Caller) -> Actor {
     Actor {
         name: caller.0.label.clone(),
         role: caller.0.role,
@@ -67,8 +68,10 @@ async fn check_may_handle(state: &AppState, caller: &Caller, id: i64) -> Result<
     Ok(())
 }
 
-/// A grab sample from a JSON object with the fields of [`SAMPLE_FIELDS`].
-fn grab_sample(b: &Body) -> Result<GrabSample, ApiError> {
+/// A grab sample from a JSON object with the fields of [`SAMPLE_FIELDS`]. A parameter that
+/// an analyser measures (chlorine, turbidity, pH …) needs a unit that fits it, or the sample
+/// could never be compared with the analyser.
+pub(crate) fn grab_sample(b: &Body) -> Result<GrabSample, ApiError> {
     let parameter = b.required("parameter", b.str("parameter")?)?;
     let value = b.required("value", b.number("value")?)?;
     let unit = b.required("unit", b.str("unit")?)?;
@@ -81,14 +84,25 @@ fn grab_sample(b: &Body) -> Result<GrabSample, ApiError> {
         )));
     }
     let sample_id = b.str("sample_id")?;
-    GrabSample::new(parameter, value, unit, sampled_at, sample_id).map_err(|e| {
+    let sample = GrabSample::new(parameter, value, unit, sampled_at, sample_id).map_err(|e| {
         let prefix = b.prefix().trim_end_matches('.');
         invalid(if prefix.is_empty() {
             e
         } else {
             e.within(prefix)
         })
-    })
+    })?;
+    if let Some(kind) = sample.analyser_kind()
+        && sample.canonical_value().is_none()
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "`{}unit`: `{}` is not a unit of {kind} (expected {} or a unit convertible to it)",
+            b.prefix(),
+            sample.unit(),
+            kind.canonical_unit()
+        )));
+    }
+    Ok(sample)
 }
 
 /// `GET /api/v1/events/{id}`: the event, its grab samples and its history.

@@ -824,3 +824,144 @@ async fn monthly_kpis_are_served_by_scope_subject_and_month() {
         assert!(a.error().contains(needle), "{uri}: {}", a.error());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn station_samples_are_role_bound_checked_listed_and_audited() {
+    let api = Api::sqlite().await;
+    let sample = json!({
+        "station": "Q1", "parameter": "free chlorine", "value": 0.82, "unit": "mg/L",
+        "sampled_at": "2026-03-02T09:05:00Z", "sample_id": "LIMS-2026-0100"
+    });
+    for token in [&api.viewer, &api.dispatcher] {
+        let a = api
+            .post("/api/v1/samples", Some(token), sample.clone())
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{:?}", a.body);
+    }
+    let a = api.post("/api/v1/samples", None, sample.clone()).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = api
+        .post("/api/v1/samples", Some(&api.lab), sample.clone())
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    assert_eq!(a.body["station"], "Q1");
+    assert_eq!(a.body["event_id"], Value::Null);
+    assert_eq!(a.body["parameter"], "free chlorine");
+    assert_eq!(a.body["entered_by"], "lab-anna");
+    let id = a.body["id"].as_i64().unwrap();
+
+    // Bad bodies name the field; a parameter an analyser measures needs its kind's unit.
+    for (body, field) in [
+        (
+            json!({"parameter": "ph", "value": 7.1, "unit": "pH", "sampled_at": "2026-03-02T09:00:00Z"}),
+            "`station`",
+        ),
+        (
+            json!({"station": "Q 1", "parameter": "ph", "value": 7.1, "unit": "pH", "sampled_at": "2026-03-02T09:00:00Z"}),
+            "`station`",
+        ),
+        (
+            json!({"station": "Q1", "parameter": "turbidity", "value": 0.3, "unit": "mg/L", "sampled_at": "2026-03-02T09:00:00Z"}),
+            "`unit`: `mg/L` is not a unit of turbidity",
+        ),
+        (
+            json!({"station": "Q1", "parameter": "ph", "value": 7.1, "unit": "pH", "sampled_at": "2999-01-01T00:00:00Z"}),
+            "`sampled_at`",
+        ),
+        (
+            json!({"station": "Q1", "parameter": "ph", "value": 7.1, "unit": "pH", "sampled_at": "2026-03-02T09:00:00Z", "site": "x"}),
+            "`site`",
+        ),
+    ] {
+        let a = api.post("/api/v1/samples", Some(&api.engineer), body).await;
+        assert!(
+            a.status == StatusCode::UNPROCESSABLE_ENTITY || a.status == StatusCode::BAD_REQUEST,
+            "{:?}",
+            a.body
+        );
+        assert!(a.error().contains(field), "{field}: {:?}", a.body);
+    }
+    // A lab-only analysis takes any unit.
+    let a = api
+        .post(
+            "/api/v1/samples",
+            Some(&api.engineer),
+            json!({"station": "Q2", "parameter": "e_coli", "value": 0, "unit": "CFU/100mL", "sampled_at": "2026-03-02T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+
+    // A sample attached to an alert at Q1 is listed with Q1's routine ones.
+    let event = api
+        .event(
+            EventKind::QualityEvent,
+            "2026-03-02T08:00:00Z".parse().unwrap(),
+        )
+        .await;
+    let a = api
+        .post(
+            &format!("/api/v1/events/{event}/samples"),
+            Some(&api.lab),
+            json!({"parameter": "turbidity", "value": 1.4, "unit": "NTU", "sampled_at": "2026-03-02T08:30:00Z"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
+    let span = "from=2026-03-01T00:00:00Z&to=2026-03-03T00:00:00Z";
+    let a = api
+        .get(
+            &format!("/api/v1/samples?{span}&station=Q1"),
+            Some(&api.viewer),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let listed: Vec<(Value, Value)> = a
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["event_id"].clone(), s["parameter"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (json!(event), json!("turbidity")),
+            (Value::Null, json!("free chlorine"))
+        ],
+        "by sample time"
+    );
+    let a = api
+        .get(&format!("/api/v1/samples?{span}"), Some(&api.viewer))
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 3);
+    let a = api
+        .get("/api/v1/samples?station=Q1&limit=3", Some(&api.viewer))
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{:?}", a.body);
+
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(api._db.url())
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT actor, action, target FROM audit_log WHERE action = 'sample.record' ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                "lab-anna".into(),
+                "sample.record".into(),
+                Some("station Q1".into())
+            ),
+            (
+                "eng-bo".into(),
+                "sample.record".into(),
+                Some("station Q2".into())
+            ),
+        ]
+    );
+    assert!(id > 0);
+}

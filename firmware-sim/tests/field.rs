@@ -341,3 +341,61 @@ fn misbehaviour_is_sent_and_written_to_the_truth() {
         }
     }
 }
+
+#[test]
+fn a_modbus_station_sends_its_redundant_analysers_over_native_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(&scenario, "redundant_analysers = [\"cl2\", \"ph\"]\n").unwrap();
+    let (twin, tags) = export::build(&SimRequest {
+        network: None,
+        days: 1,
+        seed: 4,
+        ideal: false,
+        scenario: Some(scenario),
+        start: None,
+        step_minutes: 5,
+        export: PathBuf::new(),
+        progress: false,
+    })
+    .unwrap();
+    let instruments = Instruments::new(&twin, &tags, false).unwrap();
+    let config = FleetConfig {
+        modbus_stations: 1,
+        ..FleetConfig::default()
+    };
+    let fleet = Fleet::new(&instruments, &twin, config).unwrap();
+    let ids = |d: &waterline_sim::field::fleet::Device| -> Vec<String> {
+        d.sensors.iter().map(|(_, s)| s.to_string()).collect()
+    };
+    let stations: Vec<_> = fleet
+        .devices
+        .iter()
+        .filter(|d| d.role == Role::QualityStation)
+        .collect();
+    let last = twin.quality().unwrap().stations.last().unwrap().id.clone();
+    let on_modbus: Vec<_> = stations.iter().filter(|d| d.wire == Wire::Modbus).collect();
+    assert_eq!(on_modbus.len(), 1);
+    assert_eq!(on_modbus[0].id.as_str(), last);
+    assert_eq!(ids(on_modbus[0]).len(), 6, "the register map's six signals");
+    let native = stations
+        .iter()
+        .find(|d| d.id.as_str() == format!("QS-{last}"))
+        .expect("a native device for the redundant analysers");
+    assert_eq!(ids(native), [format!("{last}-cl2b"), format!("{last}-phb")]);
+    // The other stations send all eight over native JSON, and the network describes them.
+    assert!(
+        stations
+            .iter()
+            .filter(|d| d.wire == Wire::Native)
+            .all(|d| { d.id.as_str() == format!("QS-{last}") || ids(d).len() == 8 })
+    );
+    let network = Network::parse(&fleet.network_toml(&twin, &instruments)).unwrap();
+    let phb = network
+        .sensor(&waterline_core::SensorId::parse(format!("{last}-phb")).unwrap())
+        .unwrap();
+    assert_eq!(
+        phb.redundant_of.as_ref().unwrap().to_string(),
+        format!("{last}-ph")
+    );
+}

@@ -544,6 +544,7 @@ fn the_example_scenario_places_its_stations_incidents_and_faults() {
         random_incidents: s.random_quality_incidents,
         faults: quality_faults,
         random_faults: s.random_sensor_faults,
+        redundant: s.redundant_analysers,
     };
     let twin = Twin::new(engine, cfg).unwrap().with_quality(&q).unwrap();
     let plan = twin.quality().unwrap();
@@ -551,4 +552,80 @@ fn the_example_scenario_places_its_stations_incidents_and_faults() {
         (plan.stations.len(), plan.incidents.len(), plan.faults.len()),
         (3, 3, 6)
     );
+}
+
+#[test]
+fn redundant_analysers_read_the_same_water_and_the_lab_samples_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = "redundant_analysers = [\"cl2\"]\n\
+                    [[sensor_fault]]\ntype = \"drift\"\nsensor = \"S2-cl2b\"\n\
+                    start = \"2026-01-06T00:00:00Z\"\nend = \"2026-01-08T00:00:00Z\"\nmagnitude = 0.6\n";
+    let summary = export::run(&request(tmp.path(), 7, 5, false, Some(scenario))).unwrap();
+    let net = waterline_core::network::Network::parse(&read(tmp.path(), "network.toml")).unwrap();
+    let id = |s: &str| waterline_core::SensorId::parse(s).unwrap();
+    for st in 1..=summary.stations {
+        let b = net
+            .sensor(&id(&format!("S{st}-cl2b")))
+            .expect("a second analyser");
+        assert_eq!(
+            b.redundant_of.as_ref().map(|p| p.to_string()),
+            Some(format!("S{st}-cl2"))
+        );
+    }
+    // The pair reads the same water: close outside the drift, apart by up to 0.6 inside it.
+    let s = series(tmp.path());
+    let gap = |station: &str, from: &str, to: &str| -> f64 {
+        let (a, b) = (
+            &s[&format!("{station}-cl2")],
+            &s[&format!("{station}-cl2b")],
+        );
+        let d: Vec<f64> = a
+            .range(at(from)..at(to))
+            .filter_map(|(t, x)| b.get(t).map(|y| (y - x).abs()))
+            .collect();
+        d.iter().sum::<f64>() / d.len() as f64
+    };
+    assert!(gap("S1", START, "2026-01-12T00:00:00Z") < 0.06);
+    assert!(gap("S2", START, "2026-01-06T00:00:00Z") < 0.06);
+    assert!(gap("S2", "2026-01-07T12:00:00Z", "2026-01-08T00:00:00Z") > 0.4);
+    let fault = truth(tmp.path())
+        .into_iter()
+        .find(|v| v["fault"] == "drift")
+        .expect("the drift in the truth");
+    assert_eq!(fault["sensor"], "S2-cl2b");
+
+    // The lab: weekdays only (2026-01-10/11 are a weekend), TOC on Monday only, close to the
+    // primary analyser (no fault touches the lab), one sample id per visit.
+    let lab = read(tmp.path(), "grab_samples.csv");
+    let mut lines = lab.lines();
+    assert_eq!(
+        lines.next(),
+        Some("station,parameter,value,unit,sampled_at,sample_id,reported_at")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), summary.grab_samples);
+    let visits = 5 * summary.stations;
+    assert_eq!(
+        rows.len(),
+        visits * 4 + summary.stations,
+        "4 a day, TOC on Monday"
+    );
+    for r in &rows {
+        let t = at(r[4]);
+        assert!(!matches!(
+            chrono::Datelike::weekday(&t),
+            chrono::Weekday::Sat | chrono::Weekday::Sun
+        ));
+        if r[1] == "toc" {
+            assert_eq!(chrono::Datelike::weekday(&t), chrono::Weekday::Mon);
+            assert_eq!(at(r[6]) - t, TimeDelta::days(2));
+        }
+        if r[1] == "chlorine" && r[0] == "S1" {
+            let analyser = s["S1-cl2"][&t];
+            let lab: f64 = r[2].parse().unwrap();
+            assert!((lab - analyser).abs() < 0.15, "{r:?} vs {analyser}");
+        }
+    }
+    let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[5]).collect();
+    assert_eq!(ids.len(), visits, "one id per visit");
 }

@@ -31,6 +31,7 @@ pub mod kpi;
 mod model;
 mod pg;
 mod rollup;
+pub mod samples;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -57,11 +58,12 @@ pub use joblock::JobLock;
 pub use kpi::{DailyKpi, KpiQuery, KpiScope, MonthlyKpi};
 pub use model::*;
 pub use rollup::Bucket;
+pub use samples::StationSample;
 pub use timescale::TimescaleOptions;
 pub use token::TOKEN_PREFIX;
 use waterline_core::{
     DeclaredWindow, DeviceId, Event, EventKind, GrabSample, Network, Note, Reading, Resolution,
-    Role, SensorId, WindowKind,
+    Role, SensorId, StationId, WindowKind,
 };
 pub use windows::StoredWindow;
 pub use workflow::{
@@ -446,6 +448,29 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<StoredWindow, StoreError> {
         on_backend!(self, b => b.withdraw_window(id, actor, at).await)
+    }
+
+    /// Records a routine grab sample taken at `station` (and its audit entry, in the same
+    /// transaction).
+    pub async fn record_station_sample(
+        &self,
+        station: &StationId,
+        sample: &GrabSample,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<StationSample, StoreError> {
+        on_backend!(self, b => b.record_station_sample(station, sample, actor, at).await)
+    }
+
+    /// The grab samples taken at stations in `[from, to)` — routine ones and those attached to
+    /// an event with a station — optionally at one station, by sample time.
+    pub async fn station_samples(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        station: Option<&StationId>,
+    ) -> Result<Vec<StationSample>, StoreError> {
+        on_backend!(self, b => b.station_samples(from, to, station).await)
     }
 
     /// The stored PRV recommendations, by valve id.

@@ -20,6 +20,7 @@ use crate::token;
 
 mod advice;
 mod kpi;
+mod samples;
 mod windows;
 mod workflow;
 

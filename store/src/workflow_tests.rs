@@ -56,6 +56,7 @@ on_both_backends!(
     concurrent_resolutions_exactly_one_wins,
     samples_attach_in_any_state,
     kpis_on_known_timestamps,
+    station_samples_are_recorded_audited_and_listed_with_event_samples,
 );
 
 async fn full_lifecycle_records_who_when_and_every_step_in_order(store: Store) {
@@ -510,4 +511,63 @@ async fn kpis_on_known_timestamps(store: Store) {
         .unwrap();
     assert_eq!(leaks.raised, 1);
     assert_eq!(leaks.time_to_resolve.median_seconds, Some(300.0));
+}
+
+async fn station_samples_are_recorded_audited_and_listed_with_event_samples(store: Store) {
+    let q1 = StationId::parse("Q1").unwrap();
+    let q2 = StationId::parse("Q2").unwrap();
+    let at = t0() + TimeDelta::hours(3);
+    let routine = GrabSample::new("pH", 7.31, "pH", t0(), Some("LIMS-7")).unwrap();
+    let r = store
+        .record_station_sample(&q1, &routine, &lab(), at)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.event_id,
+            &r.station,
+            &r.sample,
+            r.entered_by.as_str(),
+            r.entered_at
+        ),
+        (None, &q1, &routine, "lab-anna", at)
+    );
+    let other = GrabSample::new("turbidity", 0.2, "NTU", t0(), None).unwrap();
+    store
+        .record_station_sample(&q2, &other, &engineer(), at)
+        .await
+        .unwrap();
+    // A sample attached to an event at station Q1 counts for Q1 too.
+    let id = quality_event(&store, t0()).await;
+    let attached = chlorine(t0() + TimeDelta::minutes(30));
+    store
+        .add_event_sample(id, &lab(), at, &attached)
+        .await
+        .unwrap();
+
+    let from = t0() - TimeDelta::hours(1);
+    let to = t0() + TimeDelta::days(1);
+    let q1_samples = store.station_samples(from, to, Some(&q1)).await.unwrap();
+    let got: Vec<(Option<i64>, &str)> = q1_samples
+        .iter()
+        .map(|s| (s.event_id, s.sample.parameter()))
+        .collect();
+    assert_eq!(
+        got,
+        [(None, "pH"), (Some(id), "chlorine")],
+        "by sample time"
+    );
+    assert_eq!(q1_samples[1].sample, attached);
+    assert_eq!(
+        store.station_samples(from, to, None).await.unwrap().len(),
+        3
+    );
+    // Half-open: a window ending at the first sample's time does not see it.
+    assert!(
+        store
+            .station_samples(from, t0(), Some(&q1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

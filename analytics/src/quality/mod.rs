@@ -6,6 +6,9 @@
 //! - [`station`]: a station's signals aligned on its nominal step (gaps stay gaps).
 //! - [`faults`]: `sensor_fault` — impossible and floor values, flatlines, spikes, dropouts;
 //!   faulted values never reach the other two.
+//! - [`drift`]: `sensor_fault` for drift, against a redundant analyser (`redundant_of`) or lab
+//!   grab samples; a redundant analyser stands in for a failed or drifting primary.
+//! - [`lab`]: lab grab samples as analyser checks (from the store or a CSV file).
 //! - [`thresholds`]: `quality_threshold` — tiered set-point crossings.
 //! - [`detect`]: `quality_event` — linear prediction and multivariate nearest neighbour,
 //!   binomial event discriminator, timeout.
@@ -13,7 +16,9 @@
 //!   ground truth or labels.
 
 pub mod detect;
+pub mod drift;
 pub mod faults;
+pub mod lab;
 pub mod score;
 pub mod signals;
 pub mod station;
@@ -26,6 +31,7 @@ use waterline_core::{
 
 pub use detect::{Algorithm, DetectConfig};
 pub use faults::FaultConfig;
+pub use lab::{LabFile, LabSample, read_lab_samples};
 
 use crate::readings::Readings;
 use crate::timefmt::EpochMillis;
@@ -75,18 +81,23 @@ pub(crate) fn utc(ms: EpochMillis) -> DateTime<Utc> {
 
 /// Runs faults, thresholds and event detection over every station of the network.
 pub fn analyze(readings: &Readings, network: &Network, cfg: &QualityConfig) -> QualityReport {
-    analyze_with(readings, network, cfg, &[])
+    analyze_with(readings, network, cfg, &[], &[])
 }
 
-/// [`analyze`] with declared windows: inside a maintenance window of a station (or of one of
-/// its sensors) its readings (or that sensor's) reach neither the event detector nor the
-/// set-point checks, and no instrument fault starting inside is reported: the lab said the
-/// station was being serviced.
+/// [`analyze`] with what people declared and measured:
+///
+/// - declared windows: inside a maintenance window of a station (or of one of its sensors)
+///   its readings (or that sensor's) reach neither the event detector nor the set-point
+///   checks, and no instrument fault starting inside is reported: the lab said the station
+///   was being serviced;
+/// - lab grab samples: each is compared with the station's analysers of its parameter
+///   ([`drift`]).
 pub fn analyze_with(
     readings: &Readings,
     network: &Network,
     cfg: &QualityConfig,
     windows: &[DeclaredWindow],
+    samples: &[LabSample],
 ) -> QualityReport {
     let mut report = QualityReport::default();
     for (station, signals) in station::stations(network) {
@@ -96,7 +107,11 @@ pub fn analyze_with(
             .iter()
             .map(|spec| maintenance_of(windows, &grid.station, &spec.sensor))
             .collect();
-        analyze_station(&grid, cfg, &serviced, &mut report);
+        let lab: Vec<&LabSample> = samples
+            .iter()
+            .filter(|s| s.station == grid.station)
+            .collect();
+        analyze_station(&grid, cfg, &serviced, &lab, &mut report);
     }
     report
         .events
@@ -126,11 +141,13 @@ fn within(spans: &[(EpochMillis, EpochMillis)], t: EpochMillis) -> bool {
     spans.iter().any(|&(a, b)| a <= t && t < b)
 }
 
-/// One station's pass; `serviced[i]` are signal `i`'s declared maintenance spans.
+/// One station's pass; `serviced[i]` are signal `i`'s declared maintenance spans, `lab` the
+/// station's grab samples.
 fn analyze_station(
     grid: &StationGrid,
     cfg: &QualityConfig,
     serviced: &[Vec<(EpochMillis, EpochMillis)>],
+    lab: &[&LabSample],
     report: &mut QualityReport,
 ) {
     let mut trackers: Vec<FaultTracker> = grid
@@ -142,12 +159,40 @@ fn analyze_station(
         .signals
         .iter()
         .map(|s| {
-            s.is_quality()
+            (s.is_quality() && s.redundant_of.is_none())
                 .then(|| ThresholdTracker::new(s, cfg.threshold_persist))
         })
         .collect();
-    let mut detector = detect::StationDetector::new(&grid.signals, grid.step_ms, cfg.detect);
+    // A redundant analyser is no signal of its own for the detectors: it is compared with its
+    // primary and stands in for it. `channels[c]` is the signal behind detector channel `c`.
+    let mut pairs = redundant_pairs(&grid.signals);
+    let channels: Vec<usize> = (0..grid.signals.len())
+        .filter(|&i| grid.signals[i].redundant_of.is_none())
+        .collect();
+    let channel_specs: Vec<signals::SignalSpec> =
+        channels.iter().map(|&i| grid.signals[i].clone()).collect();
+    let mut detector = detect::StationDetector::new(&channel_specs, grid.step_ms, cfg.detect);
     let mut values: Vec<Option<f64>> = vec![None; grid.signals.len()];
+    let mut channel_values: Vec<Option<f64>> = vec![None; channels.len()];
+    // Each analyser against the lab's grab samples of its parameter.
+    let mut checkers: Vec<(usize, drift::SampleChecker)> = grid
+        .signals
+        .iter()
+        .enumerate()
+        .filter_map(|(i, spec)| {
+            let mine: Vec<&LabSample> = lab
+                .iter()
+                .copied()
+                .filter(|s| s.kind == spec.kind)
+                .collect();
+            (!mine.is_empty()).then(|| {
+                (
+                    i,
+                    drift::SampleChecker::new(spec.clone(), grid.step_ms, &mine),
+                )
+            })
+        })
+        .collect();
     // Several signals at floor, impossible or frozen values at once: maintenance (or a station
     // problem). The station's data is set aside while it lasts.
     let mut maintenance: Option<(EpochMillis, EpochMillis, usize)> = None;
@@ -156,8 +201,10 @@ fn analyze_station(
         for (i, tracker) in trackers.iter_mut().enumerate() {
             let raw = grid.values[i][k];
             let verdict = tracker.step(t, raw.is_finite().then_some(raw));
-            if verdict.retract_previous {
-                detector.retract(i);
+            if verdict.retract_previous
+                && let Some(c) = channels.iter().position(|&g| g == i)
+            {
+                detector.retract(c);
             }
             values[i] = verdict.value.filter(|_| !within(&serviced[i], t));
         }
@@ -173,6 +220,18 @@ fn analyze_station(
         } else if let Some((start, detected, first)) = maintenance.take() {
             maintenances.push((start, detected, Some(t), first));
         }
+        for (i, checker) in &mut checkers {
+            checker.step(t, values[*i]);
+            if checker.drifting() {
+                values[*i] = None; // the lab says it drifts
+            }
+        }
+        for pair in &mut pairs {
+            let (p, r) = (values[pair.primary], values[pair.redundant]);
+            pair.step(t, p, r);
+            values[pair.primary] = pair.stand_in(p, r);
+            values[pair.redundant] = None;
+        }
         for (i, th) in thresholds.iter_mut().enumerate() {
             if let Some(th) = th {
                 match values[i] {
@@ -181,7 +240,10 @@ fn analyze_station(
                 }
             }
         }
-        detector.step(t, &values);
+        for (slot, &i) in channel_values.iter_mut().zip(&channels) {
+            *slot = values[i];
+        }
+        detector.step(t, &channel_values);
     }
     if let Some((start, detected, first)) = maintenance {
         maintenances.push((start, detected, None, first));
@@ -189,6 +251,20 @@ fn analyze_station(
     detector.finish();
     for t in &mut trackers {
         t.finish();
+    }
+    for p in &mut pairs {
+        p.finish();
+        for e in &p.episodes {
+            report.events.push(pair_drift_event(grid, p, e));
+        }
+    }
+    for (i, checker) in &mut checkers {
+        checker.finish();
+        for d in &checker.episodes {
+            report
+                .events
+                .push(sample_drift_event(grid, &grid.signals[*i], d));
+        }
     }
 
     let station = &grid.station;
@@ -281,7 +357,7 @@ fn analyze_station(
     for ev in &detector.events {
         let names = |idx: &[usize]| -> Vec<String> {
             idx.iter()
-                .map(|&i| grid.signals[i].sensor.to_string())
+                .map(|&c| grid.signals[channels[c]].sensor.to_string())
                 .collect()
         };
         let mut e = Event::new(EventKind::QualityEvent, utc(ev.start), utc(ev.detected_at));
@@ -290,7 +366,7 @@ fn analyze_station(
         e.sensors = ev
             .signals
             .iter()
-            .map(|&i| grid.signals[i].sensor.clone())
+            .map(|&c| grid.signals[channels[c]].sensor.clone())
             .collect();
         let explained = !ev.context.is_empty();
         let multi = ev.signals.len() >= 2;
@@ -324,4 +400,94 @@ fn analyze_station(
         step_ms: grid.step_ms,
         times: grid.times.clone(),
     });
+}
+
+/// A tracker for each redundant analyser whose primary is among the station's signals.
+fn redundant_pairs(signals: &[signals::SignalSpec]) -> Vec<drift::PairTracker> {
+    signals
+        .iter()
+        .enumerate()
+        .filter_map(|(j, s)| {
+            let primary = s.redundant_of.as_ref()?;
+            let i = signals.iter().position(|p| &p.sensor == primary)?;
+            Some(drift::PairTracker::new(i, j, signals[i].clone()))
+        })
+        .collect()
+}
+
+/// The `sensor_fault` of a redundant pair's drift episode: on the drifting analyser (the
+/// primary when that cannot be told), listing both.
+fn pair_drift_event(grid: &StationGrid, pair: &drift::PairTracker, d: &drift::PairDrift) -> Event {
+    let primary = &grid.signals[pair.primary];
+    let redundant = &grid.signals[pair.redundant];
+    let unit = primary.kind.canonical_unit();
+    let mut e = Event::new(EventKind::SensorFault, utc(d.start), utc(d.detected_at));
+    e.end = d.end.map(utc);
+    e.station = Some(grid.station.clone());
+    e.sensors = vec![primary.sensor.clone(), redundant.sensor.clone()];
+    e.severity = Some(Severity::Warning);
+    e.value = Some(round3(d.difference));
+    let moved = |c: Option<f64>| c.map_or("unknown".to_owned(), |c| format!("{:+.3}", c));
+    let which = match d.drifting {
+        Some(drift::Drifting::Primary) => {
+            e.sensor = Some(primary.sensor.clone());
+            e.confidence = Some(0.8);
+            format!("{} drifts", primary.sensor)
+        }
+        Some(drift::Drifting::Redundant) => {
+            e.sensor = Some(redundant.sensor.clone());
+            e.confidence = Some(0.8);
+            format!("{} drifts", redundant.sensor)
+        }
+        None => {
+            e.sensor = Some(primary.sensor.clone());
+            e.confidence = Some(0.5);
+            "which one drifts cannot be told from the data: check both against a grab sample"
+                .to_owned()
+        }
+    };
+    e.message = Some(format!(
+        "drift: redundant analysers {} and {} differ by {:+.3} {unit} (tolerance {:.3}); \
+         against the same hours of earlier days {} moved {} and {} moved {}: {which}",
+        primary.sensor,
+        redundant.sensor,
+        d.difference,
+        d.tolerance,
+        primary.sensor,
+        moved(d.change_primary),
+        redundant.sensor,
+        moved(d.change_redundant),
+    ));
+    e
+}
+
+/// The `sensor_fault` of an analyser's disagreement with the lab's grab samples.
+fn sample_drift_event(
+    grid: &StationGrid,
+    spec: &signals::SignalSpec,
+    d: &drift::SampleDrift,
+) -> Event {
+    let unit = spec.kind.canonical_unit();
+    let mut e = Event::new(EventKind::SensorFault, utc(d.start), utc(d.detected_at));
+    e.end = d.end.map(utc);
+    e.station = Some(grid.station.clone());
+    e.sensor = Some(spec.sensor.clone());
+    e.severity = Some(Severity::Warning);
+    e.confidence = Some(0.9);
+    e.value = Some(round3(d.analyser - d.lab));
+    let sample = d
+        .sample_id
+        .as_deref()
+        .map_or(String::new(), |id| format!(" (sample {id})"));
+    e.message = Some(format!(
+        "drift: the analyser read {:.3} {unit} where the lab's grab sample{sample} measured \
+         {:.3} (tolerance {:.3}); {} disagreeing sample(s) since the last agreement; its \
+         readings are set aside until a sample agrees again",
+        d.analyser, d.lab, d.tolerance, d.samples
+    ));
+    e
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }

@@ -74,6 +74,8 @@ pub struct SignalSpec {
     pub floors: Vec<f64>,
     /// Set points, most severe last per side.
     pub set_points: Vec<SetPoint>,
+    /// The primary analyser this one duplicates (`redundant_of`), if it is a redundant one.
+    pub redundant_of: Option<SensorId>,
 }
 
 /// Whether a sensor kind belongs at a monitoring station.
@@ -229,7 +231,27 @@ impl SignalSpec {
             min_change: default_min_change(s.kind).max(2.0 * resolution),
             floors,
             set_points,
+            redundant_of: s.redundant_of.clone(),
         }
+    }
+
+    /// How far two good measurements of the same water may differ, at `level` (canonical
+    /// units): the usual acceptance when an online analyser is verified against a lab grab
+    /// sample or a second analyser — chlorine ±0.1 mg/L or 15 %, turbidity ±0.1 NTU or 15 %,
+    /// pH ±0.2, conductivity ±10 µS/cm or 5 %, TOC ±0.3 mg/L or 15 %, temperature ±0.5 °C,
+    /// redox ±20 mV — and never less than four resolution steps.
+    pub fn agreement_tolerance(&self, level: f64) -> f64 {
+        let level = level.abs();
+        let tol = match self.kind {
+            SensorKind::Chlorine | SensorKind::Turbidity => (0.15 * level).max(0.1),
+            SensorKind::Ph => 0.2,
+            SensorKind::Conductivity => (0.05 * level).max(10.0),
+            SensorKind::Toc => (0.15 * level).max(0.3),
+            SensorKind::Temperature => 0.5,
+            SensorKind::Redox => 20.0,
+            _ => (0.05 * level).max(self.min_change),
+        };
+        tol.max(4.0 * self.resolution)
     }
 
     /// Whether this signal may raise quality events and threshold alerts.

@@ -30,6 +30,7 @@ use waterline_core::{DeviceId, SensorId};
 
 use crate::twin::instruments::Instruments;
 use crate::twin::sensors::{SensorSpec, Source};
+use crate::twin::stations::Channel;
 use crate::twin::{Twin, TwinError};
 
 /// A meter's protocol.
@@ -304,7 +305,7 @@ impl Fleet {
         if let Some(q) = instruments.quality() {
             let ids: Vec<&str> = instruments.ids().skip(base).collect();
             let stations = q.plan().stations.len();
-            let per_station = ids.len() / stations.max(1);
+            let per_station = q.plan().sensors_per_station();
             let first_modbus = stations.saturating_sub(config.modbus_stations);
             for (k, st) in q.plan().stations.iter().enumerate() {
                 let sensors = (0..per_station)
@@ -313,19 +314,39 @@ impl Fleet {
                         Ok((i, sensor_id(ids[i - base])?))
                     })
                     .collect::<Result<Vec<_>, TwinError>>()?;
-                let (id, wire) = if k >= first_modbus {
-                    (device_id(&st.id)?, Wire::Modbus)
-                } else {
-                    (device_id(&format!("QS-{}", st.id))?, Wire::Native)
-                };
+                let native = device_id(&format!("QS-{}", st.id))?;
+                if k < first_modbus {
+                    devices.push(Device {
+                        id: native,
+                        role: Role::QualityStation,
+                        wire: Wire::Native,
+                        sensors,
+                        read_every: 1,
+                        reads_per_upload: 1,
+                    });
+                    continue;
+                }
+                // The Modbus analyser serves the six signals its register map has; a
+                // station's redundant analysers report over native JSON.
+                let (six, redundant) = sensors.split_at(Channel::ALL.len().min(sensors.len()));
                 devices.push(Device {
-                    id,
+                    id: device_id(&st.id)?,
                     role: Role::QualityStation,
-                    wire,
-                    sensors,
+                    wire: Wire::Modbus,
+                    sensors: six.to_vec(),
                     read_every: 1,
                     reads_per_upload: 1,
                 });
+                if !redundant.is_empty() {
+                    devices.push(Device {
+                        id: native,
+                        role: Role::QualityStation,
+                        wire: Wire::Native,
+                        sensors: redundant.to_vec(),
+                        read_every: 1,
+                        reads_per_upload: 1,
+                    });
+                }
             }
         }
         Ok(Fleet {

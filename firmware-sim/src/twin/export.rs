@@ -20,6 +20,9 @@
 //! (`{"kind":"maintenance","station","sensors","start","end"}`). Windows are cut at the end of
 //! the simulated window; those wholly outside it are left out.
 //!
+//! With stations, `DIR/grab_samples.csv` holds the lab's routine grab samples at them
+//! ([`super::lab`]): the true water, measured by the lab's methods, to check the analysers.
+//!
 //! Unless `--ideal`, pressure sensors have instrument faults too ([`super::pressure_faults`]):
 //! their rows are changed (or left out, for a dropout) and `truth.jsonl` ends with one line per
 //! fault, `{"kind":"sensor_fault","fault","sensor","dma","start","end"}` (no `station`).
@@ -39,11 +42,11 @@ use super::engine::Engine;
 use super::faults::FaultType;
 use super::inp::sensor_tags;
 use super::instruments::Instruments;
+use super::lab::{self, GrabSampler};
 use super::pressure_faults::PressureFaultConfig;
 use super::quality::{QualityConfig, QualityPlan, QualitySim};
 use super::scenario::{Scenario, split_faults};
 use super::sensors::{self, SensorSpec};
-use super::stations::Channel;
 use super::{Twin, TwinConfig, TwinError};
 
 /// Random quality incidents per simulated fortnight without a scenario (prorated, rounded
@@ -88,6 +91,8 @@ pub struct ExportSummary {
     pub quality_events: usize,
     /// `sensor_fault` and `maintenance` lines of the truth.
     pub faults: usize,
+    /// Lab results in `grab_samples.csv` ([`super::lab`]).
+    pub grab_samples: usize,
     /// Large night users (junction id, m³/h from 23:00 to 05:00 local): legitimate night use
     /// that `truth.jsonl` does not list.
     pub night_users: Vec<(String, f64)>,
@@ -143,6 +148,7 @@ pub fn build(req: &SimRequest) -> Result<(Twin, super::inp::SensorTags), TwinErr
         random_incidents: scenario.random_quality_incidents,
         faults: quality_faults,
         random_faults: scenario.random_sensor_faults,
+        redundant: scenario.redundant_analysers,
     };
     let pressure_faults = PressureFaultConfig {
         listed: pressure_faults,
@@ -207,9 +213,16 @@ pub fn export(
     let mut line = String::with_capacity(64);
     let mut read = Vec::with_capacity(ids.len());
     let report_every = (steps / 20).max(1);
+    let mut lab = instruments.quality().map(|q| {
+        let tc = twin.config();
+        GrabSampler::new(q.plan().stations.len(), tc.timezone, tc.seed, ideal)
+    });
     twin.run(|step| {
         let time = rfc3339(step.time);
         instruments.read(&step, &mut read);
+        if let (Some(lab), Some(q)) = (lab.as_mut(), instruments.quality()) {
+            lab.step(step.time, q);
+        }
         for m in &read {
             line.clear();
             let _ = writeln!(line, "{time},{},{:.*}", ids[m.sensor], m.decimals, m.value);
@@ -231,6 +244,15 @@ pub fn export(
         Ok(())
     })?;
     csv.flush().map_err(|e| io(&csv_path, e))?;
+    let grab_samples = match &lab {
+        Some(lab) => {
+            let path = dir.join("grab_samples.csv");
+            std::fs::write(&path, format!("{}{}", lab::HEADER, lab.rows))
+                .map_err(|e| io(&path, e))?;
+            lab.count
+        }
+        None => 0,
+    };
 
     let truth_path = dir.join("truth.jsonl");
     let Truth {
@@ -249,6 +271,7 @@ pub fn export(
         stations: instruments.quality().map_or(0, |q| q.plan().stations.len()),
         quality_events,
         faults,
+        grab_samples,
         night_users: twin
             .night_users()
             .iter()
@@ -399,10 +422,16 @@ fn quality_truth(
         let (from, to) = (rfc3339(sf.start.max(start)), rfc3339(sf.end.min(end)));
         let obj = match (sf.fault, f.channel) {
             (FaultType::Maintenance, _) | (_, None) => {
-                let sensors: Vec<String> = Channel::ALL
-                    .into_iter()
-                    .filter(|c| c.calibration(false).is_some())
-                    .map(|c| st.sensor_id(c))
+                let sensors: Vec<String> = (0..plan.sensors_per_station())
+                    .map(|j| plan.channel_of(j))
+                    .filter(|(c, _)| c.calibration(false).is_some())
+                    .map(|(c, second)| {
+                        if second {
+                            st.redundant_id(c)
+                        } else {
+                            st.sensor_id(c)
+                        }
+                    })
                     .collect();
                 serde_json::json!({
                     "kind": "maintenance",
@@ -415,7 +444,7 @@ fn quality_truth(
             (fault, Some(c)) => serde_json::json!({
                 "kind": "sensor_fault",
                 "fault": fault.as_str(),
-                "sensor": st.sensor_id(c),
+                "sensor": if f.redundant { st.redundant_id(c) } else { st.sensor_id(c) },
                 "station": st.id,
                 "start": from,
                 "end": to,
@@ -428,13 +457,15 @@ fn quality_truth(
     (events, faults)
 }
 
-/// The `[[sensor]]` stanzas of the quality stations' signals.
+/// The `[[sensor]]` stanzas of the quality stations' signals (a redundant analyser names its
+/// primary with `redundant_of`).
 pub fn quality_toml(plan: &QualityPlan) -> String {
     let mut out = String::new();
-    for st in &plan.stations {
-        for c in Channel::ALL {
+    for (s, st) in plan.stations.iter().enumerate() {
+        for (j, id) in plan.sensor_ids(s).into_iter().enumerate() {
+            let (c, second) = plan.channel_of(j);
             let _ = writeln!(out, "[[sensor]]");
-            let _ = writeln!(out, "id = {}", quoted(&st.sensor_id(c)));
+            let _ = writeln!(out, "id = {}", quoted(&id));
             let _ = writeln!(out, "kind = {}", quoted(c.kind()));
             let _ = writeln!(out, "unit = {}", quoted(c.unit()));
             if let Some(d) = &st.dma {
@@ -450,6 +481,9 @@ pub fn quality_toml(plan: &QualityPlan) -> String {
                 let _ = writeln!(out, "alarm_high = {hi:?}");
             }
             let _ = writeln!(out, "resolution = {:?}", c.resolution());
+            if second {
+                let _ = writeln!(out, "redundant_of = {}", quoted(&st.sensor_id(c)));
+            }
             out.push('\n');
         }
     }

@@ -10,7 +10,6 @@ use super::inp::SensorTags;
 use super::pressure_faults::{PressureFaults, Steps};
 use super::quality::QualitySim;
 use super::sensors::{self, SensorSpec, ZonePoints};
-use super::stations::Channel;
 use super::{Step, Twin, TwinError};
 
 /// One value read at a step.
@@ -30,7 +29,8 @@ pub struct Instruments {
     pub specs: Vec<SensorSpec>,
     /// Each area's AZP and critical sensor and customer meters.
     pub points: Vec<ZonePoints>,
-    /// Quality signals (station × [`Channel::ALL`]): ids after the hydraulic ones.
+    /// Quality signals (station × its analysers, [`super::quality::QualityPlan::channel_of`]): ids after the
+    /// hydraulic ones.
     quality_ids: Vec<String>,
     quality: Option<QualitySim>,
     quality_rows: Vec<Option<f64>>,
@@ -45,10 +45,8 @@ impl Instruments {
     pub fn new(twin: &Twin, tags: &SensorTags, ideal: bool) -> Result<Self, TwinError> {
         let (specs, points) = sensors::choose(twin, tags).map_err(TwinError::Inp)?;
         let plan = twin.quality().cloned().unwrap_or_default();
-        let quality_ids: Vec<String> = plan
-            .stations
-            .iter()
-            .flat_map(|s| Channel::ALL.map(|c| s.sensor_id(c)))
+        let quality_ids: Vec<String> = (0..plan.stations.len())
+            .flat_map(|s| plan.sensor_ids(s))
             .collect();
         if let Some(id) = quality_ids
             .iter()
@@ -142,12 +140,13 @@ impl Instruments {
         if let Some(q) = self.quality.as_mut() {
             q.step(step.index, step.time, step.engine, &mut self.quality_rows);
             let base = self.specs.len();
+            let per = q.plan().sensors_per_station();
             for (i, v) in self.quality_rows.iter().enumerate() {
                 let Some(v) = v else { continue };
                 let decimals = if self.ideal {
                     4
                 } else {
-                    Channel::ALL[i % Channel::ALL.len()].decimals()
+                    q.plan().channel_of(i % per).0.decimals()
                 };
                 out.push(Measured {
                     sensor: base + i,

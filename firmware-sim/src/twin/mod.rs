@@ -35,6 +35,7 @@ pub mod faults;
 pub mod incidents;
 pub mod inp;
 pub mod instruments;
+pub mod lab;
 pub mod leaks;
 pub mod live;
 pub mod pressure_faults;

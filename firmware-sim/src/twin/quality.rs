@@ -46,6 +46,8 @@ pub struct QualityConfig {
     pub random_incidents: usize,
     pub faults: Vec<SensorFault>,
     pub random_faults: usize,
+    /// Signals measured twice at every station (a second analyser, `<station>-<suffix>b`).
+    pub redundant: Vec<Channel>,
 }
 
 /// An incident with its id and origin node.
@@ -63,6 +65,8 @@ pub struct PlacedFault {
     pub fault: SensorFault,
     pub station: usize,
     pub channel: Option<Channel>,
+    /// On the second analyser of `channel`.
+    pub redundant: bool,
 }
 
 /// Stations, incidents and faults placed on a twin.
@@ -71,6 +75,34 @@ pub struct QualityPlan {
     pub stations: Vec<Station>,
     pub incidents: Vec<PlacedIncident>,
     pub faults: Vec<PlacedFault>,
+    /// Signals with a second analyser at every station.
+    pub redundant: Vec<Channel>,
+}
+
+impl QualityPlan {
+    /// Sensors per station: the six signals, then the redundant analysers.
+    pub fn sensors_per_station(&self) -> usize {
+        Channel::ALL.len() + self.redundant.len()
+    }
+
+    /// What sensor `j` of a station measures, and whether it is a redundant analyser.
+    pub fn channel_of(&self, j: usize) -> (Channel, bool) {
+        match Channel::ALL.get(j) {
+            Some(c) => (*c, false),
+            None => (self.redundant[j - Channel::ALL.len()], true),
+        }
+    }
+
+    /// The sensor ids of station `s`, in [`Self::channel_of`] order.
+    pub fn sensor_ids(&self, s: usize) -> Vec<String> {
+        let st = &self.stations[s];
+        (0..self.sensors_per_station())
+            .map(|j| match self.channel_of(j) {
+                (c, false) => st.sensor_id(c),
+                (c, true) => st.redundant_id(c),
+            })
+            .collect()
+    }
 }
 
 /// Places stations, incidents (listed and random) and faults on the twin.
@@ -126,11 +158,14 @@ pub fn plan(twin: &Twin, cfg: &QualityConfig) -> Result<QualityPlan, TwinError> 
             ),
             Target::Sensor(id) => {
                 let found = id.rsplit_once('-').and_then(|(s, suffix)| {
-                    let c = Channel::from_suffix(suffix)?;
                     let i = stations.iter().position(|st| st.id == s)?;
-                    Some((i, c))
+                    if let Some(c) = Channel::from_suffix(suffix) {
+                        return Some((i, c, false));
+                    }
+                    let c = Channel::from_suffix(suffix.strip_suffix('b')?)?;
+                    cfg.redundant.contains(&c).then_some((i, c, true))
                 });
-                let Some((s, c)) = found else {
+                let Some((s, c, redundant)) = found else {
                     let known: Vec<String> = stations
                         .iter()
                         .map(|s| format!("{}-{{cl2,turb,ph,cond,toc,temp}}", s.id))
@@ -144,19 +179,21 @@ pub fn plan(twin: &Twin, cfg: &QualityConfig) -> Result<QualityPlan, TwinError> 
                         }
                     )));
                 };
-                (s, Some(c))
+                (s, Some((c, redundant)))
             }
         };
         faults.push(PlacedFault {
             fault: f,
             station,
-            channel,
+            channel: channel.map(|(c, _)| c),
+            redundant: channel.is_some_and(|(_, r)| r),
         });
     }
     Ok(QualityPlan {
         stations,
         incidents: placed,
         faults,
+        redundant: cfg.redundant.clone(),
     })
 }
 
@@ -278,6 +315,10 @@ pub struct QualitySim {
     ideal: bool,
     process: StdRng,
     noise: StdRng,
+    /// The redundant analysers' own noise (so that adding them changes no other reading).
+    noise_redundant: StdRng,
+    /// Each redundant analyser's calibration offset (station × redundant channel).
+    offsets: Vec<f64>,
     source_wander: [Wander; 6],
     history: Vec<Source>,
     stations: Vec<StationState>,
@@ -285,7 +326,7 @@ pub struct QualitySim {
     arrivals: Vec<Arrival>,
     runs: Vec<FaultRun>,
     last: Vec<Option<f64>>,
-    /// True values of the last step, per sensor (station × channel).
+    /// True values of the last step, per sensor (station × [`QualityPlan::channel_of`]).
     truth: Vec<f64>,
 }
 
@@ -356,7 +397,14 @@ impl QualitySim {
                 }
             })
             .collect();
-        let sensors = plan.stations.len() * Channel::ALL.len();
+        let sensors = plan.stations.len() * plan.sensors_per_station();
+        let mut noise_redundant = crate::model::rng(cfg.seed ^ 0x0005_e25b);
+        let offsets = (0..plan.stations.len() * plan.redundant.len())
+            .map(|i| {
+                let c = plan.redundant[i % plan.redundant.len()];
+                noise_redundant.random_range(-2.0..2.0) * c.resolution()
+            })
+            .collect();
         Self {
             scheduled: vec![false; plan.incidents.len()],
             plan,
@@ -366,6 +414,8 @@ impl QualitySim {
             ideal,
             process,
             noise: crate::model::rng(cfg.seed ^ 0x0005_e25f),
+            noise_redundant,
+            offsets,
             source_wander,
             history: Vec::new(),
             stations,
@@ -393,11 +443,11 @@ impl QualitySim {
 
     /// The true value of a station's signal at the last step.
     pub fn true_value(&self, station: usize, c: Channel) -> f64 {
-        self.truth[station * Channel::ALL.len() + channel_index(c)]
+        self.truth[station * self.plan.sensors_per_station() + channel_index(c)]
     }
 
     /// Takes solved step `k` (at `t`): writes each sensor's reading into `out` (per station ×
-    /// [`Channel::ALL`]; `None`: no row).
+    /// [`QualityPlan::channel_of`]; `None`: no row).
     pub fn step(
         &mut self,
         k: usize,
@@ -414,17 +464,26 @@ impl QualitySim {
             l.hour() as f64 + l.minute() as f64 / 60.0
         };
         out.clear();
+        let per = self.plan.sensors_per_station();
+        let redundant = self.plan.redundant.len();
         for s in 0..self.plan.stations.len() {
             let values = self.station_values(s, k, t, local_h);
-            for (ci, c) in Channel::ALL.into_iter().enumerate() {
-                let sensor = s * Channel::ALL.len() + ci;
-                self.truth[sensor] = values[ci];
+            for j in 0..per {
+                let (c, second) = self.plan.channel_of(j);
+                let truth = values[channel_index(c)];
+                let sensor = s * per + j;
+                self.truth[sensor] = truth;
                 if self.ideal {
-                    out.push(Some(values[ci]));
+                    out.push(Some(truth));
                     continue;
                 }
-                let noisy = values[ci] + c.noise_sd(values[ci]) * gaussian(&mut self.noise);
-                let reading = self.apply_faults(s, c, sensor, k, noisy);
+                let noisy = if second {
+                    let offset = self.offsets[s * redundant + (j - Channel::ALL.len())];
+                    truth + offset + c.noise_sd(truth) * gaussian(&mut self.noise_redundant)
+                } else {
+                    truth + c.noise_sd(truth) * gaussian(&mut self.noise)
+                };
+                let reading = self.apply_faults(s, (c, second), sensor, k, noisy);
                 if let Some(v) = reading {
                     self.last[sensor] = Some(v);
                 }
@@ -540,19 +599,22 @@ impl QualitySim {
     }
 
     /// The reading after faults (`None`: dropped), rounded to the resolution.
+    /// `analyser`: the channel and whether it is the redundant analyser of it.
     fn apply_faults(
         &mut self,
         s: usize,
-        c: Channel,
+        analyser: (Channel, bool),
         sensor: usize,
         k: usize,
         mut v: f64,
     ) -> Option<f64> {
+        let (c, second) = analyser;
         for (f, run) in self.plan.faults.iter().zip(self.runs.iter_mut()) {
             if f.station != s || k < run.first || k >= run.last {
                 continue;
             }
-            if f.channel.is_some_and(|fc| fc != c) {
+            // A single-channel fault hits one analyser; maintenance the whole station.
+            if f.channel.is_some_and(|fc| fc != c || f.redundant != second) {
                 continue;
             }
             let sf = &f.fault;

@@ -23,6 +23,9 @@
 //! random_sensor_faults = 2         # optional: quality-analyser faults drawn from the seed
 //! random_pressure_faults = 3       # optional: pressure-sensor faults drawn from the seed
 //!
+//! redundant_analysers = ["cl2"]    # optional: a second analyser of these signals at every
+//!                                  # station (`<station>-cl2b`), for drift checks
+//!
 //! [[station]]                      # optional: replaces the default stations
 //! id = "S1"
 //! node = "n54"
@@ -84,6 +87,8 @@ pub struct Scenario {
     pub sensor_faults: Vec<SensorFault>,
     pub random_sensor_faults: usize,
     pub random_pressure_faults: usize,
+    /// Signals with a second analyser at every station.
+    pub redundant_analysers: Vec<super::stations::Channel>,
     /// Device misbehaviour on the wire (`[devices]`); `None`: the defaults.
     pub devices: Option<crate::field::misbehave::Misbehaviour>,
 }
@@ -107,6 +112,8 @@ struct RawScenario {
     random_sensor_faults: usize,
     #[serde(default)]
     random_pressure_faults: usize,
+    #[serde(default)]
+    redundant_analysers: Vec<String>,
     #[serde(default)]
     station: Vec<RawStation>,
     #[serde(default)]
@@ -321,6 +328,18 @@ impl Scenario {
             });
         }
         setpoints.sort_by_key(|s| s.at);
+        let mut redundant_analysers = Vec::new();
+        for name in &raw.redundant_analysers {
+            let c = super::stations::Channel::from_suffix(name).ok_or_else(|| {
+                err(format!(
+                    "redundant_analysers: `{name}` is not a station signal \
+                     (cl2, turb, ph, cond, toc, temp)"
+                ))
+            })?;
+            if !redundant_analysers.contains(&c) {
+                redundant_analysers.push(c);
+            }
+        }
         let stations = raw
             .station
             .iter()
@@ -437,6 +456,7 @@ impl Scenario {
             sensor_faults,
             random_sensor_faults: raw.random_sensor_faults,
             random_pressure_faults: raw.random_pressure_faults,
+            redundant_analysers,
             devices: match raw.devices {
                 Some(d) => {
                     d.check()
@@ -450,14 +470,18 @@ impl Scenario {
 }
 
 /// Splits a scenario's faults: those on a quality channel (`<station>-cl2`, `-turb`, `-ph`,
-/// `-cond`, `-toc`, `-temp`) or a whole station belong to the quality analysers (first), the
-/// rest name pressure sensors (second).
+/// `-cond`, `-toc`, `-temp`, or a redundant analyser `-cl2b` …) or a whole station belong to
+/// the quality analysers (first), the rest name pressure sensors (second).
 pub fn split_faults(faults: Vec<SensorFault>) -> (Vec<SensorFault>, Vec<SensorFault>) {
+    use super::stations::Channel;
     faults.into_iter().partition(|f| match &f.target {
         Target::Station(_) => true,
-        Target::Sensor(id) => id
-            .rsplit_once('-')
-            .is_some_and(|(_, suffix)| super::stations::Channel::from_suffix(suffix).is_some()),
+        Target::Sensor(id) => id.rsplit_once('-').is_some_and(|(_, suffix)| {
+            Channel::from_suffix(suffix).is_some()
+                || suffix
+                    .strip_suffix('b')
+                    .is_some_and(|c| Channel::from_suffix(c).is_some())
+        }),
     })
 }
 

@@ -214,6 +214,11 @@ impl Station {
     pub fn sensor_id(&self, c: Channel) -> String {
         format!("{}-{}", self.id, c.suffix())
     }
+
+    /// The sensor id of its second (redundant) analyser of `c`: `<station>-<suffix>b`.
+    pub fn redundant_id(&self, c: Channel) -> String {
+        format!("{}-{}b", self.id, c.suffix())
+    }
 }
 
 /// Places the listed stations, or the default ones when none is listed.
