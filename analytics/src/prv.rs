@@ -111,6 +111,8 @@ pub struct PrvRecommendation {
     pub fixed: Plan,
     /// One set point per local hour.
     pub schedule: Plan,
+    /// The IANA time zone of the schedule's hours (the network's).
+    pub timezone: String,
     /// What limited the recommendation (bounds hit, data missing, critical point already low).
     pub notes: Vec<String>,
 }
@@ -330,6 +332,7 @@ fn recommend_one(
         prv: prv.id.to_string(),
         dma: dma.id.to_string(),
         setpoint_sensor: prv.setpoint_sensor.as_ref().map(ToString::to_string),
+        timezone: network.timezone.name().to_owned(),
         from: millis(outlet.start),
         to: millis(outlet.time(outlet.len())),
         days_of_data: bucket_days,

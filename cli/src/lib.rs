@@ -10,6 +10,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod pressure;
+pub mod prv_schedule;
 pub mod quality;
 pub mod scheduler;
 pub mod services;

@@ -135,6 +135,17 @@ pub async fn start(
             }
             _ => None,
         };
+        if let Some(writer) = &setpoints {
+            tasks.push((
+                "prv-schedule",
+                crate::prv_schedule::spawn(
+                    store.clone(),
+                    writer.clone(),
+                    health.clone(),
+                    shutdown.clone(),
+                ),
+            ));
+        }
         let state = AppState {
             store: store.clone(),
             health: health.clone(),

@@ -8,6 +8,7 @@
 //! - [`event`]: the analytics event model of CONTRACTS §4.
 //! - [`alert`]: the alert workflow's vocabulary ([`Resolution`], [`GrabSample`], [`Note`]).
 //! - [`window`]: declared windows ([`DeclaredWindow`]): compliance exclusions and maintenance.
+//! - [`schedule`]: a PRV's hourly set-point schedule ([`HourlySchedule`]) on the local clock.
 //! - [`auth`]: user roles.
 //! - [`health`]: a shared board of component states for `/health`.
 //! - [`modbus`]: Modbus register maps ([`modbus::RegisterMap`]), read planning and word decoding.
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod modbus;
 pub mod network;
 pub mod reading;
+pub mod schedule;
 #[doc(hidden)]
 pub mod testing;
 pub mod units;
@@ -32,5 +34,6 @@ pub use event::{Event, EventKind, EventState, Severity};
 pub use ids::{DeviceId, DmaId, IdError, PrvId, SensorId, StationId};
 pub use network::{Dma, Network, NetworkError, NightWindow, Prv, Sensor, SignalRole};
 pub use reading::Reading;
+pub use schedule::HourlySchedule;
 pub use units::{Quantity, SensorKind, Unit, UnitMismatch};
 pub use window::{DeclaredWindow, WindowKind, WindowSubject};

@@ -99,6 +99,23 @@ impl Body {
         }
     }
 
+    /// An optional array of numbers.
+    pub(crate) fn numbers(&self, field: &str) -> Result<Option<Vec<f64>>, ApiError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_f64()
+                        .ok_or_else(|| self.wrong(field, format!("item {i} must be a number")))
+                })
+                .collect::<Result<Vec<f64>, ApiError>>()
+                .map(Some),
+            Some(_) => Err(self.wrong(field, "must be an array of numbers")),
+        }
+    }
+
     /// An optional boolean field.
     pub(crate) fn boolean(&self, field: &str) -> Result<Option<bool>, ApiError> {
         match self.get(field) {

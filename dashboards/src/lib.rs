@@ -86,6 +86,8 @@ routes! {
     get "/api/v1/kpis/monthly" => api::monthly_kpis,
     get "/api/v1/prvs" => prv::list,
     post "/api/v1/prvs/{id}/apply" => prv::apply,
+    post "/api/v1/prvs/{id}/schedule" => prv::schedule,
+    post "/api/v1/prvs/{id}/schedule/cancel" => prv::cancel_schedule,
     get "/api/v1/samples" => samples::list,
     post "/api/v1/samples" => samples::record,
     get "/api/v1/windows" => windows::list,

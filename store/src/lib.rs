@@ -32,6 +32,7 @@ mod model;
 mod pg;
 mod rollup;
 pub mod samples;
+pub mod schedules;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -59,11 +60,12 @@ pub use kpi::{DailyKpi, KpiQuery, KpiScope, MonthlyKpi};
 pub use model::*;
 pub use rollup::Bucket;
 pub use samples::StationSample;
+pub use schedules::{PrvSchedule, ScheduleSource};
 pub use timescale::TimescaleOptions;
 pub use token::TOKEN_PREFIX;
 use waterline_core::{
-    DeclaredWindow, DeviceId, Event, EventKind, GrabSample, Network, Note, Reading, Resolution,
-    Role, SensorId, StationId, WindowKind,
+    DeclaredWindow, DeviceId, Event, EventKind, GrabSample, HourlySchedule, Network, Note, Reading,
+    Resolution, Role, SensorId, StationId, WindowKind,
 };
 pub use windows::StoredWindow;
 pub use workflow::{
@@ -471,6 +473,48 @@ impl Store {
         station: Option<&StationId>,
     ) -> Result<Vec<StationSample>, StoreError> {
         on_backend!(self, b => b.station_samples(from, to, station).await)
+    }
+
+    /// Puts `schedule` in force for `prv`, replacing any (audited `prv.schedule.apply`, in the
+    /// same transaction).
+    pub async fn put_prv_schedule(
+        &self,
+        prv: &str,
+        schedule: &HourlySchedule,
+        source: ScheduleSource,
+        note: Option<&str>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<PrvSchedule, StoreError> {
+        on_backend!(self, b => b.put_prv_schedule(prv, schedule, source, note, actor, at).await)
+    }
+
+    /// Takes `prv`'s schedule out of force (audited `prv.schedule.cancel`, with `why`); `None`
+    /// when it had none.
+    pub async fn cancel_prv_schedule(
+        &self,
+        prv: &str,
+        actor: &str,
+        why: Option<&str>,
+    ) -> Result<Option<PrvSchedule>, StoreError> {
+        on_backend!(self, b => b.cancel_prv_schedule(prv, actor, why).await)
+    }
+
+    /// The schedules in force, by valve id.
+    pub async fn prv_schedules(&self) -> Result<Vec<PrvSchedule>, StoreError> {
+        on_backend!(self, b => b.prv_schedules().await)
+    }
+
+    /// Records that the set point of the local hour starting at `hour` was written, for the
+    /// schedule applied at `applied_at`; `false` when that schedule is no longer in force.
+    pub async fn mark_schedule_written(
+        &self,
+        prv: &str,
+        applied_at: DateTime<Utc>,
+        hour: DateTime<Utc>,
+        setting_m: f64,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.mark_schedule_written(prv, applied_at, hour, setting_m).await)
     }
 
     /// The stored PRV recommendations, by valve id.

@@ -386,3 +386,92 @@ mod device_states {
 
     on_both_backends!(reported_states_are_kept_and_an_older_one_never_wins);
 }
+
+mod schedules {
+    use waterline_core::HourlySchedule;
+
+    use super::t;
+    use crate::{ScheduleSource, Store};
+
+    async fn schedules_are_replaced_marked_and_cancelled(store: Store) {
+        let ramp: Vec<f64> = (0..24).map(|h| 20.0 + f64::from(h) / 2.0).collect();
+        let s = HourlySchedule::new(&ramp, "Asia/Shanghai").unwrap();
+        let at = t("2026-03-01T08:00:00Z");
+        let first = store
+            .put_prv_schedule(
+                "PRV-B",
+                &s,
+                ScheduleSource::Recommendation,
+                None,
+                "disp-wu",
+                at,
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.hourly_setting_m, ramp);
+        assert_eq!(first.timezone, "Asia/Shanghai");
+        assert_eq!((first.written_hour, first.written_m), (None, None));
+        assert_eq!(first.schedule().unwrap(), s);
+
+        let hour = t("2026-03-01T08:00:00Z");
+        assert!(
+            store
+                .mark_schedule_written("PRV-B", first.applied_at, hour, 28.0)
+                .await
+                .unwrap()
+        );
+        let listed = store.prv_schedules().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].written_hour, listed[0].written_m),
+            (Some(hour), Some(28.0))
+        );
+
+        // Applying again replaces it, forgets what was written, and a runner still holding
+        // the old one cannot mark it.
+        let flat = HourlySchedule::new(&[25.0; 24], "UTC").unwrap();
+        let later = at + chrono::TimeDelta::hours(1);
+        let second = store
+            .put_prv_schedule(
+                "PRV-B",
+                &flat,
+                ScheduleSource::Request,
+                Some("night test"),
+                "eng",
+                later,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (second.source, second.note.as_deref()),
+            (ScheduleSource::Request, Some("night test"))
+        );
+        assert_eq!(second.written_hour, None);
+        assert!(
+            !store
+                .mark_schedule_written("PRV-B", first.applied_at, hour, 28.0)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.prv_schedules().await.unwrap(),
+            std::slice::from_ref(&second)
+        );
+
+        let cancelled = store
+            .cancel_prv_schedule("PRV-B", "disp-wu", None)
+            .await
+            .unwrap();
+        assert_eq!(cancelled, Some(second));
+        assert_eq!(
+            store
+                .cancel_prv_schedule("PRV-B", "disp-wu", None)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store.prv_schedules().await.unwrap().is_empty());
+    }
+
+    on_both_backends!(schedules_are_replaced_marked_and_cancelled);
+}

@@ -19,6 +19,7 @@ use crate::token;
 mod advice;
 mod kpi;
 mod samples;
+mod schedules;
 mod windows;
 mod workflow;
 

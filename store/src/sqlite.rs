@@ -21,6 +21,7 @@ use crate::token;
 mod advice;
 mod kpi;
 mod samples;
+mod schedules;
 mod windows;
 mod workflow;
 

@@ -1,0 +1,150 @@
+//! PRV schedules on SQLite (the set points as a JSON array).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use waterline_core::HourlySchedule;
+
+use super::{SqliteStore, from_micros, opt_time, us};
+use crate::error::StoreError;
+use crate::schedules::{PrvSchedule, ScheduleRow, ScheduleSource, audit_detail};
+
+const COLUMNS: &str = "prv, hourly_setting_m, timezone, source, note, applied_by, applied_at, \
+                       written_hour, written_m";
+
+fn row(r: &SqliteRow) -> Result<PrvSchedule, StoreError> {
+    let prv: String = r.try_get("prv")?;
+    let text: String = r.try_get("hourly_setting_m")?;
+    let hourly_setting_m: Vec<f64> = serde_json::from_str(&text).map_err(|e| {
+        StoreError::Conflict(format!("stored schedule of PRV {prv}: set points: {e}"))
+    })?;
+    ScheduleRow {
+        prv,
+        hourly_setting_m,
+        timezone: r.try_get("timezone")?,
+        source: r.try_get("source")?,
+        note: r.try_get("note")?,
+        applied_by: r.try_get("applied_by")?,
+        applied_at: from_micros(r.try_get("applied_at")?),
+        written_hour: opt_time(r.try_get("written_hour")?),
+        written_m: r.try_get("written_m")?,
+    }
+    .into_stored()
+}
+
+impl SqliteStore {
+    pub(crate) async fn put_prv_schedule(
+        &self,
+        prv: &str,
+        schedule: &HourlySchedule,
+        source: ScheduleSource,
+        note: Option<&str>,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<PrvSchedule, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let settings = serde_json::to_string(schedule.settings())
+            .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO prv_schedules (prv, hourly_setting_m, timezone, source, note, applied_by,
+                                        applied_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (prv) DO UPDATE SET
+                 hourly_setting_m = excluded.hourly_setting_m, timezone = excluded.timezone,
+                 source = excluded.source, note = excluded.note,
+                 applied_by = excluded.applied_by, applied_at = excluded.applied_at,
+                 written_hour = NULL, written_m = NULL
+             RETURNING {COLUMNS}"
+        )))
+        .bind(prv)
+        .bind(settings)
+        .bind(schedule.timezone().name())
+        .bind(source.as_str())
+        .bind(note)
+        .bind(actor)
+        .bind(us(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = row(&r)?;
+        audit(
+            &mut tx,
+            actor,
+            "prv.schedule.apply",
+            prv,
+            audit_detail(schedule, source, note),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    pub(crate) async fn cancel_prv_schedule(
+        &self,
+        prv: &str,
+        actor: &str,
+        why: Option<&str>,
+    ) -> Result<Option<PrvSchedule>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM prv_schedules WHERE prv = ?1 RETURNING {COLUMNS}"
+        )))
+        .bind(prv)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(r) = r else {
+            return Ok(None);
+        };
+        let stored = row(&r)?;
+        let mut detail = audit_detail(&stored.schedule()?, stored.source, stored.note.as_deref());
+        detail["why"] = serde_json::json!(why);
+        audit(&mut tx, actor, "prv.schedule.cancel", prv, detail).await?;
+        tx.commit().await?;
+        Ok(Some(stored))
+    }
+
+    pub(crate) async fn prv_schedules(&self) -> Result<Vec<PrvSchedule>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM prv_schedules ORDER BY prv"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row).collect()
+    }
+
+    pub(crate) async fn mark_schedule_written(
+        &self,
+        prv: &str,
+        applied_at: DateTime<Utc>,
+        hour: DateTime<Utc>,
+        setting_m: f64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE prv_schedules SET written_hour = ?3, written_m = ?4
+             WHERE prv = ?1 AND applied_at = ?2",
+        )
+        .bind(prv)
+        .bind(us(applied_at))
+        .bind(us(hour))
+        .bind(setting_m)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+async fn audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    actor: &str,
+    action: &str,
+    prv: &str,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)")
+        .bind(actor)
+        .bind(action)
+        .bind(prv)
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
