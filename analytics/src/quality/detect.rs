@@ -9,12 +9,19 @@
 //! station's standardised state and its history flags combinations the history never showed.
 //!
 //! A binomial event discriminator turns outliers into an event probability over the last `n`
-//! steps; above the threshold an event opens (onset: the first outlier in the window) and the
-//! baseline freezes, so a lasting change keeps being abnormal until the water is normal
-//! again (the event ends after `clear_steps` normal steps) or until the timeout, when the
-//! change is absorbed into a new baseline. Context signals (temperature, flow, pressure) are
-//! modelled the same way but only explain: an event that coincides with a context change is
-//! reported with lower confidence and severity, never raised by a context signal alone.
+//! steps; above the threshold an event opens (onset: the first outlier in the window). Strong
+//! evidence (two or more signals, or one that may alarm alone far from its baseline, in each of
+//! the last two steps) opens it without waiting for the window to fill. Either way a signal
+//! takes part only when its departure is abrupt: its newest value is an outlier also against
+//! its own values of the hour before, so a slow wander or a drifting sensor that crept past the
+//! long baseline raises nothing. Once open, the baseline freezes, and the event lasts while
+//! each step still shows the evidence that opens one (two or more signals beyond the outlier
+//! threshold, or one that may alarm alone): it ends after `clear_steps` steps without it, so a
+//! lasting change in conductivity or TOC alone (a change of source) does not hold it open; or
+//! at the timeout, when the change is absorbed into a new baseline. Context signals
+//! (temperature, flow, pressure) are modelled the same way but only explain: an event that
+//! coincides with a context change is reported with lower confidence and severity, never
+//! raised by a context signal alone.
 
 use std::collections::VecDeque;
 
@@ -312,6 +319,15 @@ const MV_HISTORY: usize = 144;
 /// acts on.
 const SINGLE_SIGNAL_MIN_CHANGES: f64 = 4.0;
 
+/// How far back an onset is judged: a signal takes part in a new event only when its newest
+/// value is an outlier also against its own values of this span before the discriminator's
+/// window (the water there was normal then, or at least different).
+const ONSET_LOOKBACK_MS: i64 = 3_600_000;
+
+/// Consecutive steps of strong evidence that open an event before the discriminator's window
+/// fills. Two, not one: a spike is a single step (and taken back one step later).
+const STRONG_ONSET_STEPS: usize = 2;
+
 impl StationDetector {
     /// A detector for `signals` on a grid of `step_ms`.
     pub fn new(signals: &[SignalSpec], step_ms: i64, cfg: DetectConfig) -> Self {
@@ -435,7 +451,7 @@ impl StationDetector {
             self.maybe_open(t);
             return;
         };
-        if flags.outlier() {
+        if self.still_abnormal(&flags) {
             self.normal_run = 0;
         } else {
             self.normal_run += 1;
@@ -499,19 +515,45 @@ impl StationDetector {
     }
 
     fn maybe_open(&mut self, t: EpochMillis) {
+        if let Some((quality, context, p)) = self.discriminator().or_else(|| self.strong_onset()) {
+            self.open_event(t, quality, context, p);
+        }
+    }
+
+    /// Whether the evidence of `quality` suffices: two or more signals, or one that may raise an
+    /// event alone and is far (in σ and in "smallest changes") from its baseline now.
+    fn sufficient(&self, quality: u64) -> bool {
+        match quality.count_ones() {
+            0 => false,
+            1 => {
+                let i = quality.trailing_zeros() as usize;
+                let m = &self.models[i];
+                m.alone
+                    && m.fit.as_ref().zip(m.recent.back()).is_some_and(|(fit, x)| {
+                        let d = (x - fit.median).abs();
+                        d / fit.level_scale >= self.cfg.single_signal_sigmas
+                            && d >= SINGLE_SIGNAL_MIN_CHANGES * m.min_change
+                    })
+            }
+            _ => true,
+        }
+    }
+
+    /// CANARY's binomial event discriminator over the full window.
+    fn discriminator(&self) -> Option<(u64, u64, f64)> {
         let n = self.cfg.bed_window;
         if self.bed.len() < n {
-            return;
+            return None;
         }
         let x = self.bed.iter().filter(|f| f.outlier()).count();
         if x == 0 {
-            return;
+            return None;
         }
         let p = binomial_cdf(x - 1, n, 0.5);
         // CANARY's discriminator: the probability that fewer outliers than seen happen by
         // chance; an event when it exceeds the threshold.
         if p < self.cfg.bed_probability {
-            return;
+            return None;
         }
         // A signal takes part when it was abnormal in at least half of the window's steps: one
         // noisy step does not make a second parameter agree.
@@ -533,22 +575,26 @@ impl StationDetector {
             // Only the multivariate check spoke: name the signals furthest from normal now.
             quality = self.furthest_signals();
         }
-        if quality == 0 {
-            return;
+        quality = self.abrupt(quality);
+        self.sufficient(quality).then_some((quality, context, p))
+    }
+
+    /// Strong evidence opens an event before the discriminator's window fills: the same
+    /// signals abnormal in each of the last steps, two or more of them or one that may raise an
+    /// event alone far from its baseline, and the departure abrupt.
+    fn strong_onset(&self) -> Option<(u64, u64, f64)> {
+        let k = STRONG_ONSET_STEPS;
+        if self.bed.len() < k {
+            return None;
         }
-        if quality.count_ones() == 1 {
-            let i = quality.trailing_zeros() as usize;
-            let m = &self.models[i];
-            let far = m.alone
-                && m.fit.as_ref().zip(m.recent.back()).is_some_and(|(fit, x)| {
-                    let d = (x - fit.median).abs();
-                    d / fit.level_scale >= self.cfg.single_signal_sigmas
-                        && d >= SINGLE_SIGNAL_MIN_CHANGES * m.min_change
-                });
-            if !far {
-                return;
-            }
-        }
+        let last = || self.bed.iter().rev().take(k);
+        let quality = self.abrupt(last().fold(!0u64, |m, f| m & f.quality));
+        let context = last().fold(!0u64, |m, f| m & f.context);
+        self.sufficient(quality)
+            .then(|| (quality, context, binomial_cdf(k - 1, k, 0.5)))
+    }
+
+    fn open_event(&mut self, t: EpochMillis, quality: u64, context: u64, p: f64) {
         let start = self.bed.iter().find(|f| f.outlier()).map_or(t, |f| f.time);
         let bits = |mask: u64| (0..64).filter(move |i| mask & (1u64 << i) != 0);
         self.open = Some(StationEvent {
@@ -569,6 +615,49 @@ impl StationDetector {
                 m.history.pop_back();
             }
         }
+    }
+
+    /// Whether a step inside an event still shows abnormal water: the evidence that opens an
+    /// event, at the outlier threshold. Two or more quality signals beyond it, or one that may
+    /// raise an event alone; conductivity, TOC or redox alone (a lasting change of source, a
+    /// drifting sensor) do not keep an event open, not even through the nearest-neighbour
+    /// distance that its one large deviation makes. With no signal beyond it, the
+    /// nearest-neighbour check still may (a combination the history never showed).
+    fn still_abnormal(&self, f: &StepFlags) -> bool {
+        match f.quality.count_ones() {
+            0 => f.mvnn,
+            1 => self.models[f.quality.trailing_zeros() as usize].alone,
+            _ => true,
+        }
+    }
+
+    /// Keeps in `mask` the signals whose departure is recent: the newest value is an outlier
+    /// also against the signal's own values of the hour before the discriminator's window, so
+    /// a slow wander or a drifting sensor that crept past the long baseline does not count.
+    fn abrupt(&self, mask: u64) -> u64 {
+        let look = (ONSET_LOOKBACK_MS / self.step_ms).max(3) as usize;
+        let skip = self.cfg.bed_window;
+        let mut out = 0u64;
+        for (i, m) in self.models.iter().enumerate() {
+            if mask & (1u64 << i) == 0 {
+                continue;
+            }
+            let (Some(fit), Some(&x)) = (&m.fit, m.recent.back()) else {
+                out |= 1u64 << i;
+                continue;
+            };
+            let n = m.recent.len();
+            if n < skip + look {
+                out |= 1u64 << i;
+                continue;
+            }
+            let mut before: Vec<f64> = m.recent.range(n - skip - look..n - skip).copied().collect();
+            let reference = select_median(&mut before);
+            if (x - reference).abs() / fit.level_scale > self.cfg.level_sigmas {
+                out |= 1u64 << i;
+            }
+        }
+        out
     }
 
     fn furthest_signals(&self) -> u64 {
@@ -667,5 +756,82 @@ mod tests {
         }
         let a = fit_ar(&x, 0.0, 1);
         assert!((a[0] - 0.8).abs() < 0.05, "{a:?}");
+    }
+
+    /// Chlorine, turbidity, pH and conductivity of one station, in that order.
+    fn station() -> Vec<SignalSpec> {
+        let mut text = String::from("timezone = \"UTC\"\n");
+        for (id, kind, unit) in [
+            ("S-cl2", "chlorine", "mg/L"),
+            ("S-turb", "turbidity", "NTU"),
+            ("S-ph", "ph", "pH"),
+            ("S-cond", "conductivity", "uS/cm"),
+        ] {
+            text.push_str(&format!(
+                "[[sensor]]\nid = \"{id}\"\nkind = \"{kind}\"\nunit = \"{unit}\"\nstation = \"S\"\n"
+            ));
+        }
+        let net = waterline_core::Network::parse(&text).expect("network parses");
+        let mut specs: Vec<SignalSpec> =
+            net.sensors.values().map(SignalSpec::from_sensor).collect();
+        let order = ["S-cl2", "S-turb", "S-ph", "S-cond"];
+        specs.sort_by_key(|s| order.iter().position(|o| *o == s.sensor.as_str()));
+        specs
+    }
+
+    const STEP: i64 = 300_000;
+    const HOUR: i64 = 3_600_000;
+
+    /// Runs four days of steady water, then `change(hours since t0)` added to the means for
+    /// two more days; returns the events and t0.
+    fn run(change: impl Fn(f64) -> [f64; 4]) -> (Vec<StationEvent>, EpochMillis) {
+        let specs = station();
+        let mut det = StationDetector::new(&specs, STEP, DetectConfig::default());
+        let mut rng = waterline_core::testing::XorShift(0x2545_f491_4f6c_dd1d);
+        let mean = [1.0, 0.2, 7.4, 320.0];
+        let noise = [0.01, 0.005, 0.01, 0.5];
+        let t0 = 96 * HOUR;
+        for k in 0..(144 * HOUR / STEP) {
+            let t = k * STEP;
+            let d = if t >= t0 {
+                change((t - t0) as f64 / HOUR as f64)
+            } else {
+                [0.0; 4]
+            };
+            let values: Vec<Option<f64>> = (0..4)
+                .map(|i| Some(mean[i] + d[i] + noise[i] * rng.normal()))
+                .collect();
+            det.step(t, &values);
+        }
+        det.finish();
+        (det.events, t0)
+    }
+
+    #[test]
+    fn a_lasting_change_of_one_corroborating_signal_does_not_hold_an_event_open() {
+        // Two hours of dirty water (chlorine down, turbidity up) with a change of source whose
+        // conductivity stays 30 µS/cm higher.
+        let (events, t0) = run(|h| {
+            let dirty = if h < 2.0 { 1.0 } else { 0.0 };
+            [-0.4 * dirty, 0.3 * dirty, 0.0, 30.0]
+        });
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert!(e.detected_at <= t0 + 3 * STEP, "{e:?}");
+        let end = e.end.expect("closed");
+        assert!(!e.absorbed, "{e:?}");
+        assert!(end <= t0 + 2 * HOUR + 3 * STEP, "{e:?}");
+    }
+
+    #[test]
+    fn a_slow_drift_raises_no_event_and_a_sudden_shift_does() {
+        // pH creeping up 0.6 over two days: far past its baseline, but never abruptly.
+        let (drift, _) = run(|h| [0.0, 0.0, 0.6 * h / 48.0, 0.0]);
+        assert!(drift.is_empty(), "{drift:#?}");
+        // The same 0.6 within a quarter of an hour is an event on pH alone.
+        let (jump, t0) = run(|h| [0.0, 0.0, 0.6 * (h * 4.0).min(1.0), 0.0]);
+        assert!(!jump.is_empty(), "no event");
+        assert_eq!(jump[0].signals, vec![2]);
+        assert!(jump[0].detected_at <= t0 + 4 * STEP, "{:?}", jump[0]);
     }
 }
