@@ -107,7 +107,8 @@ pub struct StationEvent {
     pub start: EpochMillis,
     pub detected_at: EpochMillis,
     pub end: Option<EpochMillis>,
-    /// Indices of the quality signals that were abnormal when it was detected.
+    /// Indices of the quality signals that were abnormal when it was detected, and of those
+    /// that were abnormal in two steps in a row while it was open.
     pub signals: Vec<usize>,
     /// Indices of context signals that changed at the same time.
     pub context: Vec<usize>,
@@ -451,6 +452,7 @@ impl StationDetector {
             self.maybe_open(t);
             return;
         };
+        self.join_signals();
         if self.still_abnormal(&flags) {
             self.normal_run = 0;
         } else {
@@ -596,6 +598,14 @@ impl StationDetector {
 
     fn open_event(&mut self, t: EpochMillis, quality: u64, context: u64, p: f64) {
         let start = self.bed.iter().find(|f| f.outlier()).map_or(t, |f| f.time);
+        // Besides the signals that carried the decision, those that jumped with them during
+        // the onset took part (a step change is one outlier for the prediction filter, and
+        // may stay within the level band of a signal with a wide daily cycle).
+        let quality = self
+            .bed
+            .iter()
+            .filter(|f| f.time >= start)
+            .fold(quality, |m, f| m | f.quality);
         let bits = |mask: u64| (0..64).filter(move |i| mask & (1u64 << i) != 0);
         self.open = Some(StationEvent {
             start,
@@ -614,6 +624,24 @@ impl StationDetector {
             for _ in 0..onset.saturating_sub(1) {
                 m.history.pop_back();
             }
+        }
+    }
+
+    /// A quality signal abnormal in the last two steps of an open event takes part in it too
+    /// (an event opened early on its strongest signal names the others as they follow).
+    fn join_signals(&mut self) {
+        let n = self.bed.len();
+        if n < 2 {
+            return;
+        }
+        let both = self.bed[n - 1].quality & self.bed[n - 2].quality;
+        if let Some(e) = self.open.as_mut() {
+            for i in (0..64).filter(|i| both & (1u64 << i) != 0) {
+                if !e.signals.contains(&i) {
+                    e.signals.push(i);
+                }
+            }
+            e.signals.sort_unstable();
         }
     }
 
