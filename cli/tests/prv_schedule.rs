@@ -181,14 +181,19 @@ async fn a_schedule_is_written_hour_by_hour_to_the_live_controller() {
     // (The twin takes one write per step: let it take this one first.)
     let done = live.state().steps_done;
     live.wait_for_steps(done + 2, Duration::from_secs(30)).await;
+    // The runner is told the time: within this hour, then within the next, whenever the
+    // test runs.
     let mut runner = Runner::default();
-    let now = Utc::now();
-    let tick = runner.tick(&store, writer.as_ref(), now).await.unwrap();
+    let this_hour = hour_start + TimeDelta::minutes(30);
+    let tick = runner
+        .tick(&store, writer.as_ref(), this_hour)
+        .await
+        .unwrap();
     assert!(
         tick.written.is_empty() && tick.failed.is_empty(),
         "{tick:?}"
     );
-    let next_hour: DateTime<Utc> = now + TimeDelta::hours(1);
+    let next_hour: DateTime<Utc> = hour_start + TimeDelta::minutes(61);
     let tick = runner
         .tick(&store, writer.as_ref(), next_hour)
         .await

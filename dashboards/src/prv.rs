@@ -130,6 +130,14 @@ pub(crate) struct Applied {
     schedule_cancelled: bool,
 }
 
+/// The body's optional `note` (checked like every note).
+fn note(body: &Body) -> Result<Option<String>, ApiError> {
+    body.str("note")?
+        .map(|s| Note::parse("note", s).map(|n| n.as_str().to_owned()))
+        .transpose()
+        .map_err(invalid)
+}
+
 /// The fixed set point of a stored recommendation.
 fn recommended_setting(advice: &PrvAdvice) -> Option<f64> {
     advice
@@ -150,11 +158,7 @@ pub(crate) async fn apply(
     let body = Body::parse(&bytes, false, &["setting_m", "confirm", "note"])?;
     let requested = body.number("setting_m")?;
     let confirm = body.boolean("confirm")?.unwrap_or(false);
-    let note = body
-        .str("note")?
-        .map(|s| Note::parse("note", s).map(|n| n.as_str().to_owned()))
-        .transpose()
-        .map_err(invalid)?;
+    let note = note(&body)?;
     if let Some(s) = requested
         && !(s.is_finite() && s > 0.0)
     {
@@ -282,11 +286,7 @@ pub(crate) async fn schedule(
     let requested = body.numbers("hourly_setting_m")?;
     let zone = body.str("timezone")?.map(str::to_owned);
     let confirm = body.boolean("confirm")?.unwrap_or(false);
-    let note = body
-        .str("note")?
-        .map(|s| Note::parse("note", s).map(|n| n.as_str().to_owned()))
-        .transpose()
-        .map_err(invalid)?;
+    let note = note(&body)?;
     let advice = state
         .store
         .prv_advice()
@@ -372,11 +372,7 @@ pub(crate) async fn cancel_schedule(
     caller.require(APPLY_ROLES, APPLY_NAMES)?;
     let prv = PrvId::parse(id.as_str()).map_err(|e| ApiError::BadRequest(format!("`id`: {e}")))?;
     let body = Body::parse(&bytes, true, &["note"])?;
-    let note = body
-        .str("note")?
-        .map(|s| Note::parse("note", s).map(|n| n.as_str().to_owned()))
-        .transpose()
-        .map_err(invalid)?;
+    let note = note(&body)?;
     state
         .store
         .cancel_prv_schedule(prv.as_str(), &caller.0.label, note.as_deref())

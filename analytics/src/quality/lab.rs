@@ -50,21 +50,31 @@ pub struct LabFile {
     pub lab_only: usize,
 }
 
+/// The header line of a small CSV file and its column names (trimmed, lower case, a byte-order
+/// mark dropped).
+pub(crate) fn csv_header(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    name: &str,
+) -> Result<(String, Vec<String>), String> {
+    let header = lines
+        .next()
+        .ok_or_else(|| format!("{name}: empty file"))?
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    let cols = header
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
+    Ok((header, cols))
+}
+
 /// Reads a grab-sample CSV: a header naming `station`, `parameter`, `value`, `unit` and
 /// `sampled_at` (RFC 3339), optionally `sample_id` and `reported_at` (when the result was
 /// known; default `sampled_at`), in any order. A bad row is an error naming its line and
 /// column; a parameter an analyser measures needs a unit of its kind.
 pub fn read_lab_samples(reader: impl BufRead, name: &str) -> Result<LabFile, String> {
     let mut lines = reader.lines();
-    let header = lines
-        .next()
-        .ok_or_else(|| format!("{name}: empty file"))?
-        .map_err(|e| format!("cannot read {name}: {e}"))?;
-    let cols: Vec<String> = header
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .collect();
+    let (header, cols) = csv_header(&mut lines, name)?;
     let col = |n: &str| cols.iter().position(|c| c == n);
     let (Some(si), Some(pi), Some(vi), Some(ui), Some(ti)) = (
         col("station"),

@@ -84,15 +84,7 @@ pub struct Label {
 /// order); `event` is `true`/`false`/`1`/`0`.
 pub fn read_labels(reader: impl BufRead, name: &str) -> Result<Vec<Label>, String> {
     let mut lines = reader.lines();
-    let header = lines
-        .next()
-        .ok_or_else(|| format!("{name}: empty file"))?
-        .map_err(|e| format!("cannot read {name}: {e}"))?;
-    let cols: Vec<String> = header
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .collect();
+    let (header, cols) = super::lab::csv_header(&mut lines, name)?;
     let col = |n: &str| cols.iter().position(|c| c == n);
     let (Some(ti), Some(ei)) = (col("time"), col("event")) else {
         return Err(format!(
