@@ -238,3 +238,33 @@ fn grab_samples_show_an_analyser_drifting_and_its_recalibration() {
     let blind = quality::analyze(&r, &net, &QualityConfig::default());
     assert!(drift_faults(&blind.events, "S-turb").is_empty());
 }
+
+#[test]
+fn a_drift_seen_by_the_pair_and_the_lab_is_one_event() {
+    let net = network(true);
+    let r = readings(&net, false);
+    // The lab's chlorine, daily at 09:00: the true water.
+    let samples: Vec<LabSample> = (0..DAYS)
+        .map(|d| {
+            let off = d * DAY + 9 * HOUR;
+            LabSample {
+                station: StationId::parse("S").expect("id"),
+                kind: SensorKind::Chlorine,
+                value: (water(off).0 * 100.0).round() / 100.0,
+                sampled_at: T0 + off,
+                known_at: T0 + off + HOUR,
+                sample_id: Some(format!("CL-{d}")),
+            }
+        })
+        .collect();
+    let report = quality::analyze_with(&r, &net, &QualityConfig::default(), &[], &samples);
+    let drift = drift_faults(&report.events, "S-cl2");
+    assert_eq!(drift.len(), 1, "{:#?}", report.events);
+    let msg = drift[0].message.as_deref().unwrap_or_default();
+    assert!(
+        msg.contains("redundant analysers") && msg.contains("confirmed by the lab"),
+        "{msg}"
+    );
+    assert_eq!(drift[0].confidence, Some(0.9));
+    assert!(drift_faults(&report.events, "S-cl2b").is_empty());
+}

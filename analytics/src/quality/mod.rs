@@ -252,20 +252,39 @@ fn analyze_station(
     for t in &mut trackers {
         t.finish();
     }
+    let mut drifts: Vec<Event> = Vec::new();
     for p in &mut pairs {
         p.finish();
-        for e in &p.episodes {
-            report.events.push(pair_drift_event(grid, p, e));
-        }
+        drifts.extend(p.episodes.iter().map(|e| pair_drift_event(grid, p, e)));
     }
     for (i, checker) in &mut checkers {
         checker.finish();
+        let spec = &grid.signals[*i];
         for d in &checker.episodes {
-            report
-                .events
-                .push(sample_drift_event(grid, &grid.signals[*i], d));
+            let sample = sample_drift_event(grid, spec, d);
+            // The same drift told by the redundant pair: one event, which the sample confirms
+            // (and attributes, when the pair could not tell which analyser drifts).
+            let same = drifts.iter_mut().find(|e| {
+                e.sensors.contains(&spec.sensor)
+                    && (e.sensor.as_ref() == Some(&spec.sensor) || e.confidence == Some(0.5))
+                    && overlaps(e, &sample)
+            });
+            match same {
+                Some(e) => {
+                    e.sensor = Some(spec.sensor.clone());
+                    e.confidence = Some(0.9);
+                    let text = sample.message.unwrap_or_default();
+                    let confirmed = text.strip_prefix("drift: ").unwrap_or(&text);
+                    e.message = Some(format!(
+                        "{}; confirmed by the lab: {confirmed}",
+                        e.message.take().unwrap_or_default()
+                    ));
+                }
+                None => drifts.push(sample),
+            }
         }
     }
+    report.events.extend(drifts);
 
     let station = &grid.station;
     for (i, th) in thresholds.iter_mut().enumerate() {
@@ -486,6 +505,12 @@ fn sample_drift_event(
         d.analyser, d.lab, d.tolerance, d.samples
     ));
     e
+}
+
+/// Whether two events' spans overlap (an open event lasts to the end of the data).
+fn overlaps(a: &Event, b: &Event) -> bool {
+    let ends_after = |e: &Event, t| e.end.is_none_or(|end| end > t);
+    ends_after(a, b.start) && ends_after(b, a.start)
 }
 
 fn round3(x: f64) -> f64 {
