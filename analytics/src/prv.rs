@@ -265,7 +265,9 @@ fn recommend_one(
             "{missing_hours} hours of the day have no data; they keep the fixed set point"
         ));
     }
-    let round_up = |x: f64| (x / cfg.step_m - 1e-9).ceil() * cfg.step_m;
+    // Up to the step, then to a micrometre, so that 202 steps of 0.1 m read 20.2, not
+    // 20.200000000000003 (the value goes to people and to a register).
+    let round_up = |x: f64| ((x / cfg.step_m - 1e-9).ceil() * cfg.step_m * 1e6).round() / 1e6;
     let clamp = |x: f64, notes: &mut Vec<String>, what: &str| -> f64 {
         let mut s = round_up(x);
         if let Some(hi) = prv.max_setting_m
@@ -478,6 +480,16 @@ margin_m = 2.0
         let night = r.schedule.hourly_setting_m[3];
         assert!((33.0..34.0).contains(&night), "night {night}");
         assert!(r.schedule.hourly_setting_m[8] >= 39.9);
+        // Whole 0.1 m steps, written as such (no 33.300000000000004 in the API).
+        for s in r
+            .schedule
+            .hourly_setting_m
+            .iter()
+            .chain(&r.fixed.hourly_setting_m)
+        {
+            assert!(s.to_string().len() <= 4, "{s}");
+            assert!((s * 10.0 - (s * 10.0).round()).abs() < 1e-9, "{s}");
+        }
         // Lowering the outlet lowers the zone by the same amount: fixed 5 m, schedule more.
         assert!((r.fixed.azp_reduction_m - (45.0 - fixed)).abs() < 1e-9);
         assert!(r.schedule.azp_reduction_m > r.fixed.azp_reduction_m + 2.0);
