@@ -489,16 +489,7 @@ impl PgStore {
         target: Option<&str>,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        audit_entry(&self.pool, actor, action, target, detail).await
     }
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -553,12 +544,14 @@ impl PgStore {
         .bind(actor)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, 'device.status', $2, $3)")
-            .bind(actor)
-            .bind(device.as_str())
-            .bind(serde_json::json!({ "status": status.as_str() }))
-            .execute(&mut *tx)
-            .await?;
+        audit_entry(
+            &mut *tx,
+            actor,
+            "device.status",
+            Some(device.as_str()),
+            &serde_json::json!({ "status": status.as_str() }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -767,5 +760,27 @@ async fn insert_pending(
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Appends one line to the audit log, on the pool or inside a caller's transaction (so that a
+/// change and its audit entry commit together).
+pub(crate) async fn audit_entry<'e, E>(
+    executor: E,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)")
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail)
+        .execute(executor)
+        .await?;
     Ok(())
 }

@@ -453,16 +453,7 @@ impl SqliteStore {
         target: Option<&str>,
         detail: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        audit_entry(&self.pool, actor, action, target, detail).await
     }
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -518,12 +509,14 @@ impl SqliteStore {
         .bind(us(Utc::now()))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, 'device.status', ?2, ?3)")
-            .bind(actor)
-            .bind(device.as_str())
-            .bind(serde_json::json!({ "status": status.as_str() }).to_string())
-            .execute(&mut *tx)
-            .await?;
+        audit_entry(
+            &mut *tx,
+            actor,
+            "device.status",
+            Some(device.as_str()),
+            &serde_json::json!({ "status": status.as_str() }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -652,4 +645,26 @@ async fn insert_readings(
         inserted: new_rows.len() as u64,
         duplicates: (rows.len() - new_rows.len()) as u64,
     })
+}
+
+/// Appends one line to the audit log, on the pool or inside a caller's transaction (so that a
+/// change and its audit entry commit together).
+pub(crate) async fn audit_entry<'e, E>(
+    executor: E,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)")
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail.to_string())
+        .execute(executor)
+        .await?;
+    Ok(())
 }

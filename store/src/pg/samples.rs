@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use waterline_core::{GrabSample, StationId};
 
-use super::PgStore;
+use super::{PgStore, audit_entry};
 use crate::error::StoreError;
 use crate::samples::{SampleRow, StationSample, audit_detail};
 use crate::workflow::Actor;
@@ -53,14 +53,13 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let stored = row(&r)?;
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
+        audit_entry(
+            &mut *tx,
+            &actor.name,
+            "sample.record",
+            Some(&format!("station {station}")),
+            &audit_detail(actor, stored.id, station, sample),
         )
-        .bind(&actor.name)
-        .bind("sample.record")
-        .bind(format!("station {station}"))
-        .bind(audit_detail(actor, stored.id, station, sample))
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(stored)

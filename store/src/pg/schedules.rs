@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use waterline_core::HourlySchedule;
 
-use super::PgStore;
+use super::{PgStore, audit_entry};
 use crate::error::StoreError;
 use crate::schedules::{PrvSchedule, ScheduleRow, ScheduleSource, audit_detail};
 
@@ -59,12 +59,12 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let stored = row(&r)?;
-        audit(
-            &mut tx,
+        audit_entry(
+            &mut *tx,
             actor,
             "prv.schedule.apply",
-            prv,
-            audit_detail(schedule, source, note),
+            Some(prv),
+            &audit_detail(schedule, source, note),
         )
         .await?;
         tx.commit().await?;
@@ -90,7 +90,7 @@ impl PgStore {
         let stored = row(&r)?;
         let mut detail = audit_detail(&stored.schedule()?, stored.source, stored.note.as_deref());
         detail["why"] = serde_json::json!(why);
-        audit(&mut tx, actor, "prv.schedule.cancel", prv, detail).await?;
+        audit_entry(&mut *tx, actor, "prv.schedule.cancel", Some(prv), &detail).await?;
         tx.commit().await?;
         Ok(Some(stored))
     }
@@ -123,21 +123,4 @@ impl PgStore {
         .await?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-async fn audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    actor: &str,
-    action: &str,
-    prv: &str,
-    detail: serde_json::Value,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, $2, $3, $4)")
-        .bind(actor)
-        .bind(action)
-        .bind(prv)
-        .bind(detail)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

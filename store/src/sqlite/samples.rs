@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use waterline_core::{GrabSample, StationId};
 
-use super::{SqliteStore, from_micros, us};
+use super::{SqliteStore, audit_entry, from_micros, us};
 use crate::error::StoreError;
 use crate::samples::{SampleRow, StationSample, audit_detail};
 use crate::workflow::Actor;
@@ -53,14 +53,13 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let stored = row(&r)?;
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)",
+        audit_entry(
+            &mut *tx,
+            &actor.name,
+            "sample.record",
+            Some(&format!("station {station}")),
+            &audit_detail(actor, stored.id, station, sample),
         )
-        .bind(&actor.name)
-        .bind("sample.record")
-        .bind(format!("station {station}"))
-        .bind(audit_detail(actor, stored.id, station, sample).to_string())
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(stored)

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use waterline_core::HourlySchedule;
 
-use super::{SqliteStore, from_micros, opt_time, us};
+use super::{SqliteStore, audit_entry, from_micros, opt_time, us};
 use crate::error::StoreError;
 use crate::schedules::{PrvSchedule, ScheduleRow, ScheduleSource, audit_detail};
 
@@ -66,12 +66,12 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let stored = row(&r)?;
-        audit(
-            &mut tx,
+        audit_entry(
+            &mut *tx,
             actor,
             "prv.schedule.apply",
-            prv,
-            audit_detail(schedule, source, note),
+            Some(prv),
+            &audit_detail(schedule, source, note),
         )
         .await?;
         tx.commit().await?;
@@ -97,7 +97,7 @@ impl SqliteStore {
         let stored = row(&r)?;
         let mut detail = audit_detail(&stored.schedule()?, stored.source, stored.note.as_deref());
         detail["why"] = serde_json::json!(why);
-        audit(&mut tx, actor, "prv.schedule.cancel", prv, detail).await?;
+        audit_entry(&mut *tx, actor, "prv.schedule.cancel", Some(prv), &detail).await?;
         tx.commit().await?;
         Ok(Some(stored))
     }
@@ -130,21 +130,4 @@ impl SqliteStore {
         .await?;
         Ok(done.rows_affected() == 1)
     }
-}
-
-async fn audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    actor: &str,
-    action: &str,
-    prv: &str,
-    detail: serde_json::Value,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)")
-        .bind(actor)
-        .bind(action)
-        .bind(prv)
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row};
 use waterline_core::{DeclaredWindow, WindowKind};
 
-use super::{SqliteStore, from_micros, opt_time, us};
+use super::{SqliteStore, audit_entry, from_micros, opt_time, us};
 use crate::error::StoreError;
 use crate::windows::{StoredWindow, WindowRow, audit_detail, subject_columns};
 
@@ -56,14 +56,13 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let stored = row(&r)?;
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)",
+        audit_entry(
+            &mut *tx,
+            actor,
+            "window.declare",
+            Some(&format!("window {}", stored.id)),
+            &audit_detail(w),
         )
-        .bind(actor)
-        .bind("window.declare")
-        .bind(format!("window {}", stored.id))
-        .bind(audit_detail(w).to_string())
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(stored)
@@ -127,14 +126,13 @@ impl SqliteStore {
             });
         };
         let stored = row(&r)?;
-        sqlx::query(
-            "INSERT INTO audit_log (actor, action, target, detail) VALUES (?1, ?2, ?3, ?4)",
+        audit_entry(
+            &mut *tx,
+            actor,
+            "window.withdraw",
+            Some(&format!("window {id}")),
+            &audit_detail(&stored.window),
         )
-        .bind(actor)
-        .bind("window.withdraw")
-        .bind(format!("window {id}"))
-        .bind(audit_detail(&stored.window).to_string())
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(stored)
