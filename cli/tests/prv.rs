@@ -7,24 +7,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::StatusCode;
 use chrono::{DateTime, TimeDelta, Utc};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
-use waterline::setpoints::ModbusSetpoints;
 use waterline_analytics::leakage::{self, LeakageConfig};
 use waterline_analytics::prv::{self, PrvConfig};
 use waterline_analytics::{LoadOptions, Readings};
 use waterline_core::health::HealthBoard;
-use waterline_core::modbus::MapTemplate;
-use waterline_core::{DeviceId, Network, Role};
+use waterline_core::{Network, Role};
 use waterline_dashboards::{AppState, app};
-use waterline_ingest::modbus_poll::{ModbusDevice, Transport};
 use waterline_sim::twin::export::{self, SimRequest};
-use waterline_sim::twin::live::{self, LiveConfig, LiveTwin};
+use waterline_sim::twin::live::{LiveConfig, LiveTwin};
 use waterline_store::PrvAdvice;
 use waterline_tests::SqliteDb;
+
+mod prv_loop;
+use prv_loop::{call, controller_writer};
 
 const START: &str = "2026-01-05T00:00:00Z";
 const SEED: u64 = 17;
@@ -54,29 +51,6 @@ fn request(dir: &Path, start: DateTime<Utc>, days: u32) -> SimRequest {
         export: dir.join("export"),
         progress: false,
     }
-}
-
-async fn call(
-    router: &axum::Router,
-    token: &str,
-    uri: &str,
-    body: &str,
-) -> (StatusCode, serde_json::Value) {
-    let method = if body.is_empty() {
-        Method::GET
-    } else {
-        Method::POST
-    };
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -163,33 +137,11 @@ async fn an_applied_recommendation_lowers_zone_pressure_and_leak_flow_in_the_twi
     )
     .await
     .unwrap();
-    let controller = live
-        .controllers()
-        .iter()
-        .find(|c| c.prv == "PRV-B")
-        .unwrap()
-        .clone();
-    let template = MapTemplate::parse_toml(live::CONTROLLER_MODEL, live::CONTROLLER_MAP).unwrap();
-    let device = ModbusDevice {
-        id: controller.device.clone(),
-        address: controller.addr.to_string(),
-        transport: Transport::Tcp,
-        unit_id: 1,
-        model: live::CONTROLLER_MODEL.into(),
-        poll_interval_ms: 60_000,
-        timeout_ms: 2_000,
-    };
-    let map = template
-        .instantiate(&DeviceId::parse(controller.device.as_str()).unwrap())
-        .unwrap();
     let router = app(AppState {
         store: store.clone(),
         health: HealthBoard::new(),
         metrics: None,
-        setpoints: Some(Arc::new(ModbusSetpoints::new(
-            &network,
-            vec![(device, map)],
-        ))),
+        setpoints: Some(Arc::new(controller_writer(&live, &network, "PRV-B"))),
     });
 
     // The API lists the recommendation.

@@ -6,45 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::StatusCode;
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 use waterline::prv_schedule::Runner;
-use waterline::setpoints::ModbusSetpoints;
 use waterline_core::health::HealthBoard;
-use waterline_core::modbus::MapTemplate;
-use waterline_core::{DeviceId, Network, Role};
+use waterline_core::{Network, Role};
 use waterline_dashboards::{AppState, SetpointWriter, app};
-use waterline_ingest::modbus_poll::{ModbusDevice, Transport};
 use waterline_sim::twin::export::{self, SimRequest};
-use waterline_sim::twin::live::{self, LiveConfig, LiveTwin};
+use waterline_sim::twin::live::{LiveConfig, LiveTwin};
 use waterline_store::PrvAdvice;
 use waterline_tests::SqliteDb;
 
-async fn call(
-    router: &axum::Router,
-    token: &str,
-    uri: &str,
-    body: &str,
-) -> (StatusCode, serde_json::Value) {
-    let method = if body.is_empty() {
-        Method::GET
-    } else {
-        Method::POST
-    };
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::from(body.to_owned()))
-        .unwrap();
-    let resp = router.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
-}
+mod prv_loop;
+use prv_loop::{call, controller_writer};
 
 /// The recommended schedule: a distinct set point per UTC hour, inside the controller's range.
 fn hourly() -> Vec<f64> {
@@ -101,27 +75,7 @@ async fn a_schedule_is_written_hour_by_hour_to_the_live_controller() {
     )
     .await
     .unwrap();
-    let controller = live
-        .controllers()
-        .iter()
-        .find(|c| c.prv == "PRV-B")
-        .unwrap()
-        .clone();
-    let template = MapTemplate::parse_toml(live::CONTROLLER_MODEL, live::CONTROLLER_MAP).unwrap();
-    let device = ModbusDevice {
-        id: controller.device.clone(),
-        address: controller.addr.to_string(),
-        transport: Transport::Tcp,
-        unit_id: 1,
-        model: live::CONTROLLER_MODEL.into(),
-        poll_interval_ms: 60_000,
-        timeout_ms: 2_000,
-    };
-    let map = template
-        .instantiate(&DeviceId::parse(controller.device.as_str()).unwrap())
-        .unwrap();
-    let writer: Arc<dyn SetpointWriter> =
-        Arc::new(ModbusSetpoints::new(&network, vec![(device, map)]));
+    let writer: Arc<dyn SetpointWriter> = Arc::new(controller_writer(&live, &network, "PRV-B"));
     let router = app(AppState {
         store: store.clone(),
         health: HealthBoard::new(),

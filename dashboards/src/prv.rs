@@ -138,6 +138,30 @@ fn note(body: &Body) -> Result<Option<String>, ApiError> {
         .map_err(invalid)
 }
 
+/// The `{id}` of a PRV route (400 when it is no id).
+fn prv_id(raw: &str) -> Result<PrvId, ApiError> {
+    PrvId::parse(raw).map_err(|e| ApiError::BadRequest(format!("`id`: {e}")))
+}
+
+/// The stored recommendation of `prv`, if the analytics job left one.
+async fn advice_of(state: &AppState, prv: &PrvId) -> Result<Option<PrvAdvice>, ApiError> {
+    Ok(state
+        .store
+        .prv_advice()
+        .await?
+        .into_iter()
+        .find(|a| a.prv == prv.as_str()))
+}
+
+/// The hourly set points of a stored recommendation.
+fn recommended_schedule(advice: &PrvAdvice) -> Option<Vec<f64>> {
+    let v = advice
+        .body
+        .pointer("/schedule/hourly_setting_m")?
+        .as_array()?;
+    v.iter().map(serde_json::Value::as_f64).collect()
+}
+
 /// The fixed set point of a stored recommendation.
 fn recommended_setting(advice: &PrvAdvice) -> Option<f64> {
     advice
@@ -154,7 +178,7 @@ pub(crate) async fn apply(
     bytes: Bytes,
 ) -> Result<Json<Applied>, ApiError> {
     caller.require(APPLY_ROLES, APPLY_NAMES)?;
-    let prv = PrvId::parse(id.as_str()).map_err(|e| ApiError::BadRequest(format!("`id`: {e}")))?;
+    let prv = prv_id(&id)?;
     let body = Body::parse(&bytes, false, &["setting_m", "confirm", "note"])?;
     let requested = body.number("setting_m")?;
     let confirm = body.boolean("confirm")?.unwrap_or(false);
@@ -166,12 +190,7 @@ pub(crate) async fn apply(
             "`setting_m`: {s} is not a positive pressure in metres"
         )));
     }
-    let advice = state
-        .store
-        .prv_advice()
-        .await?
-        .into_iter()
-        .find(|a| a.prv == prv.as_str());
+    let advice = advice_of(&state, &prv).await?;
     let (setting, source) = match (requested, advice.as_ref().and_then(recommended_setting)) {
         (Some(s), _) => (s, "request"),
         (None, Some(s)) => (s, "recommendation"),
@@ -277,7 +296,7 @@ pub(crate) async fn schedule(
     bytes: Bytes,
 ) -> Result<Json<Scheduled>, ApiError> {
     caller.require(APPLY_ROLES, APPLY_NAMES)?;
-    let prv = PrvId::parse(id.as_str()).map_err(|e| ApiError::BadRequest(format!("`id`: {e}")))?;
+    let prv = prv_id(&id)?;
     let body = Body::parse(
         &bytes,
         false,
@@ -287,18 +306,8 @@ pub(crate) async fn schedule(
     let zone = body.str("timezone")?.map(str::to_owned);
     let confirm = body.boolean("confirm")?.unwrap_or(false);
     let note = note(&body)?;
-    let advice = state
-        .store
-        .prv_advice()
-        .await?
-        .into_iter()
-        .find(|a| a.prv == prv.as_str());
-    let recommended = advice.as_ref().and_then(|a| {
-        let v = a.body.pointer("/schedule/hourly_setting_m")?.as_array()?;
-        v.iter()
-            .map(serde_json::Value::as_f64)
-            .collect::<Option<Vec<f64>>>()
-    });
+    let advice = advice_of(&state, &prv).await?;
+    let recommended = advice.as_ref().and_then(recommended_schedule);
     let recommended_zone = advice
         .as_ref()
         .and_then(|a| a.body.get("timezone")?.as_str().map(str::to_owned));
@@ -370,7 +379,7 @@ pub(crate) async fn cancel_schedule(
     bytes: Bytes,
 ) -> Result<Json<PrvSchedule>, ApiError> {
     caller.require(APPLY_ROLES, APPLY_NAMES)?;
-    let prv = PrvId::parse(id.as_str()).map_err(|e| ApiError::BadRequest(format!("`id`: {e}")))?;
+    let prv = prv_id(&id)?;
     let body = Body::parse(&bytes, true, &["note"])?;
     let note = note(&body)?;
     state
