@@ -15,6 +15,8 @@ const SLOT_MS: i64 = 15 * 60_000;
 pub struct LocalClock {
     tz: Tz,
     offsets: HashMap<i64, i64>,
+    /// The quarter hour looked up last and its offset (series are read in time order).
+    last: Option<(i64, i64)>,
 }
 
 impl LocalClock {
@@ -22,14 +24,20 @@ impl LocalClock {
         LocalClock {
             tz,
             offsets: HashMap::new(),
+            last: None,
         }
     }
 
     /// UTC offset in milliseconds at `t`.
     pub fn offset_ms(&mut self, t: EpochMillis) -> i64 {
         let slot = t.div_euclid(SLOT_MS);
+        if let Some((last, offset)) = self.last
+            && last == slot
+        {
+            return offset;
+        }
         let tz = self.tz;
-        *self.offsets.entry(slot).or_insert_with(|| {
+        let offset = *self.offsets.entry(slot).or_insert_with(|| {
             DateTime::from_timestamp_millis(slot * SLOT_MS)
                 .map(|utc| {
                     i64::from(
@@ -39,7 +47,9 @@ impl LocalClock {
                     ) * 1_000
                 })
                 .unwrap_or(0)
-        })
+        });
+        self.last = Some((slot, offset));
+        offset
     }
 
     /// The local date-time of `t`.

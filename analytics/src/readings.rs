@@ -13,13 +13,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 
 use polars::prelude::*;
 use waterline_core::{Network, SensorId};
 
 use crate::timefmt::{EpochMillis, parse_rfc3339};
+
+mod csv;
 
 /// What went wrong loading a readings file.
 #[derive(Debug, thiserror::Error)]
@@ -132,73 +134,6 @@ impl SensorTable {
     }
 }
 
-/// Splits one CSV record into fields, honouring double quotes (`""` inside quotes is a quote).
-fn split_csv(line: &str, out: &mut Vec<String>) -> Result<(), String> {
-    out.clear();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_field_start = true;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    field.push('"');
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            } else {
-                field.push(c);
-            }
-        } else if c == '"' && at_field_start {
-            quoted = true;
-            at_field_start = false;
-        } else if c == ',' {
-            out.push(std::mem::take(&mut field));
-            at_field_start = true;
-        } else {
-            field.push(c);
-            at_field_start = false;
-        }
-    }
-    if quoted {
-        return Err("a quoted field is not closed".into());
-    }
-    out.push(field);
-    Ok(())
-}
-
-/// Where the three columns sit in a CSV record.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    time: usize,
-    sensor: usize,
-    value: usize,
-    width: usize,
-}
-
-impl Layout {
-    fn from_header(fields: &[String]) -> Result<Layout, String> {
-        let find = |name: &str| {
-            fields.iter().position(|f| f.trim() == name).ok_or_else(|| {
-                format!("the header has no `{name}` column (expected `time,sensor,value`)")
-            })
-        };
-        Ok(Layout {
-            time: find("time")?,
-            sensor: find("sensor")?,
-            value: find("value")?,
-            width: fields.len(),
-        })
-    }
-
-    /// The canonical layout, fast to split without allocation.
-    fn is_canonical(&self) -> bool {
-        self.time == 0 && self.sensor == 1 && self.value == 2 && self.width == 3
-    }
-}
-
 /// One parsed row: `None` sensor when the network does not describe it, `None` value when missing.
 enum Row<'a> {
     Reading(u32, EpochMillis, f64),
@@ -206,42 +141,31 @@ enum Row<'a> {
     Unknown(&'a str),
 }
 
-fn parse_fields<'a>(
-    table: &SensorTable,
-    time: &str,
-    sensor: &'a str,
-    value: &str,
-) -> Result<Row<'a>, String> {
-    let sensor = sensor.trim();
-    if sensor.is_empty() {
-        return Err("the sensor is empty".into());
-    }
-    let time =
-        parse_rfc3339(time.trim()).map_err(|e| format!("bad time `{}`: {e}", time.trim()))?;
-    let Some(&idx) = table.by_name.get(sensor) else {
-        return Ok(Row::Unknown(sensor));
-    };
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(Row::Missing);
-    }
-    let v: f64 = value
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite())
-        .ok_or_else(|| format!("bad value `{value}`: not a decimal number"))?;
-    Ok(Row::Reading(idx, time, v * table.factor[idx as usize]))
-}
-
+/// Gathers parsed rows and what loading found; a bad row is `(line, reason)`.
 struct Collector {
     opts: LoadOptions,
-    path: String,
     cols: Columns,
     report: LoadReport,
+    /// The first few skipped rows, by line.
+    bad_examples: Vec<(usize, String)>,
 }
 
 impl Collector {
-    fn row(&mut self, line: usize, parsed: Result<Row<'_>, String>) -> Result<(), ReadingsError> {
+    fn new(opts: LoadOptions) -> Self {
+        Collector {
+            opts,
+            cols: Columns::default(),
+            report: LoadReport::default(),
+            bad_examples: Vec::new(),
+        }
+    }
+
+    /// An empty collector with the same options, for one piece of a file.
+    fn empty_like(&self) -> Self {
+        Collector::new(self.opts)
+    }
+
+    fn row(&mut self, line: usize, parsed: Result<Row<'_>, String>) -> Result<(), (usize, String)> {
         self.report.rows += 1;
         match parsed {
             Ok(Row::Reading(s, t, v)) => {
@@ -259,21 +183,51 @@ impl Collector {
             }
             Err(message) if self.opts.skip_bad_rows => {
                 self.report.bad_rows += 1;
-                if self.report.bad_row_examples.len() < BAD_ROW_EXAMPLES {
-                    self.report
-                        .bad_row_examples
-                        .push(format!("line {line}: {message}"));
+                if self.bad_examples.len() < BAD_ROW_EXAMPLES {
+                    self.bad_examples.push((line, message));
                 }
             }
-            Err(message) => {
-                return Err(ReadingsError::Row {
-                    path: self.path.clone(),
-                    line,
-                    message,
-                });
-            }
+            Err(message) => return Err((line, message)),
         }
         Ok(())
+    }
+
+    /// Appends what `part` gathered from the rows after this one's, its lines numbered
+    /// from `line_base + 1`.
+    fn absorb(&mut self, part: Collector, line_base: usize) {
+        let Collector {
+            cols,
+            report,
+            bad_examples,
+            ..
+        } = part;
+        self.cols.sensor.extend_from_slice(&cols.sensor);
+        self.cols.time.extend_from_slice(&cols.time);
+        self.cols.value.extend_from_slice(&cols.value);
+        self.report.rows += report.rows;
+        self.report.missing_values += report.missing_values;
+        self.report.bad_rows += report.bad_rows;
+        for (name, n) in report.unknown_sensors {
+            *self.report.unknown_sensors.entry(name).or_default() += n;
+        }
+        let room = BAD_ROW_EXAMPLES.saturating_sub(self.bad_examples.len());
+        self.bad_examples.extend(
+            bad_examples
+                .into_iter()
+                .take(room)
+                .map(|(line, message)| (line_base + line, message)),
+        );
+    }
+
+    /// The rows and the report, skipped rows written as `line N: reason`.
+    fn finish(self) -> (Columns, LoadReport) {
+        let mut report = self.report;
+        report.bad_row_examples = self
+            .bad_examples
+            .into_iter()
+            .map(|(line, message)| format!("line {line}: {message}"))
+            .collect();
+        (self.cols, report)
     }
 }
 
@@ -308,89 +262,9 @@ impl Readings {
         opts: LoadOptions,
     ) -> Result<(Readings, LoadReport), ReadingsError> {
         let table = SensorTable::new(network);
-        let mut reader = BufReader::with_capacity(1 << 20, reader);
-        let mut c = Collector {
-            opts,
-            path: path.to_owned(),
-            cols: Columns::default(),
-            report: LoadReport::default(),
-        };
-        let io = |source| ReadingsError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut line = String::new();
-        let mut fields = Vec::new();
-        let mut number = 0usize;
-        let mut layout = None;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).map_err(io)? == 0 {
-                break;
-            }
-            number += 1;
-            let text = line.trim_end_matches(['\n', '\r']);
-            let text = if number == 1 {
-                text.trim_start_matches('\u{feff}')
-            } else {
-                text
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
-            let Some(layout) = layout else {
-                split_csv(text, &mut fields).map_err(|message| ReadingsError::Row {
-                    path: path.to_owned(),
-                    line: number,
-                    message,
-                })?;
-                layout =
-                    Some(
-                        Layout::from_header(&fields).map_err(|message| ReadingsError::Row {
-                            path: path.to_owned(),
-                            line: number,
-                            message,
-                        })?,
-                    );
-                continue;
-            };
-            // Fast path: three plain fields.
-            if layout.is_canonical() && !text.contains('"') {
-                let mut parts = text.splitn(4, ',');
-                let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                    (Some(t), Some(s), Some(v), None) => parse_fields(&table, t, s, v),
-                    _ => Err(format!(
-                        "expected 3 fields (time,sensor,value), found {}",
-                        text.split(',').count()
-                    )),
-                };
-                c.row(number, parsed)?;
-                continue;
-            }
-            let parsed = split_csv(text, &mut fields).and_then(|()| {
-                if fields.len() != layout.width {
-                    return Err(format!(
-                        "expected {} fields, found {}",
-                        layout.width,
-                        fields.len()
-                    ));
-                }
-                parse_fields(
-                    &table,
-                    &fields[layout.time],
-                    &fields[layout.sensor],
-                    &fields[layout.value],
-                )
-            });
-            c.row(number, parsed)?;
-        }
-        if layout.is_none() {
-            return Err(ReadingsError::Format {
-                path: path.to_owned(),
-                message: "the file is empty (expected the header `time,sensor,value`)".into(),
-            });
-        }
-        let Collector { cols, report, .. } = c;
+        let mut c = Collector::new(opts);
+        csv::read_csv(reader, path, &table, &mut c)?;
+        let (cols, report) = c.finish();
         Self::assemble(table, cols, report, path)
     }
 
@@ -468,12 +342,7 @@ impl Readings {
         let value = value.f64().map_err(polars_err)?;
 
         let table = SensorTable::new(network);
-        let mut c = Collector {
-            opts,
-            path: path.to_owned(),
-            cols: Columns::default(),
-            report: LoadReport::default(),
-        };
+        let mut c = Collector::new(opts);
         for (i, ((t, s), v)) in time_ms
             .into_iter()
             .zip(sensor.iter())
@@ -493,9 +362,14 @@ impl Readings {
                 },
             };
             // Parquet has no lines; the row number (from 1) stands in for one.
-            c.row(i + 1, parsed)?;
+            c.row(i + 1, parsed)
+                .map_err(|(line, message)| ReadingsError::Row {
+                    path: path.to_owned(),
+                    line,
+                    message,
+                })?;
         }
-        let Collector { cols, report, .. } = c;
+        let (cols, report) = c.finish();
         Self::assemble(table, cols, report, path)
     }
 
