@@ -146,8 +146,12 @@ pub fn analyze_with(
         .values()
         .filter(|s| s.kind == SensorKind::Pressure)
         .collect();
+    let clock = match readings.time_range() {
+        Some((t0, t1)) => LocalClock::spanning(network.timezone, t0, t1),
+        None => LocalClock::new(network.timezone),
+    };
     let results = per_sensor_in_parallel(&sensors, |s| {
-        analyze_sensor(readings, network, s, cfg, &exclusions(windows, s))
+        analyze_sensor(readings, network, s, cfg, &exclusions(windows, s), &clock)
     });
     let mut report = PressureReport::default();
     let mut zones: BTreeMap<(String, NaiveDate), Counts> = BTreeMap::new();
@@ -282,12 +286,13 @@ fn analyze_sensor(
     sensor: &waterline_core::Sensor,
     cfg: &PressureConfig,
     excluded: &[(i64, i64)],
+    clock: &LocalClock,
 ) -> Option<SensorResult> {
     let series = readings.series(&sensor.id);
     if series.is_empty() {
         return None;
     }
-    let mut clock = LocalClock::new(network.timezone);
+    let mut clock = clock.clone();
     let mut events = Vec::new();
     let (low, high) = band(network, sensor);
     let mut spec = SignalSpec::from_sensor(sensor);

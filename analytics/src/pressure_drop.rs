@@ -16,7 +16,7 @@
 use waterline_core::Event;
 
 use crate::clock::LocalClock;
-use crate::stats::select_median;
+use crate::stats::SortedWindow;
 use crate::timefmt::EpochMillis;
 
 /// Readings remembered per profile slot.
@@ -66,14 +66,16 @@ pub struct DropDetector {
     cfg: DropConfig,
     resolution: f64,
     /// 2 day types × 96 quarter hours.
-    profile: Vec<Vec<f64>>,
+    profile: Vec<SortedWindow>,
     /// Each slot's (median, spread) and how many readings it learnt since they were computed.
     stats: Vec<Option<(f64, f64, usize)>>,
     /// The day's offset and the readings since it was computed.
     offset: (f64, usize),
     ewma: f64,
-    /// Recent residuals from the profile (newest last): the day's own level.
-    residuals: std::collections::VecDeque<f64>,
+    /// The newest residuals from the profile, which the day's offset skips (newest last).
+    newest: std::collections::VecDeque<f64>,
+    /// The residuals before those: the day's own level.
+    older: SortedWindow,
     /// When the EWMA last left the normal band (the onset estimate).
     below_since: Option<EpochMillis>,
     open: Option<Drop>,
@@ -86,12 +88,13 @@ impl DropDetector {
             cfg,
             resolution,
             profile: (0..2 * 96)
-                .map(|_| Vec::with_capacity(PROFILE_LEN))
+                .map(|_| SortedWindow::with_capacity(PROFILE_LEN))
                 .collect(),
             stats: vec![None; 2 * 96],
             offset: (0.0, usize::MAX),
             ewma: 0.0,
-            residuals: std::collections::VecDeque::with_capacity(RESIDUALS + 1),
+            newest: std::collections::VecDeque::with_capacity(RECENT_SKIP + 1),
+            older: SortedWindow::with_capacity(RESIDUALS - RECENT_SKIP),
             below_since: None,
             open: None,
             drops: Vec::new(),
@@ -115,14 +118,8 @@ impl DropDetector {
         let (median, spread) = match self.stats[slot] {
             Some((m, sp, learnt)) if learnt < 3 => (m, sp),
             _ => {
-                let mut v = [0.0f64; PROFILE_LEN];
-                v[..hist.len()].copy_from_slice(hist);
-                let n = hist.len();
-                let median = select_median(&mut v[..n]);
-                for (d, x0) in v[..n].iter_mut().zip(hist) {
-                    *d = (x0 - median).abs();
-                }
-                let spread = (1.4826 * select_median(&mut v[..n]))
+                let median = hist.median();
+                let spread = (1.4826 * hist.median_deviation(median))
                     .max(MIN_SPREAD_M)
                     .max(self.resolution);
                 self.stats[slot] = Some((median, spread, 0));
@@ -132,18 +129,10 @@ impl DropDetector {
         // Demand moves a whole day's pressure up or down; what matters is a sudden step
         // against the last hours' offset from the profile, not that offset.
         let r = x - median;
-        // The offset moves slowly too: recomputed every third reading, without allocating.
+        // The offset moves slowly too: recomputed every third reading.
         if self.offset.1 >= 3 {
-            let n = self.residuals.len();
-            self.offset.0 = if n > RECENT_SKIP + 6 {
-                let mut v = [0.0f64; RESIDUALS];
-                for (slot, r0) in v
-                    .iter_mut()
-                    .zip(self.residuals.iter().take(n - RECENT_SKIP))
-                {
-                    *slot = *r0;
-                }
-                select_median(&mut v[..n - RECENT_SKIP])
+            self.offset.0 = if self.older.len() > 6 {
+                self.older.median()
             } else {
                 0.0
             };
@@ -191,7 +180,8 @@ impl DropDetector {
                     self.offset = (0.0, usize::MAX);
                     self.ewma = 0.0;
                     self.below_since = None;
-                    self.residuals.clear();
+                    self.newest.clear();
+                    self.older.clear();
                 }
             }
         }
@@ -203,18 +193,23 @@ impl DropDetector {
     }
 
     fn remember(&mut self, r: f64) {
-        self.residuals.push_back(r);
-        if self.residuals.len() > RESIDUALS {
-            self.residuals.pop_front();
+        self.newest.push_back(r);
+        if self.newest.len() > RECENT_SKIP
+            && let Some(old) = self.newest.pop_front()
+        {
+            self.older.push_back(old);
+            if self.older.len() > RESIDUALS - RECENT_SKIP {
+                self.older.pop_front();
+            }
         }
     }
 
     fn learn(&mut self, slot: usize, x: f64) {
         let h = &mut self.profile[slot];
         if h.len() == PROFILE_LEN {
-            h.remove(0);
+            h.pop_front();
         }
-        h.push(x);
+        h.push_back(x);
         if let Some(s) = &mut self.stats[slot] {
             s.2 += 1;
         }

@@ -99,12 +99,29 @@ pub struct Readings {
     starts: Vec<usize>,
 }
 
-/// Rows gathered before sorting: one column per field.
+/// Rows gathered before sorting, by sensor, in file order within each sensor.
 #[derive(Debug, Default)]
 struct Columns {
-    sensor: Vec<u32>,
-    time: Vec<EpochMillis>,
-    value: Vec<f64>,
+    time: Vec<Vec<EpochMillis>>,
+    value: Vec<Vec<f64>>,
+}
+
+impl Columns {
+    fn new(sensors: usize) -> Self {
+        Columns {
+            time: vec![Vec::new(); sensors],
+            value: vec![Vec::new(); sensors],
+        }
+    }
+
+    fn push(&mut self, sensor: u32, t: EpochMillis, v: f64) {
+        self.time[sensor as usize].push(t);
+        self.value[sensor as usize].push(v);
+    }
+
+    fn len(&self) -> usize {
+        self.time.iter().map(Vec::len).sum()
+    }
 }
 
 /// Resolves sensor names to indices and values to canonical units.
@@ -144,6 +161,8 @@ enum Row<'a> {
 /// Gathers parsed rows and what loading found; a bad row is `(line, reason)`.
 struct Collector {
     opts: LoadOptions,
+    /// The rows of earlier pieces (in file order), then this one's.
+    done: Vec<Columns>,
     cols: Columns,
     report: LoadReport,
     /// The first few skipped rows, by line.
@@ -151,10 +170,11 @@ struct Collector {
 }
 
 impl Collector {
-    fn new(opts: LoadOptions) -> Self {
+    fn new(opts: LoadOptions, sensors: usize) -> Self {
         Collector {
             opts,
-            cols: Columns::default(),
+            done: Vec::new(),
+            cols: Columns::new(sensors),
             report: LoadReport::default(),
             bad_examples: Vec::new(),
         }
@@ -162,17 +182,13 @@ impl Collector {
 
     /// An empty collector with the same options, for one piece of a file.
     fn empty_like(&self) -> Self {
-        Collector::new(self.opts)
+        Collector::new(self.opts, self.cols.time.len())
     }
 
     fn row(&mut self, line: usize, parsed: Result<Row<'_>, String>) -> Result<(), (usize, String)> {
         self.report.rows += 1;
         match parsed {
-            Ok(Row::Reading(s, t, v)) => {
-                self.cols.sensor.push(s);
-                self.cols.time.push(t);
-                self.cols.value.push(v);
-            }
+            Ok(Row::Reading(s, t, v)) => self.cols.push(s, t, v),
             Ok(Row::Missing) => self.report.missing_values += 1,
             Ok(Row::Unknown(name)) => {
                 if let Some(n) = self.report.unknown_sensors.get_mut(name) {
@@ -196,14 +212,19 @@ impl Collector {
     /// from `line_base + 1`.
     fn absorb(&mut self, part: Collector, line_base: usize) {
         let Collector {
+            done,
             cols,
             report,
             bad_examples,
             ..
         } = part;
-        self.cols.sensor.extend_from_slice(&cols.sensor);
-        self.cols.time.extend_from_slice(&cols.time);
-        self.cols.value.extend_from_slice(&cols.value);
+        if self.cols.len() > 0 {
+            let sensors = self.cols.time.len();
+            self.done
+                .push(std::mem::replace(&mut self.cols, Columns::new(sensors)));
+        }
+        self.done.extend(done);
+        self.done.push(cols);
         self.report.rows += report.rows;
         self.report.missing_values += report.missing_values;
         self.report.bad_rows += report.bad_rows;
@@ -219,15 +240,17 @@ impl Collector {
         );
     }
 
-    /// The rows and the report, skipped rows written as `line N: reason`.
-    fn finish(self) -> (Columns, LoadReport) {
+    /// The rows (in pieces, in file order) and the report, skipped rows written as
+    /// `line N: reason`.
+    fn finish(mut self) -> (Vec<Columns>, LoadReport) {
         let mut report = self.report;
         report.bad_row_examples = self
             .bad_examples
             .into_iter()
             .map(|(line, message)| format!("line {line}: {message}"))
             .collect();
-        (self.cols, report)
+        self.done.push(self.cols);
+        (self.done, report)
     }
 }
 
@@ -262,7 +285,7 @@ impl Readings {
         opts: LoadOptions,
     ) -> Result<(Readings, LoadReport), ReadingsError> {
         let table = SensorTable::new(network);
-        let mut c = Collector::new(opts);
+        let mut c = Collector::new(opts, table.ids.len());
         csv::read_csv(reader, path, &table, &mut c)?;
         let (cols, report) = c.finish();
         Self::assemble(table, cols, report, path)
@@ -342,7 +365,7 @@ impl Readings {
         let value = value.f64().map_err(polars_err)?;
 
         let table = SensorTable::new(network);
-        let mut c = Collector::new(opts);
+        let mut c = Collector::new(opts, table.ids.len());
         for (i, ((t, s), v)) in time_ms
             .into_iter()
             .zip(sensor.iter())
@@ -379,50 +402,43 @@ impl Readings {
         rows: impl IntoIterator<Item = (SensorId, EpochMillis, f64)>,
     ) -> Readings {
         let table = SensorTable::new(network);
-        let mut cols = Columns::default();
+        let mut cols = Columns::new(table.ids.len());
         let mut report = LoadReport::default();
         for (id, t, v) in rows {
             report.rows += 1;
             if let Some(&idx) = table.by_name.get(id.as_str()) {
-                cols.sensor.push(idx);
-                cols.time.push(t);
-                cols.value.push(v);
+                cols.push(idx, t, v);
             }
         }
         // Cannot fail: the frame is built from equal-length columns.
-        Self::assemble(table, cols, report, "rows")
+        Self::assemble(table, vec![cols], report, "rows")
             .map(|(r, _)| r)
             .expect("equal-length columns")
     }
 
-    /// Sorts by (sensor, time), drops repeated pairs and wraps the columns in a frame.
+    /// Joins the pieces sensor by sensor, sorts by time, drops repeated pairs and wraps the
+    /// columns in a frame.
     fn assemble(
         table: SensorTable,
-        cols: Columns,
+        mut pieces: Vec<Columns>,
         mut report: LoadReport,
         path: &str,
     ) -> Result<(Readings, LoadReport), ReadingsError> {
         let n_sensors = table.ids.len();
-        // Counting sort by sensor (stable, so file order is kept within a sensor).
-        let mut starts = vec![0usize; n_sensors + 1];
-        for &s in &cols.sensor {
-            starts[s as usize + 1] += 1;
+        let n = pieces.iter().map(Columns::len).sum();
+        let mut starts = Vec::with_capacity(n_sensors + 1);
+        let mut time = Vec::with_capacity(n);
+        let mut value = Vec::with_capacity(n);
+        for s in 0..n_sensors {
+            starts.push(time.len());
+            // File order within the sensor; each piece's rows are freed once copied.
+            for piece in &mut pieces {
+                time.extend_from_slice(&std::mem::take(&mut piece.time[s]));
+                value.extend_from_slice(&std::mem::take(&mut piece.value[s]));
+            }
         }
-        for i in 0..n_sensors {
-            starts[i + 1] += starts[i];
-        }
-        let mut next = starts.clone();
-        let n = cols.sensor.len();
-        let mut time = vec![0i64; n];
-        let mut value = vec![0f64; n];
-        for i in 0..n {
-            let s = cols.sensor[i] as usize;
-            let at = next[s];
-            next[s] += 1;
-            time[at] = cols.time[i];
-            value[at] = cols.value[i];
-        }
-        drop(cols);
+        starts.push(time.len());
+        drop(pieces);
         // Per sensor: sort by time when needed (stable: the first row of a repeated time
         // wins), then drop repeats, compacting in place.
         let mut out_starts = vec![0usize; n_sensors + 1];

@@ -1,18 +1,13 @@
 //! Small robust statistics shared by the detectors, the daily figures and the evaluation
-//! (`select_median` for the hot paths: no allocation, no full sort).
+//! (`select_median` for the hot paths: no allocation, no full sort; [`SortedWindow`] and
+//! [`CountedWindow`] for sliding windows whose median or percentile is read again and again).
 
-/// The median of a sample (sorts it in place); `None` when empty.
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The median of a sample (reorders it); `None` when empty.
 pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    })
+    (!values.is_empty()).then(|| select_median(values))
 }
 
 /// The median by selection (reorders `v`); 0 when empty.
@@ -51,6 +46,163 @@ pub(crate) fn slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
+/// A sliding window that keeps its values in arrival order and, beside them, sorted: a value
+/// joins or leaves in O(n) moves without any comparison sort, and the median is read directly
+/// — exactly [`select_median`] of the same values. For short windows whose median is read
+/// again and again (the drop detector's profile slots and day offset).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SortedWindow {
+    arrival: VecDeque<f64>,
+    sorted: Vec<f64>,
+}
+
+impl SortedWindow {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        SortedWindow {
+            arrival: VecDeque::with_capacity(n + 1),
+            sorted: Vec::with_capacity(n + 1),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.arrival.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.arrival.clear();
+        self.sorted.clear();
+    }
+
+    /// Adds the newest value.
+    pub(crate) fn push_back(&mut self, x: f64) {
+        self.arrival.push_back(x);
+        let at = self
+            .sorted
+            .partition_point(|y| y.total_cmp(&x) == Ordering::Less);
+        self.sorted.insert(at, x);
+    }
+
+    /// Removes the oldest value.
+    pub(crate) fn pop_front(&mut self) -> Option<f64> {
+        let x = self.arrival.pop_front()?;
+        let at = self
+            .sorted
+            .partition_point(|y| y.total_cmp(&x) == Ordering::Less);
+        self.sorted.remove(at);
+        Some(x)
+    }
+
+    /// The median (the mean of the middle two of an even count); 0 when empty.
+    pub(crate) fn median(&self) -> f64 {
+        let (s, n) = (&self.sorted, self.sorted.len());
+        match n {
+            0 => 0.0,
+            _ if n % 2 == 1 => s[n / 2],
+            _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+        }
+    }
+
+    /// The median of the absolute deviations from `center`, which must be the window's median:
+    /// the deviations grow outwards from the median in both directions, so the middle ones are
+    /// found by merging the two sides, without sorting.
+    pub(crate) fn median_deviation(&self, center: f64) -> f64 {
+        let s = &self.sorted;
+        let n = s.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let want = n / 2;
+        let mut left = s.partition_point(|y| *y < center);
+        let mut right = left;
+        let mut prev = 0.0;
+        let mut k = 0;
+        // Take deviations in increasing order until the middle one (and the one before it).
+        loop {
+            let from_left = left.checked_sub(1).map(|i| (s[i] - center).abs());
+            let from_right = s.get(right).map(|y| (y - center).abs());
+            let d = match (from_left, from_right) {
+                (Some(a), Some(b)) if a.total_cmp(&b) == Ordering::Less => {
+                    left -= 1;
+                    a
+                }
+                (_, Some(b)) => {
+                    right += 1;
+                    b
+                }
+                (Some(a), None) => {
+                    left -= 1;
+                    a
+                }
+                (None, None) => unreachable!("fewer deviations than values"),
+            };
+            if k == want {
+                return if n % 2 == 1 { d } else { (prev + d) / 2.0 };
+            }
+            prev = d;
+            k += 1;
+        }
+    }
+}
+
+/// A sliding window of small counts (run lengths) kept also as a histogram, for order
+/// statistics near either end (a 99th percentile) without selection: a value joins or leaves
+/// in O(log n), and the `k`-th smallest is found by walking the histogram from the nearer end.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CountedWindow {
+    arrival: VecDeque<usize>,
+    counts: BTreeMap<usize, usize>,
+}
+
+impl CountedWindow {
+    pub(crate) fn len(&self) -> usize {
+        self.arrival.len()
+    }
+
+    pub(crate) fn push_back(&mut self, x: usize) {
+        self.arrival.push_back(x);
+        *self.counts.entry(x).or_default() += 1;
+    }
+
+    /// Removes the oldest value.
+    pub(crate) fn pop_front(&mut self) -> Option<usize> {
+        let x = self.arrival.pop_front()?;
+        if let Some(n) = self.counts.get_mut(&x) {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&x);
+            }
+        }
+        Some(x)
+    }
+
+    /// The `k`-th smallest value (from 0); `None` beyond the window.
+    pub(crate) fn nth(&self, k: usize) -> Option<usize> {
+        let n = self.len();
+        if k >= n {
+            return None;
+        }
+        if k < n / 2 {
+            let mut seen = 0;
+            for (&x, &c) in &self.counts {
+                seen += c;
+                if seen > k {
+                    return Some(x);
+                }
+            }
+        } else {
+            // The k-th smallest is the (n - 1 - k)-th largest.
+            let mut seen = 0;
+            for (&x, &c) in self.counts.iter().rev() {
+                seen += c;
+                if seen > n - 1 - k {
+                    return Some(x);
+                }
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +218,59 @@ mod tests {
         assert_eq!(select_median(&mut []), 0.0);
         assert_eq!(select_median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(select_median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    /// Deterministic pseudo-random values with many repeats.
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x % 41) as f64 - 20.0) / 8.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sorted_window_has_the_median_and_spread_of_selection() {
+        for cap in [1, 2, 5, 12, 30] {
+            let mut w = SortedWindow::with_capacity(cap);
+            for (i, x) in values(400, cap as u64 + 1).into_iter().enumerate() {
+                w.push_back(x);
+                if w.len() > cap {
+                    w.pop_front();
+                }
+                let mut v: Vec<f64> = w.arrival.iter().copied().collect();
+                let m = select_median(&mut v);
+                assert_eq!(w.median().to_bits(), m.to_bits(), "cap {cap} step {i}");
+                let mut dev: Vec<f64> = w.arrival.iter().map(|x| (x - m).abs()).collect();
+                let mad = select_median(&mut dev);
+                assert_eq!(
+                    w.median_deviation(m).to_bits(),
+                    mad.to_bits(),
+                    "cap {cap} step {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_counted_window_ranks_like_selection() {
+        let mut w = CountedWindow::default();
+        let lengths = values(500, 9).into_iter().map(|x| (x.abs() * 3.0) as usize);
+        for (i, x) in lengths.enumerate() {
+            w.push_back(x);
+            if w.len() > 200 {
+                w.pop_front();
+            }
+            let mut r: Vec<usize> = w.arrival.iter().copied().collect();
+            r.sort_unstable();
+            for k in [0, r.len() / 3, r.len() * 99 / 100, r.len() - 1] {
+                assert_eq!(w.nth(k), Some(r[k]), "step {i} k {k}");
+            }
+            assert_eq!(w.nth(r.len()), None);
+        }
     }
 }

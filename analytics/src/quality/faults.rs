@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use waterline_core::{Event, EventKind, Severity};
 
 use super::signals::SignalSpec;
+use crate::stats::CountedWindow;
 use crate::timefmt::EpochMillis;
 
 /// What is wrong with an instrument.
@@ -136,12 +137,14 @@ pub struct FaultTracker {
     recent: VecDeque<f64>,
     /// Recent absolute step-to-step changes, for the spike scale.
     diffs: VecDeque<f64>,
+    /// Scratch space for the spike scale's median.
+    scratch: Vec<f64>,
     diff_scale: f64,
     diffs_since_scale: usize,
     /// Current run of unchanged values: its value, first time and length in steps.
     run: Option<(f64, EpochMillis, usize)>,
     /// Lengths of finished runs (steps), for the signal's normal stillness.
-    runs: VecDeque<usize>,
+    runs: CountedWindow,
     run_p99: usize,
     runs_since_rank: usize,
     last_seen: Option<EpochMillis>,
@@ -165,10 +168,11 @@ impl FaultTracker {
             step_ms: step_ms.max(1),
             recent: VecDeque::with_capacity(RECENT + 1),
             diffs: VecDeque::with_capacity(DIFFS + 1),
+            scratch: Vec::with_capacity(DIFFS + 1),
             diff_scale: 0.0,
             diffs_since_scale: 0,
             run: None,
-            runs: VecDeque::with_capacity(RUNS + 1),
+            runs: CountedWindow::default(),
             run_p99: 0,
             runs_since_rank: 0,
             last_seen: None,
@@ -341,8 +345,9 @@ impl FaultTracker {
         if self.diffs.is_empty() {
             return;
         }
-        let mut v: Vec<f64> = self.diffs.iter().copied().collect();
-        let m = crate::stats::select_median(&mut v);
+        self.scratch.clear();
+        self.scratch.extend(self.diffs.iter().copied());
+        let m = crate::stats::select_median(&mut self.scratch);
         self.diff_scale = (1.4826 * m).max(self.spec.resolution);
     }
 
@@ -361,9 +366,8 @@ impl FaultTracker {
                         self.runs_since_rank += 1;
                         if self.run_p99 == 0 || self.runs_since_rank >= 20 {
                             self.runs_since_rank = 0;
-                            let mut r: Vec<usize> = self.runs.iter().copied().collect();
-                            let k = (r.len() * 99 / 100).min(r.len() - 1);
-                            self.run_p99 = *r.select_nth_unstable(k).1;
+                            let n = self.runs.len();
+                            self.run_p99 = self.runs.nth((n * 99 / 100).min(n - 1)).unwrap_or(0);
                         }
                     }
                     self.close(FaultKind::Flatline, t);

@@ -95,7 +95,7 @@ fn parse_fields<'a>(
     let Some(idx) = sensor else {
         return Ok(Row::Unknown(name));
     };
-    let value = value.trim();
+    let value = trimmed(value);
     if value.is_empty() {
         return Ok(Row::Missing);
     }
@@ -108,15 +108,29 @@ fn parse_fields<'a>(
 }
 
 fn parse_time(text: &str) -> Result<EpochMillis, String> {
-    let text = text.trim();
+    let text = trimmed(text);
     parse_rfc3339(text).map_err(|e| format!("bad time `{text}`: {e}"))
 }
 
-/// Parses rows whose fields borrow from the block, remembering the last time and sensor seen.
+/// `text` without surrounding white space (without looking further when its ends are plain).
+fn trimmed(text: &str) -> &str {
+    match text.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => text,
+        [only] if only.is_ascii_graphic() => text,
+        _ => text.trim(),
+    }
+}
+
+/// Parses rows whose fields borrow from the block, remembering the last time and sensor seen,
+/// and which sensor followed which (a file written time by time lists the sensors in the
+/// same order at every time).
 struct RowParser<'t, 'a> {
     table: &'t SensorTable,
     last_time: Option<(&'a str, EpochMillis)>,
     last_sensor: Option<(&'a str, Option<u32>)>,
+    /// The last known sensor, and for each sensor the one that followed it last time.
+    last_known: Option<u32>,
+    follows: Vec<Option<u32>>,
 }
 
 impl<'t, 'a> RowParser<'t, 'a> {
@@ -125,11 +139,34 @@ impl<'t, 'a> RowParser<'t, 'a> {
             table,
             last_time: None,
             last_sensor: None,
+            last_known: None,
+            follows: vec![None; table.ids.len()],
         }
     }
 
+    fn sensor_index(&mut self, name: &'a str) -> Option<u32> {
+        if let Some((last, idx)) = self.last_sensor
+            && last == name
+        {
+            return idx;
+        }
+        let predicted = self
+            .last_known
+            .and_then(|prev| self.follows[prev as usize])
+            .filter(|&next| self.table.ids[next as usize].as_str() == name);
+        let idx = predicted.or_else(|| self.table.by_name.get(name).copied());
+        if let Some(idx) = idx {
+            if let Some(prev) = self.last_known {
+                self.follows[prev as usize] = Some(idx);
+            }
+            self.last_known = Some(idx);
+        }
+        self.last_sensor = Some((name, idx));
+        idx
+    }
+
     fn parse(&mut self, time: &'a str, sensor: &'a str, value: &str) -> Result<Row<'a>, String> {
-        let sensor = sensor.trim();
+        let sensor = trimmed(sensor);
         if sensor.is_empty() {
             return Err("the sensor is empty".into());
         }
@@ -143,14 +180,7 @@ impl<'t, 'a> RowParser<'t, 'a> {
                 parsed
             }
         };
-        let idx = match self.last_sensor {
-            Some((last, idx)) if last == sensor => idx,
-            _ => {
-                let idx = self.table.by_name.get(sensor).copied();
-                self.last_sensor = Some((sensor, idx));
-                idx
-            }
-        };
+        let idx = self.sensor_index(sensor);
         parse_fields(idx, time, sensor, value, self.table)
     }
 }
@@ -218,9 +248,13 @@ fn parse_piece(
         }
         // Fast path: three plain fields.
         if layout.is_canonical() && memchr::memchr(b'"', raw).is_none() {
-            let mut parts = text.splitn(4, ',');
-            let parsed = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(t), Some(s), Some(v), None) => rows.parse(t, s, v),
+            // Commas are ASCII: the cuts fall between characters.
+            let comma = |from: usize| memchr::memchr(b',', &raw[from..]).map(|at| from + at);
+            let first = comma(0);
+            let second = first.and_then(|a| comma(a + 1));
+            let third = second.and_then(|b| comma(b + 1));
+            let parsed = match (first, second, third) {
+                (Some(a), Some(b), None) => rows.parse(&text[..a], &text[a + 1..b], &text[b + 1..]),
                 _ => Err(format!(
                     "expected 3 fields (time,sensor,value), found {}",
                     text.split(',').count()
@@ -448,14 +482,25 @@ mod tests {
 
     fn read(text: &str, piece: usize, skip: bool) -> Result<Loaded, String> {
         let table = table();
-        let mut c = Collector::new(LoadOptions {
-            skip_bad_rows: skip,
-        });
+        let mut c = Collector::new(
+            LoadOptions {
+                skip_bad_rows: skip,
+            },
+            table.ids.len(),
+        );
         read_csv_in_pieces(text.as_bytes(), "t.csv", &table, &mut c, piece)
             .map_err(|e| e.to_string())?;
-        let (cols, report) = c.finish();
-        let values = cols.value.iter().map(|v| v.to_bits()).collect();
-        Ok((cols.sensor, cols.time, values, format!("{report:?}")))
+        let (pieces, report) = c.finish();
+        // Sensor by sensor, each in file order.
+        let (mut sensors, mut times, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for s in 0..table.ids.len() {
+            for piece in &pieces {
+                sensors.extend(std::iter::repeat_n(s as u32, piece.time[s].len()));
+                times.extend_from_slice(&piece.time[s]);
+                values.extend(piece.value[s].iter().map(|v| v.to_bits()));
+            }
+        }
+        Ok((sensors, times, values, format!("{report:?}")))
     }
 
     #[test]
@@ -503,7 +548,7 @@ mod tests {
         );
         assert!(err.unwrap_err().contains("line 2: bad value"));
         let table = table();
-        let mut c = Collector::new(LoadOptions::default());
+        let mut c = Collector::new(LoadOptions::default(), table.ids.len());
         let bytes: &[u8] = b"time,sensor,value\n2019-01-01T00:00:00Z,p1,1\xff\n";
         let err = read_csv_in_pieces(bytes, "t.csv", &table, &mut c, 2).unwrap_err();
         assert!(err.to_string().contains("line 2: not UTF-8 text"), "{err}");

@@ -90,6 +90,8 @@ fn main() -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    // On disk before the clock starts: the load should not compete with the write-back.
+    out.get_ref().sync_all()?;
     drop(out);
     let size = std::fs::metadata(&csv)?.len() as f64 / 1e6;
     eprintln!(
