@@ -12,6 +12,20 @@ use chrono_tz::Tz;
 use crate::timefmt::EpochMillis;
 
 const SLOT_MS: i64 = 15 * 60_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// The date of a day number of [`LocalClock::day_and_minute`].
+pub fn date_of_day(day: i64) -> NaiveDate {
+    DateTime::from_timestamp_millis(day * DAY_MS)
+        .map(|d| d.date_naive())
+        .unwrap_or_default()
+}
+
+/// Days from Monday (0) to Sunday (6) of a day number of [`LocalClock::day_and_minute`]
+/// (1970-01-01 was a Thursday).
+pub fn weekday_of_day(day: i64) -> u32 {
+    (day + 3).rem_euclid(7) as u32
+}
 
 /// The longest span whose offsets [`LocalClock::spanning`] computes ahead (20 years of
 /// quarter hours, 5.6 MB); beyond it they are computed as needed.
@@ -83,6 +97,16 @@ impl LocalClock {
             .unwrap_or_default()
     }
 
+    /// The local day of `t` (days since 1970-01-01 in local time) and the minute of that day,
+    /// by arithmetic alone (see [`date_of_day`], [`weekday_of_day`]).
+    pub fn day_and_minute(&mut self, t: EpochMillis) -> (i64, u32) {
+        let local = t + self.offset_ms(t);
+        (
+            local.div_euclid(DAY_MS),
+            (local.rem_euclid(DAY_MS) / 60_000) as u32,
+        )
+    }
+
     /// The local date of `t` and the minute of that local day.
     pub fn date_and_minute(&mut self, t: EpochMillis) -> (NaiveDate, u32) {
         let l = self.local(t);
@@ -135,5 +159,19 @@ mod tests {
             assert_eq!(ahead.local(t), plain.local(t), "{t}");
         }
         assert_eq!(ahead.table.len(), 3 * 96 + 1);
+    }
+
+    #[test]
+    fn day_numbers_match_the_calendar() {
+        use chrono::Datelike;
+        let mut c = LocalClock::new(chrono_tz::America::New_York);
+        for k in 0..2_000 {
+            let t = -86_400_000 * 400 + k * 7_777_777;
+            let local = c.local(t);
+            let (day, minute) = c.day_and_minute(t);
+            assert_eq!(date_of_day(day), local.date(), "{t}");
+            assert_eq!(minute, local.hour() * 60 + local.minute(), "{t}");
+            assert_eq!(weekday_of_day(day), local.weekday().num_days_from_monday());
+        }
     }
 }

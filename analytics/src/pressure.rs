@@ -37,7 +37,7 @@ use waterline_core::{
     DeclaredWindow, Event, EventKind, Network, SensorKind, Severity, WindowKind, WindowSubject,
 };
 
-use crate::clock::LocalClock;
+use crate::clock::{LocalClock, date_of_day};
 use crate::drop_incidents::{self, IncidentConfig};
 use crate::grid::dma_balance_flows;
 use crate::pressure_drift::{self, DriftConfig};
@@ -225,6 +225,41 @@ impl Counts {
     }
 }
 
+/// One point's counts per local day number, in a vector from the first day seen.
+#[derive(Debug, Default)]
+struct DayCounts {
+    first: i64,
+    days: Vec<Option<Counts>>,
+}
+
+impl DayCounts {
+    /// The counts of `day`, created empty when the day is new.
+    fn get(&mut self, day: i64) -> &mut Counts {
+        if self.days.is_empty() {
+            self.first = day;
+        }
+        if day < self.first {
+            let before = (self.first - day) as usize;
+            self.days.splice(0..0, std::iter::repeat_n(None, before));
+            self.first = day;
+        }
+        let i = (day - self.first) as usize;
+        if i >= self.days.len() {
+            self.days.resize(i + 1, None);
+        }
+        self.days[i].get_or_insert_with(Counts::default)
+    }
+
+    fn by_date(self) -> BTreeMap<NaiveDate, Counts> {
+        let first = self.first;
+        self.days
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((date_of_day(first + i as i64), c?)))
+            .collect()
+    }
+}
+
 /// The exclusion windows that apply to `sensor` (its own and its DMA's), as UTC ms spans.
 fn exclusions(windows: &[DeclaredWindow], sensor: &waterline_core::Sensor) -> Vec<(i64, i64)> {
     windows
@@ -313,10 +348,11 @@ fn analyze_sensor(
         median_interval(series.times).unwrap_or(60_000),
     );
     let mut bounds = ThresholdTracker::new(&spec, cfg.persist);
-    let mut days: BTreeMap<NaiveDate, Counts> = BTreeMap::new();
+    // Counts per local day number (readings come in time order), `None` for days without.
+    let mut days = DayCounts::default();
     // The day and verdict of the newest counted reading, in case it turns out a spike
     // (`None` as the verdict: it was excluded).
-    let mut last_counted: Option<(NaiveDate, Option<bool>)> = None;
+    let mut last_counted: Option<(i64, Option<bool>)> = None;
     let mut drops = DropDetector::new(spec.resolution, cfg.drops);
     // The drop detector sees a reading one reading later, once it is known not a spike.
     let mut held: Option<(i64, f64)> = None;
@@ -324,9 +360,8 @@ fn analyze_sensor(
         let verdict = faults.step(t, Some(v));
         if verdict.retract_previous {
             held = None;
-            if let Some((date, verdict)) = last_counted.take()
-                && let Some(day) = days.get_mut(&date)
-            {
+            if let Some((date, verdict)) = last_counted.take() {
+                let day = days.get(date);
                 match verdict {
                     Some(ok) => {
                         day.readings -= 1;
@@ -347,8 +382,8 @@ fn analyze_sensor(
         bounds.step(t, x);
         held = Some((t, x));
         let ok = x >= low && high.is_none_or(|h| x <= h);
-        let date = clock.date_and_minute(t).0;
-        let day = days.entry(date).or_default();
+        let date = clock.day_and_minute(t).0;
+        let day = days.get(date);
         if excluded.iter().any(|&(a, b)| a <= t && t < b) {
             day.excluded += 1;
             last_counted = Some((date, None));
@@ -403,5 +438,8 @@ fn analyze_sensor(
         e.dma = dma.clone();
         events.push(e);
     }
-    Some(SensorResult { events, days })
+    Some(SensorResult {
+        events,
+        days: days.by_date(),
+    })
 }

@@ -15,7 +15,7 @@
 
 use waterline_core::Event;
 
-use crate::clock::LocalClock;
+use crate::clock::{LocalClock, weekday_of_day};
 use crate::stats::SortedWindow;
 use crate::timefmt::EpochMillis;
 
@@ -103,11 +103,8 @@ impl DropDetector {
 
     /// Feeds one trusted reading (m) at `t`.
     pub fn step(&mut self, clock: &mut LocalClock, t: EpochMillis, x: f64) {
-        use chrono::Datelike;
-        use chrono::Timelike;
-        let local = clock.local(t);
-        let weekend = local.weekday().num_days_from_monday() >= 5;
-        let minute = local.hour() * 60 + local.minute();
+        let (day, minute) = clock.day_and_minute(t);
+        let weekend = weekday_of_day(day) >= 5;
         let slot = usize::from(weekend) * 96 + (minute / 15) as usize % 96;
         let hist = &self.profile[slot];
         if hist.len() < PROFILE_LEN / 2 {

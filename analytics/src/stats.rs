@@ -74,6 +74,7 @@ impl SortedWindow {
     }
 
     /// Adds the newest value.
+    #[inline]
     pub(crate) fn push_back(&mut self, x: f64) {
         self.arrival.push_back(x);
         let at = self
@@ -83,6 +84,7 @@ impl SortedWindow {
     }
 
     /// Removes the oldest value.
+    #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<f64> {
         let x = self.arrival.pop_front()?;
         let at = self
