@@ -33,6 +33,7 @@ pub mod evaluate;
 pub mod grid;
 pub mod leakage;
 pub mod online;
+mod parallel;
 pub mod pressure;
 pub mod pressure_drift;
 pub mod pressure_drop;

@@ -150,7 +150,7 @@ pub fn analyze_with(
         Some((t0, t1)) => LocalClock::spanning(network.timezone, t0, t1),
         None => LocalClock::new(network.timezone),
     };
-    let results = per_sensor_in_parallel(&sensors, |s| {
+    let results = crate::parallel::map_in_parallel(&sensors, |s| {
         analyze_sensor(readings, network, s, cfg, &exclusions(windows, s), &clock)
     });
     let mut report = PressureReport::default();
@@ -278,40 +278,6 @@ fn exclusions(windows: &[DeclaredWindow], sensor: &waterline_core::Sensor) -> Ve
 struct SensorResult {
     events: Vec<Event>,
     days: BTreeMap<NaiveDate, Counts>,
-}
-
-/// Runs `f` on every sensor, the sensors shared out over the machine's cores (each sensor's
-/// pass is independent and sequential); the results come back in the sensors' order.
-fn per_sensor_in_parallel<'a, T: Send>(
-    sensors: &[&'a waterline_core::Sensor],
-    f: impl Fn(&'a waterline_core::Sensor) -> T + Sync,
-) -> Vec<T> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(sensors.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut out: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(s) = sensors.get(i) else { break };
-                        done.push((i, f(s)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// One pressure sensor's pass: faults, band, drops and daily counts (`None`: no readings).

@@ -80,132 +80,155 @@ pub fn detect(
     t0: EpochMillis,
     t1: EpochMillis,
 ) -> PolarsResult<Vec<Event>> {
+    let zones: Vec<&waterline_core::Dma> = network.dmas.iter().collect();
     let mut events = Vec::new();
-    for dma in &network.dmas {
-        let ids: Vec<SensorId> = network
-            .sensors
-            .values()
-            .filter(|s| s.kind == SensorKind::Pressure && s.dma.as_ref() == Some(&dma.id))
-            .map(|s| s.id.clone())
-            .collect();
-        if ids.len() < cfg.min_neighbours + 1 {
-            continue;
-        }
-        let grids = sensor_means(readings, &ids, t0, t1, HOUR)?;
-        let series: Vec<&crate::grid::Grid> = ids.iter().map(|s| &grids[s]).collect();
-        let n_hours = series[0].len();
-        let start = series[0].start;
-        let mut tracks: Vec<Track> = ids
-            .iter()
-            .map(|_| Track {
-                by_hour: vec![VecDeque::new(); 24],
-                ..Track::default()
-            })
-            .collect();
-        let mut others = Vec::with_capacity(ids.len());
-        let mut pending: Vec<(usize, usize, f64, Option<f64>)> = Vec::new();
-        for h in 0..n_hours {
-            let t = start + h as i64 * HOUR;
-            let hod = (t.div_euclid(HOUR) % 24) as usize;
-            for (k, track) in tracks.iter_mut().enumerate() {
-                let Some(v) = series[k].values[h] else {
-                    push_last(track, None);
-                    continue;
-                };
-                others.clear();
-                others.extend(
-                    series
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != k)
-                        .filter_map(|(_, g)| g.values[h]),
-                );
-                if others.len() < cfg.min_neighbours {
-                    push_last(track, None);
-                    continue;
-                }
-                let Some(m) = median(&mut others) else {
-                    push_last(track, None);
-                    continue;
-                };
-                let d = v - m;
-                let e = if track.by_hour[hod].len() >= cfg.min_history_days {
-                    let mut hist: Vec<f64> = track.by_hour[hod].iter().copied().collect();
-                    median(&mut hist).map(|m| d - m)
-                } else {
-                    None
-                };
-                push_last(track, e);
-                pending.push((k, hod, d, e));
-            }
-            // Close what recovered; open what drifts, unless several sensors of the zone moved
-            // at once (a hydraulic change, not an instrument): then nothing opens, and a drift
-            // opened in the last 12 h is taken back.
-            let now = t + HOUR;
-            for (k, track) in tracks.iter_mut().enumerate() {
-                if let Some(ev) = closing(track, &ids[k], now, cfg) {
-                    let mut ev = ev;
-                    ev.dma = Some(dma.id.clone());
-                    events.push(ev);
-                }
-            }
-            let candidates: Vec<(usize, f64)> = tracks
-                .iter()
-                .enumerate()
-                .filter(|(_, tr)| tr.open.is_none())
-                .filter_map(|(k, tr)| candidate(tr, cfg).map(|v| (k, v)))
-                .collect();
-            let moved = tracks
-                .iter()
-                .filter(|tr| tr.open.is_none())
-                .filter(|tr| recent_mean(tr).is_some_and(|m| m.abs() >= cfg.threshold_m))
-                .count();
-            if moved >= 2 {
-                for tr in tracks.iter_mut() {
-                    if tr
-                        .open
-                        .is_some_and(|(_, detected, _)| now - detected < 12 * HOUR)
-                    {
-                        tr.open = None;
-                    }
-                }
-            } else {
-                for (k, value) in candidates {
-                    tracks[k].open = Some((now - 18 * HOUR, now, value));
-                }
-            }
-            for (k, hod, d, e) in pending.drain(..) {
-                let track = &mut tracks[k];
-                // Learn the usual only while nothing is wrong.
-                if track.open.is_none() {
-                    let ring = &mut track.by_hour[hod];
-                    ring.push_back(d);
-                    if ring.len() > cfg.baseline_days {
-                        ring.pop_front();
-                    }
-                    if let Some(e) = e {
-                        track.recent_e.push_back(e);
-                        if track.recent_e.len() > 24 * 7 {
-                            track.recent_e.pop_front();
-                        }
-                    }
-                }
-            }
-        }
+    for found in crate::parallel::map_in_parallel(&zones, |dma| {
+        detect_zone(readings, network, dma, cfg, t0, t1)
+    }) {
+        events.extend(found?);
+    }
+    Ok(events)
+}
+
+/// [`detect`] for the pressure sensors of one DMA.
+fn detect_zone(
+    readings: &Readings,
+    network: &Network,
+    dma: &waterline_core::Dma,
+    cfg: &DriftConfig,
+    t0: EpochMillis,
+    t1: EpochMillis,
+) -> PolarsResult<Vec<Event>> {
+    let mut events = Vec::new();
+    let ids: Vec<SensorId> = network
+        .sensors
+        .values()
+        .filter(|s| s.kind == SensorKind::Pressure && s.dma.as_ref() == Some(&dma.id))
+        .map(|s| s.id.clone())
+        .collect();
+    if ids.len() < cfg.min_neighbours + 1 {
+        return Ok(events);
+    }
+    let grids = sensor_means(readings, &ids, t0, t1, HOUR)?;
+    let series: Vec<&crate::grid::Grid> = ids.iter().map(|s| &grids[s]).collect();
+    let n_hours = series[0].len();
+    let start = series[0].start;
+    let mut tracks: Vec<Track> = ids
+        .iter()
+        .map(|_| Track {
+            by_hour: vec![VecDeque::new(); 24],
+            ..Track::default()
+        })
+        .collect();
+    let mut present = Vec::with_capacity(ids.len());
+    let mut pending: Vec<(usize, usize, f64, Option<f64>)> = Vec::new();
+    for h in 0..n_hours {
+        let t = start + h as i64 * HOUR;
+        let hod = (t.div_euclid(HOUR) % 24) as usize;
+        // The hour's values, sorted once: each sensor's neighbours are all but its own.
+        present.clear();
+        present.extend(series.iter().filter_map(|g| g.values[h]));
+        present.sort_by(f64::total_cmp);
         for (k, track) in tracks.iter_mut().enumerate() {
-            if let Some((s, detected, value)) = track.open.take() {
-                events.push(event(
-                    &ids[k],
-                    s,
-                    detected,
-                    None,
-                    value,
-                    Some(dma.id.clone()),
-                ));
+            let Some(v) = series[k].values[h] else {
+                push_last(track, None);
+                continue;
+            };
+            if present.len() - 1 < cfg.min_neighbours {
+                push_last(track, None);
+                continue;
+            }
+            let m = median_without(&present, v);
+            let d = v - m;
+            let e = if track.by_hour[hod].len() >= cfg.min_history_days {
+                let mut hist: Vec<f64> = track.by_hour[hod].iter().copied().collect();
+                median(&mut hist).map(|m| d - m)
+            } else {
+                None
+            };
+            push_last(track, e);
+            pending.push((k, hod, d, e));
+        }
+        // Close what recovered; open what drifts, unless several sensors of the zone moved
+        // at once (a hydraulic change, not an instrument): then nothing opens, and a drift
+        // opened in the last 12 h is taken back.
+        let now = t + HOUR;
+        for (k, track) in tracks.iter_mut().enumerate() {
+            if let Some(ev) = closing(track, &ids[k], now, cfg) {
+                let mut ev = ev;
+                ev.dma = Some(dma.id.clone());
+                events.push(ev);
+            }
+        }
+        let candidates: Vec<(usize, f64)> = tracks
+            .iter()
+            .enumerate()
+            .filter(|(_, tr)| tr.open.is_none())
+            .filter_map(|(k, tr)| candidate(tr, cfg).map(|v| (k, v)))
+            .collect();
+        let moved = tracks
+            .iter()
+            .filter(|tr| tr.open.is_none())
+            .filter(|tr| recent_mean(tr).is_some_and(|m| m.abs() >= cfg.threshold_m))
+            .count();
+        if moved >= 2 {
+            for tr in tracks.iter_mut() {
+                if tr
+                    .open
+                    .is_some_and(|(_, detected, _)| now - detected < 12 * HOUR)
+                {
+                    tr.open = None;
+                }
+            }
+        } else {
+            for (k, value) in candidates {
+                tracks[k].open = Some((now - 18 * HOUR, now, value));
+            }
+        }
+        for (k, hod, d, e) in pending.drain(..) {
+            let track = &mut tracks[k];
+            // Learn the usual only while nothing is wrong.
+            if track.open.is_none() {
+                let ring = &mut track.by_hour[hod];
+                ring.push_back(d);
+                if ring.len() > cfg.baseline_days {
+                    ring.pop_front();
+                }
+                if let Some(e) = e {
+                    track.recent_e.push_back(e);
+                    if track.recent_e.len() > 24 * 7 {
+                        track.recent_e.pop_front();
+                    }
+                }
             }
         }
     }
+    for (k, track) in tracks.iter_mut().enumerate() {
+        if let Some((s, detected, value)) = track.open.take() {
+            events.push(event(
+                &ids[k],
+                s,
+                detected,
+                None,
+                value,
+                Some(dma.id.clone()),
+            ));
+        }
+    }
     Ok(events)
+}
+
+/// The median of sorted `values` without one occurrence of `own` (which they hold).
+fn median_without(values: &[f64], own: f64) -> f64 {
+    let at = values.partition_point(|x| x.total_cmp(&own) == std::cmp::Ordering::Less);
+    // The i-th smallest of the others.
+    let rank = |i: usize| if i < at { values[i] } else { values[i + 1] };
+    let n = values.len() - 1;
+    if n % 2 == 1 {
+        rank(n / 2)
+    } else {
+        (rank(n / 2 - 1) + rank(n / 2)) / 2.0
+    }
 }
 
 fn push_last(track: &mut Track, e: Option<f64>) {
@@ -305,6 +328,20 @@ fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_of_the_others_is_the_median_without_one_own_value() {
+        let values = [3.0, -1.0, 2.5, 2.5, 7.0, 0.0, 2.5, 9.5];
+        for n in 2..=values.len() {
+            let mut sorted = values[..n].to_vec();
+            sorted.sort_by(f64::total_cmp);
+            for k in 0..n {
+                let mut others: Vec<f64> = (0..n).filter(|&j| j != k).map(|j| values[j]).collect();
+                let expected = median(&mut others).unwrap();
+                assert_eq!(median_without(&sorted, values[k]), expected, "n {n} k {k}");
+            }
+        }
+    }
 
     const NET: &str = r#"
 [[dma]]
