@@ -99,9 +99,15 @@ pub struct Readings {
     starts: Vec<usize>,
 }
 
-/// Rows gathered before sorting, by sensor, in file order within each sensor.
+/// Rows gathered before sorting, by sensor, in file order within each sensor; only the
+/// sensors that have rows take space (a network may describe half a million meters, and a
+/// piece of the file may hold a few of them).
 #[derive(Debug, Default)]
 struct Columns {
+    /// Sensor index → its slot below (`u32::MAX`: no rows yet); dropped by [`Columns::seal`].
+    slot_of: Vec<u32>,
+    /// Slot → sensor index, and each slot's times and values.
+    sensors: Vec<u32>,
     time: Vec<Vec<EpochMillis>>,
     value: Vec<Vec<f64>>,
 }
@@ -109,18 +115,30 @@ struct Columns {
 impl Columns {
     fn new(sensors: usize) -> Self {
         Columns {
-            time: vec![Vec::new(); sensors],
-            value: vec![Vec::new(); sensors],
+            slot_of: vec![u32::MAX; sensors],
+            ..Columns::default()
         }
     }
 
     fn push(&mut self, sensor: u32, t: EpochMillis, v: f64) {
-        self.time[sensor as usize].push(t);
-        self.value[sensor as usize].push(v);
+        let slot = &mut self.slot_of[sensor as usize];
+        if *slot == u32::MAX {
+            *slot = self.sensors.len() as u32;
+            self.sensors.push(sensor);
+            self.time.push(Vec::new());
+            self.value.push(Vec::new());
+        }
+        self.time[*slot as usize].push(t);
+        self.value[*slot as usize].push(v);
     }
 
     fn len(&self) -> usize {
         self.time.iter().map(Vec::len).sum()
+    }
+
+    /// Frees the sensor index once no more rows come.
+    fn seal(&mut self) {
+        self.slot_of = Vec::new();
     }
 }
 
@@ -182,7 +200,7 @@ impl Collector {
 
     /// An empty collector with the same options, for one piece of a file.
     fn empty_like(&self) -> Self {
-        Collector::new(self.opts, self.cols.time.len())
+        Collector::new(self.opts, self.cols.slot_of.len())
     }
 
     fn row(&mut self, line: usize, parsed: Result<Row<'_>, String>) -> Result<(), (usize, String)> {
@@ -219,11 +237,14 @@ impl Collector {
             ..
         } = part;
         if self.cols.len() > 0 {
-            let sensors = self.cols.time.len();
-            self.done
-                .push(std::mem::replace(&mut self.cols, Columns::new(sensors)));
+            let sensors = self.cols.slot_of.len();
+            let mut mine = std::mem::replace(&mut self.cols, Columns::new(sensors));
+            mine.seal();
+            self.done.push(mine);
         }
         self.done.extend(done);
+        let mut cols = cols;
+        cols.seal();
         self.done.push(cols);
         self.report.rows += report.rows;
         self.report.missing_values += report.missing_values;
@@ -249,6 +270,7 @@ impl Collector {
             .into_iter()
             .map(|(line, message)| format!("line {line}: {message}"))
             .collect();
+        self.cols.seal();
         self.done.push(self.cols);
         (self.done, report)
     }
@@ -425,19 +447,31 @@ impl Readings {
         path: &str,
     ) -> Result<(Readings, LoadReport), ReadingsError> {
         let n_sensors = table.ids.len();
-        let n = pieces.iter().map(Columns::len).sum();
-        let mut starts = Vec::with_capacity(n_sensors + 1);
-        let mut time = Vec::with_capacity(n);
-        let mut value = Vec::with_capacity(n);
-        for s in 0..n_sensors {
-            starts.push(time.len());
-            // File order within the sensor; each piece's rows are freed once copied.
-            for piece in &mut pieces {
-                time.extend_from_slice(&std::mem::take(&mut piece.time[s]));
-                value.extend_from_slice(&std::mem::take(&mut piece.value[s]));
+        // Rows per sensor, then each piece's rows copied to its sensor's place in file order
+        // (each piece's rows freed once copied).
+        let mut starts = vec![0usize; n_sensors + 1];
+        for piece in &pieces {
+            for (&s, t) in piece.sensors.iter().zip(&piece.time) {
+                starts[s as usize + 1] += t.len();
             }
         }
-        starts.push(time.len());
+        for i in 0..n_sensors {
+            starts[i + 1] += starts[i];
+        }
+        let n = starts[n_sensors];
+        let mut time = vec![0i64; n];
+        let mut value = vec![0f64; n];
+        let mut next = starts.clone();
+        for piece in &mut pieces {
+            for (slot, &s) in piece.sensors.iter().enumerate() {
+                let t = std::mem::take(&mut piece.time[slot]);
+                let v = std::mem::take(&mut piece.value[slot]);
+                let at = next[s as usize];
+                time[at..at + t.len()].copy_from_slice(&t);
+                value[at..at + v.len()].copy_from_slice(&v);
+                next[s as usize] += t.len();
+            }
+        }
         drop(pieces);
         // Per sensor: sort by time when needed (stable: the first row of a repeated time
         // wins), then drop repeats, compacting in place.
