@@ -409,3 +409,31 @@ fn analyze_sensor(
         days: days.by_date(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_counts_keep_the_days_seen_in_any_order() {
+        let mut days = DayCounts::default();
+        // 2019-01-02 is day 17,898; a reading of the day before arrives late.
+        days.get(17_898).readings += 2;
+        days.get(17_901).qualified += 1;
+        days.get(17_897).excluded += 1;
+        days.get(17_898).readings += 1;
+        let by_date: Vec<(String, usize, usize, usize)> = days
+            .by_date()
+            .into_iter()
+            .map(|(d, c)| (d.to_string(), c.readings, c.qualified, c.excluded))
+            .collect();
+        assert_eq!(
+            by_date,
+            [
+                ("2019-01-01".to_owned(), 0, 0, 1),
+                ("2019-01-02".to_owned(), 3, 0, 0),
+                ("2019-01-05".to_owned(), 0, 1, 0),
+            ]
+        );
+    }
+}
