@@ -6,7 +6,11 @@
 //! The inflow's residual is its 15-minute balance flow minus the median of the same quarter
 //! hour of the same weekday in up to [`IncidentConfig::baseline_weeks`] earlier weeks, at least
 //! two (demand patterns are weekly: a Saturday night is not a Sunday night, nor a Friday
-//! night), so the check starts two weeks into the data. At a drop's start `s`, the rise is the mean residual over `[s, s + confirm)`
+//! night). Before two such weeks exist, the same quarter hour of the (up to seven, at least
+//! three) days before stands in, so that a drop in the data's first weeks is still confirmed
+//! or denied by its area's inflow; the search for inflow steps below waits for the weekly
+//! baseline (against the days before, one weekday's own pattern looks like a step). At a
+//! drop's start `s`, the rise is the mean residual over `[s, s + confirm)`
 //! minus the median residual over the three hours before `s` (but its last quarter hour), and
 //! the drop is confirmed when the rise is at least [`IncidentConfig::sigmas`] standard errors
 //! of that mean (the residuals' robust spread over the three days before, ÷ √buckets) and at
@@ -86,12 +90,18 @@ pub struct Checked {
     pub unconfirmed: usize,
 }
 
+/// Days before a bucket whose same quarter hour makes its baseline until two earlier weeks
+/// of the same weekday exist.
+const EARLY_BASELINE_DAYS: usize = 7;
+
 /// An area's inflow residuals on its 15-minute grid.
 #[derive(Debug)]
 struct Residuals {
     grid_start: EpochMillis,
     step: EpochMillis,
     values: Vec<Option<f64>>,
+    /// Where the weekly baseline starts (before it, residuals from the days before).
+    weekly_from: EpochMillis,
 }
 
 impl Residuals {
@@ -115,12 +125,24 @@ impl Residuals {
                     }
                 }
             };
+        let mut weekly_from = EpochMillis::MAX;
         let values = (0..inflow.len())
             .map(|i| {
                 let v = inflow.values[i]?;
                 gather(&mut history, i, 7 * per_day, &|_| true);
-                if history.len() < 2 {
-                    return None;
+                if history.len() >= 2 {
+                    weekly_from = weekly_from.min(inflow.start + i as EpochMillis * inflow.step);
+                } else {
+                    // Before two weeks of data: the same quarter hour of the days before.
+                    history.clear();
+                    history.extend(
+                        (1..=EARLY_BASELINE_DAYS)
+                            .filter_map(|d| i.checked_sub(d * per_day))
+                            .filter_map(|b| inflow.values[b]),
+                    );
+                    if history.len() < 3 {
+                        return None;
+                    }
                 }
                 Some(v - median(&mut history)?)
             })
@@ -129,6 +151,7 @@ impl Residuals {
             grid_start: inflow.start,
             step: inflow.step,
             values,
+            weekly_from,
         }
     }
 
@@ -399,8 +422,13 @@ fn inflow_steps(
     let mut quiet_until = EpochMillis::MIN;
     for i in 0..r.values.len() {
         let s = r.grid_start + i as EpochMillis * r.step;
-        // An incident already found covers the raised inflow of its next hours too.
-        if s < quiet_until || known.iter().any(|&k| s >= k - group && s < k + QUIET_MS) {
+        // An incident already found covers the raised inflow of its next hours too. Inflow
+        // steps are looked for only on the weekly baseline: against the days before, one
+        // weekday's own pattern (a Friday evening) looks like a step.
+        if s < r.weekly_from.saturating_add(3 * HOUR_MS)
+            || s < quiet_until
+            || known.iter().any(|&k| s >= k - group && s < k + QUIET_MS)
+        {
             continue;
         }
         let Some((rise, true)) = r.rise(s, cfg) else {
@@ -540,5 +568,38 @@ mod tests {
         let before = events[0].message.clone();
         link_with_bursts(&mut events);
         assert_eq!(events[0].message, before);
+    }
+
+    #[test]
+    fn early_drops_are_checked_against_the_days_before_and_steps_wait_for_the_weeks() {
+        const STEP: EpochMillis = 15 * 60_000;
+        let per_day = (DAY_MS / STEP) as usize;
+        // Three weeks of a daily inflow cycle, 10 m3/h higher from day 5 at 12:00.
+        let step_at = 5 * per_day + per_day / 2;
+        let values = (0..21 * per_day)
+            .map(|i| {
+                let hour = (i % per_day) as f64 / 4.0;
+                let cycle = 40.0 + 15.0 * (std::f64::consts::TAU * hour / 24.0).sin();
+                let wiggle = ((i * 7919) % 13) as f64 / 13.0 - 0.5;
+                Some(cycle + wiggle + if i >= step_at { 10.0 } else { 0.0 })
+            })
+            .collect();
+        let grid = Grid {
+            start: 0,
+            step: STEP,
+            values,
+        };
+        let cfg = IncidentConfig::default();
+        let r = Residuals::of(&grid, &cfg);
+        // Days 1 and 2 have too few days before; from day 3 the days before are the baseline.
+        assert!(r.values[2 * per_day].is_none());
+        assert!(r.values[3 * per_day].is_some());
+        // The weekly baseline (two earlier weeks of the same weekday) starts on day 14.
+        assert_eq!(r.weekly_from, 14 * DAY_MS);
+        // A drop at the step is confirmed by the inflow in the first week already; one a day
+        // earlier is not.
+        let s = step_at as EpochMillis * STEP;
+        assert!(matches!(r.rise(s, &cfg), Some((rise, true)) if (rise - 10.0).abs() < 1.0));
+        assert!(matches!(r.rise(s - DAY_MS, &cfg), Some((_, false))));
     }
 }
