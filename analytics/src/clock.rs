@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 
 use crate::timefmt::EpochMillis;
@@ -109,8 +109,8 @@ impl LocalClock {
 
     /// The local date of `t` and the minute of that local day.
     pub fn date_and_minute(&mut self, t: EpochMillis) -> (NaiveDate, u32) {
-        let l = self.local(t);
-        (l.date(), l.hour() * 60 + l.minute())
+        let (day, minute) = self.day_and_minute(t);
+        (date_of_day(day), minute)
     }
 }
 
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn day_numbers_match_the_calendar() {
-        use chrono::Datelike;
+        use chrono::{Datelike, Timelike};
         let mut c = LocalClock::new(chrono_tz::America::New_York);
         for k in 0..2_000 {
             let t = -86_400_000 * 400 + k * 7_777_777;

@@ -423,8 +423,9 @@ fn inflow_steps(
     for i in 0..r.values.len() {
         let s = r.grid_start + i as EpochMillis * r.step;
         // An incident already found covers the raised inflow of its next hours too. Inflow
-        // steps are looked for only on the weekly baseline: against the days before, one
-        // weekday's own pattern (a Friday evening) looks like a step.
+        // steps are looked for only on the weekly baseline, the three hours before a step (its
+        // level) included: against the days before, one weekday's own pattern (a Friday
+        // evening) looks like a step.
         if s < r.weekly_from.saturating_add(3 * HOUR_MS)
             || s < quiet_until
             || known.iter().any(|&k| s >= k - group && s < k + QUIET_MS)

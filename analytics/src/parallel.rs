@@ -1,9 +1,9 @@
-//! Independent passes (one per sensor, one per zone) shared out over the machine's cores,
+//! Independent passes (one per sensor, one per zone, one per piece of a file) shared out over the machine's cores,
 //! without a thread pool: scoped threads take the next item from a shared counter.
 
 /// Runs `f` on every item, the items shared out over the machine's cores; the results come
 /// back in the items' order.
-pub(crate) fn map_in_parallel<'a, I: Sync, T: Send>(
+pub(crate) fn map_in_parallel<'a, I: Sync + ?Sized, T: Send>(
     items: &[&'a I],
     f: impl Fn(&'a I) -> T + Sync,
 ) -> Vec<T> {

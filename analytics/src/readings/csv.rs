@@ -121,13 +121,12 @@ fn trimmed(text: &str) -> &str {
     }
 }
 
-/// Parses rows whose fields borrow from the block, remembering the last time and sensor seen,
-/// and which sensor followed which (a file written time by time lists the sensors in the
-/// same order at every time).
+/// Parses rows whose fields borrow from the block, remembering the last time seen and which
+/// sensor followed which: a file written time by time lists the sensors in the same order at
+/// every time, one written sensor by sensor repeats the sensor (it follows itself).
 struct RowParser<'t, 'a> {
     table: &'t SensorTable,
     last_time: Option<(&'a str, EpochMillis)>,
-    last_sensor: Option<(&'a str, Option<u32>)>,
     /// The last known sensor, and for each sensor the one that followed it last time.
     last_known: Option<u32>,
     follows: Vec<Option<u32>>,
@@ -138,18 +137,12 @@ impl<'t, 'a> RowParser<'t, 'a> {
         RowParser {
             table,
             last_time: None,
-            last_sensor: None,
             last_known: None,
             follows: vec![None; table.ids.len()],
         }
     }
 
-    fn sensor_index(&mut self, name: &'a str) -> Option<u32> {
-        if let Some((last, idx)) = self.last_sensor
-            && last == name
-        {
-            return idx;
-        }
+    fn sensor_index(&mut self, name: &str) -> Option<u32> {
         let predicted = self
             .last_known
             .and_then(|prev| self.follows[prev as usize])
@@ -161,7 +154,6 @@ impl<'t, 'a> RowParser<'t, 'a> {
             }
             self.last_known = Some(idx);
         }
-        self.last_sensor = Some((name, idx));
         idx
     }
 
@@ -209,6 +201,19 @@ fn parse_general<'f>(
     parse_fields(idx, time, sensor, &fields[layout.value], table)
 }
 
+/// Takes the next line off `rest` (without its `\n` or `\r\n`); `None` when nothing is left.
+fn next_line<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
+    if rest.is_empty() {
+        return None;
+    }
+    let (line, after) = match memchr::memchr(b'\n', rest) {
+        Some(end) => (&rest[..end], &rest[end + 1..]),
+        None => (*rest, &rest[rest.len()..]),
+    };
+    *rest = after;
+    Some(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
 /// Parses the lines of one piece (whole lines) into `out`, numbering them from 1.
 ///
 /// Returns the number of lines seen; stops at the first bad row unless bad rows are skipped.
@@ -222,14 +227,8 @@ fn parse_piece(
     let mut fields = Vec::new();
     let mut number = 0usize;
     let mut rest = piece;
-    while !rest.is_empty() {
-        let (raw, next) = match memchr::memchr(b'\n', rest) {
-            Some(end) => (&rest[..end], &rest[end + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        rest = next;
+    while let Some(raw) = next_line(&mut rest) {
         number += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let text = match std::str::from_utf8(raw) {
             Ok(text) => text,
             Err(e) => {
@@ -364,25 +363,13 @@ fn read_csv_in_pieces(
         }
         let layout = layout.expect("set above");
         let pieces = cut_at_lines(body, cores);
-        let mut parts: Vec<Collector> = pieces.iter().map(|_| out.empty_like()).collect();
-        let lines: Vec<Result<usize, (usize, String)>> = std::thread::scope(|scope| {
-            let mut work = pieces.iter().zip(parts.iter_mut());
-            let first = work.next();
-            let handles: Vec<_> = work
-                .map(|(piece, part)| scope.spawn(move || parse_piece(table, layout, piece, part)))
-                .collect();
-            let mut lines = Vec::with_capacity(pieces.len());
-            if let Some((piece, part)) = first {
-                lines.push(parse_piece(table, layout, piece, part));
-            }
-            lines.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("a CSV parsing thread panicked")),
-            );
-            lines
+        let proto: &Collector = out;
+        let parsed = crate::parallel::map_in_parallel(&pieces, |piece| {
+            let mut part = proto.empty_like();
+            let lines = parse_piece(table, layout, piece, &mut part);
+            (part, lines)
         });
-        for (part, lines) in parts.into_iter().zip(lines) {
+        for (part, lines) in parsed {
             match lines {
                 Ok(lines) => {
                     out.absorb(part, line_base);
@@ -418,14 +405,8 @@ fn read_header<'b>(
         line,
         message,
     };
-    while !block.is_empty() {
-        let (raw, rest) = match memchr::memchr(b'\n', block) {
-            Some(end) => (&block[..end], &block[end + 1..]),
-            None => (block, &block[block.len()..]),
-        };
-        block = rest;
+    while let Some(raw) = next_line(&mut block) {
         *line_base += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let text = std::str::from_utf8(raw)
             .map_err(|_| row_error(*line_base, "the header is not UTF-8 text".to_owned()))?;
         let text = text.trim_start_matches('\u{feff}');
