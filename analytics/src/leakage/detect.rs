@@ -91,6 +91,10 @@ struct Tracked {
     confidence: f64,
 }
 
+/// Nights up to this many deviations above the baseline count for the night-to-night spread,
+/// though not for the baseline.
+const SPREAD_Z: f64 = 4.0;
+
 /// Nights after detection in which a steady leak's flow estimate is refined.
 const REFINE_NIGHTS: usize = 5;
 
@@ -212,6 +216,10 @@ impl DmaDetector {
         self.cusum = 0.0;
         self.cusum_start = None;
         self.cusum_excess.clear();
+        // The demand factor of the buckets before counted the new leak as demand: with the
+        // leak now subtracted, it would read the next buckets as a drop (a repair).
+        self.recent.clear();
+        self.run_low.clear();
     }
 
     /// Closes the open event whose flow best matches a drop of `drop` m³/h; true if one did.
@@ -333,8 +341,8 @@ impl DmaDetector {
     }
 
     /// The baseline night flow for a weekday: the median of the last clean nights of that
-    /// weekday, once there are two (night use differs between weekdays, and the detector does
-    /// not alarm before it knows the weekday).
+    /// weekday (night use differs between weekdays); in the second week, the one night of that
+    /// weekday known so far. `None` until the weekday has been seen clean.
     fn night_baseline(&self, weekday: usize) -> Option<f64> {
         let mut same: Vec<f64> = self
             .clean_nights
@@ -344,11 +352,18 @@ impl DmaDetector {
             .take(self.cfg.profile_weeks)
             .map(|(_, x)| *x)
             .collect();
-        if same.len() >= 2 {
-            median(&mut same)
-        } else {
-            None
+        median(&mut same)
+    }
+
+    /// The first week, before any weekday has a baseline: the night's deviation from the
+    /// median of the nights so far. It only teaches the detector the night-to-night spread
+    /// (the spread of the weekdays' own levels included, so the first alarms are cautious).
+    fn first_week_residual(&self, flow: f64) -> f64 {
+        let mut all: Vec<f64> = self.clean_nights.iter().map(|(_, x)| *x).collect();
+        if all.len() < 2 {
+            return f64::NAN;
         }
+        median(&mut all).map_or(f64::NAN, |m| flow - m)
     }
 
     /// Processes one night (the leak detector).
@@ -356,11 +371,13 @@ impl DmaDetector {
         let previous_night_end = self.last_night_end.replace(n.end);
         let previous_excess = self.previous_excess.take();
         let Some(baseline) = self.night_baseline(n.weekday) else {
-            self.push_clean(n.weekday, n.flow - self.open_flow(), f64::NAN, n.end);
+            let net = n.flow - self.open_flow();
+            let resid = self.first_week_residual(net);
+            self.push_clean(n.weekday, net, resid, n.end);
             return;
         };
         let enough = self.night_resid.len() >= self.cfg.warmup_nights;
-        let floor = (self.cfg.min_leak_m3h / 2.0).max(0.02 * baseline.abs());
+        let floor = (self.cfg.min_leak_m3h / 2.0).max(0.03 * baseline.abs());
         let resid: Vec<f64> = self.night_resid.iter().copied().collect();
         let sigma = if resid.len() >= 3 {
             let center = median(&mut resid.clone()).unwrap_or(0.0);
@@ -389,16 +406,20 @@ impl DmaDetector {
         let z = excess / sigma;
         self.previous_excess = Some(excess);
 
-        // Repair: the expected level is too high for two nights in a row.
+        // Repair: the flow is well below the open leaks' levels (their growth aside: a
+        // leak that stops growing falls short of its forecast, not of its level) for two
+        // nights in a row.
         let open = self.open_events().count();
-        if open > 0 && excess < -(3.0 * sigma).max(0.5 * self.cfg.min_leak_m3h) {
+        let growth: f64 = self.open_events().map(|e| e.trend).sum();
+        let below_levels = excess + growth;
+        if open > 0 && below_levels < -(3.0 * sigma).max(0.5 * self.cfg.min_leak_m3h) {
             self.low_nights += 1;
             if self.low_nights == 1 {
                 self.low_since = previous_night_end;
             }
             if self.low_nights >= 2 {
                 let at = self.low_since.unwrap_or(n.mnf_start);
-                if self.close_matching(-excess, at) {
+                if self.close_matching(-below_levels, at) {
                     self.low_nights = 0;
                 }
             }
@@ -413,15 +434,14 @@ impl DmaDetector {
         // A lasting rise: this night above the smallest leak, and the night before at least
         // half-way there (one odd night is not a leak).
         let lasting = excess >= min_flow && previous_excess.is_some_and(|p| p >= 0.5 * min_flow);
-        let jump = z >= self.cfg.cusum_h + self.cfg.cusum_k && lasting;
         let growing = self
             .events
             .iter()
             .rposition(|e| e.end.is_none() && e.growing);
         if let Some(g) = growing {
             // An incipient leak is open: its growth is tracked (Holt), and only a sudden
-            // jump above its forecast is a new leak.
-            if enough && jump {
+            // lasting jump above its forecast is a new leak.
+            if enough && z >= self.cfg.cusum_h + self.cfg.cusum_k && lasting {
                 let onset = previous_night_end.unwrap_or(n.mnf_start);
                 self.open(
                     EventKind::Leak,
@@ -441,12 +461,8 @@ impl DmaDetector {
                     e.growing = false;
                     e.trend = 0.0;
                 }
-                self.push_clean(
-                    n.weekday,
-                    n.flow - self.open_flow(),
-                    n.flow - self.open_flow() - baseline,
-                    n.end,
-                );
+                let net = n.flow - self.open_flow();
+                self.push_clean(n.weekday, net, net - baseline, n.end);
             }
             return;
         }
@@ -484,6 +500,10 @@ impl DmaDetector {
         if z < 2.0 {
             let net = n.flow - self.open_flow();
             self.push_clean(n.weekday, net, excess, n.end);
+        } else if z < SPREAD_Z {
+            // A somewhat high night still counts for the spread: leaving out every night above
+            // two deviations would shrink the spread night by night.
+            self.push_resid(excess);
         }
     }
 
@@ -492,13 +512,17 @@ impl DmaDetector {
         if self.clean_nights.len() > 7 * self.cfg.profile_weeks {
             self.clean_nights.pop_front();
         }
+        self.push_resid(resid);
+        self.last_clean_night_end = Some(end);
+    }
+
+    fn push_resid(&mut self, resid: f64) {
         if resid.is_finite() {
             self.night_resid.push_back(resid);
             if self.night_resid.len() > self.cfg.baseline_nights {
                 self.night_resid.pop_front();
             }
         }
-        self.last_clean_night_end = Some(end);
     }
 
     /// The events raised so far (closed ones with their end).
@@ -543,4 +567,66 @@ impl DmaDetector {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: EpochMillis = 86_400_000;
+
+    /// Feeds nights (flows by day number, starting on a Monday) to a fresh detector.
+    fn run_nights(flows: &[f64]) -> Vec<Event> {
+        let mut det = DmaDetector::new(DmaId::parse("C").unwrap(), 96, DetectorConfig::default());
+        for (day, &flow) in flows.iter().enumerate() {
+            let start = day as EpochMillis * DAY;
+            det.night(Night {
+                end: start + 4 * 3_600_000,
+                mnf_start: start + 2 * 3_600_000,
+                flow,
+                weekday: day % 7,
+            });
+        }
+        det.events()
+    }
+
+    /// A quiet area's night flow: about zero with a little noise.
+    fn quiet(day: usize) -> f64 {
+        0.1 * ((day * 7 % 5) as f64 - 2.0) / 2.0
+    }
+
+    #[test]
+    fn a_leak_growing_from_the_second_week_is_found_within_days() {
+        // Growth of 0.5 m³/h a night from day 8: the weekdays' baselines are one week old.
+        let flows: Vec<f64> = (0..40)
+            .map(|d| quiet(d) + 0.5 * (d.saturating_sub(8) as f64))
+            .collect();
+        let events = run_nights(&flows);
+        assert_eq!(events.len(), 1, "{events:?}");
+        let e = &events[0];
+        assert_eq!(e.kind, EventKind::Leak);
+        let detected_day = e.detected_at.timestamp_millis() / DAY;
+        assert!((9..=13).contains(&detected_day), "{e:?}");
+        assert!(e.start <= e.detected_at);
+    }
+
+    #[test]
+    fn a_leak_that_stops_growing_stays_open_until_its_flow_falls() {
+        // Growth of 1.5 m³/h a night from day 10 to day 18, then steady; repaired on day 34.
+        let flows: Vec<f64> = (0..44)
+            .map(|d| {
+                let leak = match d {
+                    ..=9 => 0.0,
+                    10..=18 => 1.5 * (d - 9) as f64,
+                    19..=33 => 13.5,
+                    _ => 0.0,
+                };
+                quiet(d) + leak
+            })
+            .collect();
+        let events = run_nights(&flows);
+        assert_eq!(events.len(), 1, "{events:?}");
+        let end = events[0].end.expect("repaired").timestamp_millis() / DAY;
+        assert!((33..=35).contains(&end), "{:?}", events[0]);
+    }
 }
