@@ -9,9 +9,9 @@
 //!   deviations and `min_burst_m3h` for `burst_buckets` buckets in a row; a sudden lasting drop
 //!   of the same size closes the open leak it matches (a repair);
 //! - every night (at the end of the night window): a **leak** detector runs a one-sided CUSUM
-//!   on the net night flow against a baseline (median of recent clean nights of the same weekday,
-//!   else of all recent clean nights; robust spread of the residuals) and
-//!   opens a `leak` when the evidence of a lasting rise exceeds `cusum_h`; nights well below the
+//!   on the net night flow against a baseline (median of recent clean nights of the same weekday;
+//!   no alarm in the first week, which only teaches the spread; robust spread of the residuals)
+//!   and opens a `leak` when the evidence of a lasting rise exceeds `cusum_h`; nights well below the
 //!   expected level close the matching open leak.
 //!
 //! Both share the DMA's open events: the flow of every open leak is added to the expected
