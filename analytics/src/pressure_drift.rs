@@ -134,7 +134,8 @@ fn detect_zone(
                 push_last(track, None);
                 continue;
             };
-            if present.len() - 1 < cfg.min_neighbours {
+            // At least one neighbour, whatever the configuration: a median of none is none.
+            if present.len() - 1 < cfg.min_neighbours.max(1) {
                 push_last(track, None);
                 continue;
             }
@@ -432,6 +433,30 @@ dma = "A"
             (detected - a) / HOUR
         );
         assert!(e.end.is_some(), "closed after the recalibration");
+    }
+
+    #[test]
+    fn no_neighbours_required_still_needs_one_to_compare_with() {
+        // Only p1 reports in its last days: with `min_neighbours = 0` it has nobody to be
+        // compared with, which is no comparison (and no panic), not a drift.
+        let (net, r) = zone(|_, _| 0.0);
+        let mut rows: Vec<(SensorId, EpochMillis, f64)> = Vec::new();
+        for id in ["p1", "p2", "p3", "p4"] {
+            let id = SensorId::parse(id).unwrap();
+            let s = r.series(&id);
+            for (&t, &v) in s.times.iter().zip(s.values) {
+                if id.as_str() == "p1" || t < T0 + 9 * DAY {
+                    rows.push((id.clone(), t, v));
+                }
+            }
+        }
+        let r = Readings::from_rows(&net, rows);
+        let (t0, t1) = r.time_range().unwrap();
+        let cfg = DriftConfig {
+            min_neighbours: 0,
+            ..DriftConfig::default()
+        };
+        assert!(detect(&r, &net, &cfg, t0, t1).unwrap().is_empty());
     }
 
     #[test]

@@ -11,11 +11,11 @@ pub mod months;
 
 use std::collections::HashMap;
 
-use chrono::{Datelike, Timelike};
+use chrono::Datelike;
 use polars::prelude::PolarsResult;
 use waterline_core::{Event, Network, SensorId, SensorKind};
 
-use crate::clock::LocalClock;
+use crate::clock::{LocalClock, weekday_of_day};
 use crate::consumption::Register;
 use crate::grid::{dma_balance_flows, sensor_means};
 use crate::readings::Readings;
@@ -138,13 +138,13 @@ fn run_detector(
     for i in 0..inflow.len() {
         let start = inflow.time(i);
         let end = start + inflow.step;
-        let local = clock.local(start);
-        let minute = i64::from(local.hour() * 60 + local.minute());
+        let (day, minute) = clock.day_and_minute(start);
+        let minute = i64::from(minute);
         det.bucket(detect::Bucket {
             start,
             end,
             slot: (minute * 60_000 / inflow.step) as usize % slots,
-            weekday: local.weekday().num_days_from_monday() as usize,
+            weekday: weekday_of_day(day) as usize,
             flow: inflow.values[i],
         });
         while next_night < nights.len() && nights[next_night].end <= end {
