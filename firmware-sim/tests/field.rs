@@ -382,13 +382,21 @@ fn a_modbus_station_sends_its_redundant_analysers_over_native_json() {
         .iter()
         .find(|d| d.id.as_str() == format!("QS-{last}"))
         .expect("a native device for the redundant analysers");
-    assert_eq!(ids(native), [format!("{last}-cl2b"), format!("{last}-phb")]);
-    // The other stations send all eight over native JSON, and the network describes them.
+    assert_eq!(
+        ids(native),
+        [
+            format!("{last}-flow"),
+            format!("{last}-cl2b"),
+            format!("{last}-phb")
+        ],
+        "the station's flow meter and second analysers"
+    );
+    // The other stations send all nine over native JSON, and the network describes them.
     assert!(
         stations
             .iter()
             .filter(|d| d.wire == Wire::Native)
-            .all(|d| { d.id.as_str() == format!("QS-{last}") || ids(d).len() == 8 })
+            .all(|d| { d.id.as_str() == format!("QS-{last}") || ids(d).len() == 9 })
     );
     let network = Network::parse(&fleet.network_toml(&twin, &instruments)).unwrap();
     let phb = network

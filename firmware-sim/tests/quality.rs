@@ -430,7 +430,7 @@ fn the_network_description_names_each_station_and_role() {
         .values()
         .filter(|s| s.station.is_some())
         .collect();
-    assert_eq!(quality.len(), 12);
+    assert_eq!(quality.len(), 14, "seven signals per station");
     let s = |id: &str| {
         net.sensor(&waterline_core::SensorId::parse(id).unwrap())
             .unwrap()
@@ -448,6 +448,9 @@ fn the_network_description_names_each_station_and_role() {
     assert_eq!(s("QS-C-turb").alarm_high, Some(1.0));
     assert_eq!(s("QS-C-temp").role.unwrap().as_str(), "context");
     assert_eq!(s("QS-C-cond").unit.as_str(), "uS/cm");
+    let flow = s("QS-C-flow");
+    assert_eq!(flow.role.unwrap().as_str(), "context");
+    assert_eq!(flow.unit.as_str(), "m3/h");
     // Every reading of a quality sensor sits on its resolution and in a plausible range.
     for (id, values) in series(tmp.path()) {
         let Some(c) = id
@@ -463,6 +466,8 @@ fn the_network_description_names_each_station_and_role() {
             Channel::Conductivity => (250.0, 400.0),
             Channel::Toc => (0.5, 4.0),
             Channel::Temperature => (0.0, 30.0),
+            // The water passing the node: never negative, far below the network's inflow.
+            Channel::Flow => (0.0, 5_000.0),
         };
         for v in values.values() {
             let r = c.resolution();

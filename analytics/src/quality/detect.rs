@@ -21,9 +21,13 @@
 //! at the timeout, when the change is absorbed into a new baseline. Context signals
 //! (temperature, flow, pressure) are modelled the same way but only explain: an event that
 //! coincides with a context change is reported with lower confidence and severity, never
-//! raised by a context signal alone.
+//! raised by a context signal alone; and a departure of turbidity alone while the flow in the
+//! station's main rises abruptly with it is deposits stirred up by the flow (resuspension), a
+//! hydraulic disturbance rather than different water, and raises no event.
 
 use std::collections::VecDeque;
+
+use waterline_core::SensorKind;
 
 use super::signals::SignalSpec;
 use crate::stats::select_median;
@@ -132,6 +136,10 @@ struct SignalModel {
     quality: bool,
     /// May raise an event on its own (chlorine, turbidity, pH); the others only corroborate.
     alone: bool,
+    /// Turbidity: rises when a higher flow stirs up the deposits in the main.
+    stirred_by_flow: bool,
+    /// A context flow: the water passing the station.
+    flow: bool,
     min_change: f64,
     resolution: f64,
     /// Trusted values of non-event steps, newest last.
@@ -149,6 +157,8 @@ impl SignalModel {
         Self {
             quality: spec.is_quality(),
             alone: spec.may_alarm_alone(),
+            stirred_by_flow: spec.is_quality() && spec.kind == SensorKind::Turbidity,
+            flow: !spec.is_quality() && spec.kind == SensorKind::Flow,
             min_change: spec.min_change.max(spec.resolution),
             resolution: spec.resolution,
             history: VecDeque::new(),
@@ -324,6 +334,12 @@ const SINGLE_SIGNAL_MIN_CHANGES: f64 = 4.0;
 /// value is an outlier also against its own values of this span before the discriminator's
 /// window (the water there was normal then, or at least different).
 const ONSET_LOOKBACK_MS: i64 = 3_600_000;
+
+/// A flow this many times the highest of the day before stirs up a main's deposits (well
+/// beyond the day-to-day variation of the daily peak and a flow meter's error).
+const STIRRING_FLOW: f64 = 1.1;
+
+const DAY_MS: i64 = 86_400_000;
 
 /// Consecutive steps of strong evidence that open an event before the discriminator's window
 /// fills. Two, not one: a spike is a single step (and taken back one step later).
@@ -578,7 +594,7 @@ impl StationDetector {
             quality = self.furthest_signals();
         }
         quality = self.abrupt(quality);
-        self.sufficient(quality).then_some((quality, context, p))
+        (self.sufficient(quality) && !self.stirred_up(quality)).then_some((quality, context, p))
     }
 
     /// Strong evidence opens an event before the discriminator's window fills: the same
@@ -592,8 +608,51 @@ impl StationDetector {
         let last = || self.bed.iter().rev().take(k);
         let quality = self.abrupt(last().fold(!0u64, |m, f| m & f.quality));
         let context = last().fold(!0u64, |m, f| m & f.context);
-        self.sufficient(quality)
+        (self.sufficient(quality) && !self.stirred_up(quality))
             .then(|| (quality, context, binomial_cdf(k - 1, k, 0.5)))
+    }
+
+    /// Deposits stirred up by the flow: every signal of `quality` is turbidity, and a flow
+    /// at the station runs well above its highest of a day that ended a timeout ago (so that a
+    /// surge of the last hours is not its own reference). The loose deposits in a main settle
+    /// to what its daily peak flow leaves in place; a flow beyond that raises the shear on
+    /// the pipe wall and lifts them (resuspension, as in the PODDS model): the water carries
+    /// its own sediment, and that explains the change. Contaminated water moves chlorine, TOC
+    /// or conductivity as well and is not explained away, nor is turbidity at an ordinary
+    /// flow; and a surge that outlasts the timeout is the new normal.
+    fn stirred_up(&self, quality: u64) -> bool {
+        let mut signals = (0..self.models.len()).filter(|i| quality & (1u64 << i) != 0);
+        if quality == 0 || !signals.all(|i| self.models[i].stirred_by_flow) {
+            return false;
+        }
+        let day = (DAY_MS / self.step_ms).max(1) as usize;
+        let look = (ONSET_LOOKBACK_MS / self.step_ms).max(3) as usize;
+        let hold = (self.cfg.timeout_ms / self.step_ms).max(0) as usize;
+        self.models.iter().filter(|m| m.flow).any(|m| {
+            let n = m.recent.len();
+            let last = n.saturating_sub(hold);
+            let Some(x) = m.recent.back().filter(|_| last >= look) else {
+                return false; // not an hour of flow known before the reference ends
+            };
+            let peak = m
+                .recent
+                .range(last.saturating_sub(day)..last)
+                .fold(0.0f64, |a, v| a.max(v.abs()));
+            x.abs() > STIRRING_FLOW * peak
+        })
+    }
+
+    /// The median of a signal's values in the hour before the discriminator's window (where
+    /// the water was normal, or at least different); `None` while too few are known.
+    fn before_onset(&self, m: &SignalModel) -> Option<f64> {
+        let look = (ONSET_LOOKBACK_MS / self.step_ms).max(3) as usize;
+        let skip = self.cfg.bed_window;
+        let n = m.recent.len();
+        if n < skip + look {
+            return None;
+        }
+        let mut before: Vec<f64> = m.recent.range(n - skip - look..n - skip).copied().collect();
+        Some(select_median(&mut before))
     }
 
     fn open_event(&mut self, t: EpochMillis, quality: u64, context: u64, p: f64) {
@@ -663,24 +722,17 @@ impl StationDetector {
     /// also against the signal's own values of the hour before the discriminator's window, so
     /// a slow wander or a drifting sensor that crept past the long baseline does not count.
     fn abrupt(&self, mask: u64) -> u64 {
-        let look = (ONSET_LOOKBACK_MS / self.step_ms).max(3) as usize;
-        let skip = self.cfg.bed_window;
         let mut out = 0u64;
         for (i, m) in self.models.iter().enumerate() {
             if mask & (1u64 << i) == 0 {
                 continue;
             }
-            let (Some(fit), Some(&x)) = (&m.fit, m.recent.back()) else {
+            let (Some(fit), Some(&x), Some(reference)) =
+                (&m.fit, m.recent.back(), self.before_onset(m))
+            else {
                 out |= 1u64 << i;
                 continue;
             };
-            let n = m.recent.len();
-            if n < skip + look {
-                out |= 1u64 << i;
-                continue;
-            }
-            let mut before: Vec<f64> = m.recent.range(n - skip - look..n - skip).copied().collect();
-            let reference = select_median(&mut before);
             if (x - reference).abs() / fit.level_scale > self.cfg.level_sigmas {
                 out |= 1u64 << i;
             }
@@ -786,7 +838,8 @@ mod tests {
         assert!((a[0] - 0.8).abs() < 0.05, "{a:?}");
     }
 
-    /// Chlorine, turbidity, pH and conductivity of one station, in that order.
+    /// Chlorine, turbidity, pH and conductivity of one station, and the flow in its main
+    /// (context), in that order.
     fn station() -> Vec<SignalSpec> {
         let mut text = String::from("timezone = \"UTC\"\n");
         for (id, kind, unit) in [
@@ -794,6 +847,7 @@ mod tests {
             ("S-turb", "turbidity", "NTU"),
             ("S-ph", "ph", "pH"),
             ("S-cond", "conductivity", "uS/cm"),
+            ("S-flow", "flow", "m3/h"),
         ] {
             text.push_str(&format!(
                 "[[sensor]]\nid = \"{id}\"\nkind = \"{kind}\"\nunit = \"{unit}\"\nstation = \"S\"\n"
@@ -802,7 +856,7 @@ mod tests {
         let net = waterline_core::Network::parse(&text).expect("network parses");
         let mut specs: Vec<SignalSpec> =
             net.sensors.values().map(SignalSpec::from_sensor).collect();
-        let order = ["S-cl2", "S-turb", "S-ph", "S-cond"];
+        let order = ["S-cl2", "S-turb", "S-ph", "S-cond", "S-flow"];
         specs.sort_by_key(|s| order.iter().position(|o| *o == s.sensor.as_str()));
         specs
     }
@@ -812,21 +866,21 @@ mod tests {
 
     /// Runs four days of steady water, then `change(hours since t0)` added to the means for
     /// two more days; returns the events and t0.
-    fn run(change: impl Fn(f64) -> [f64; 4]) -> (Vec<StationEvent>, EpochMillis) {
+    fn run(change: impl Fn(f64) -> [f64; 5]) -> (Vec<StationEvent>, EpochMillis) {
         let specs = station();
         let mut det = StationDetector::new(&specs, STEP, DetectConfig::default());
         let mut rng = waterline_core::testing::XorShift(0x2545_f491_4f6c_dd1d);
-        let mean = [1.0, 0.2, 7.4, 320.0];
-        let noise = [0.01, 0.005, 0.01, 0.5];
+        let mean = [1.0, 0.2, 7.4, 320.0, 4.0];
+        let noise = [0.01, 0.005, 0.01, 0.5, 0.04];
         let t0 = 96 * HOUR;
         for k in 0..(144 * HOUR / STEP) {
             let t = k * STEP;
             let d = if t >= t0 {
                 change((t - t0) as f64 / HOUR as f64)
             } else {
-                [0.0; 4]
+                [0.0; 5]
             };
-            let values: Vec<Option<f64>> = (0..4)
+            let values: Vec<Option<f64>> = (0..5)
                 .map(|i| Some(mean[i] + d[i] + noise[i] * rng.normal()))
                 .collect();
             det.step(t, &values);
@@ -841,7 +895,7 @@ mod tests {
         // conductivity stays 30 µS/cm higher.
         let (events, t0) = run(|h| {
             let dirty = if h < 2.0 { 1.0 } else { 0.0 };
-            [-0.4 * dirty, 0.3 * dirty, 0.0, 30.0]
+            [-0.4 * dirty, 0.3 * dirty, 0.0, 30.0, 0.0]
         });
         assert_eq!(events.len(), 1, "{events:#?}");
         let e = &events[0];
@@ -854,12 +908,35 @@ mod tests {
     #[test]
     fn a_slow_drift_raises_no_event_and_a_sudden_shift_does() {
         // pH creeping up 0.6 over two days: far past its baseline, but never abruptly.
-        let (drift, _) = run(|h| [0.0, 0.0, 0.6 * h / 48.0, 0.0]);
+        let (drift, _) = run(|h| [0.0, 0.0, 0.6 * h / 48.0, 0.0, 0.0]);
         assert!(drift.is_empty(), "{drift:#?}");
         // The same 0.6 within a quarter of an hour is an event on pH alone.
-        let (jump, t0) = run(|h| [0.0, 0.0, 0.6 * (h * 4.0).min(1.0), 0.0]);
+        let (jump, t0) = run(|h| [0.0, 0.0, 0.6 * (h * 4.0).min(1.0), 0.0, 0.0]);
         assert!(!jump.is_empty(), "no event");
         assert_eq!(jump[0].signals, vec![2]);
         assert!(jump[0].detected_at <= t0 + 4 * STEP, "{:?}", jump[0]);
+    }
+
+    #[test]
+    fn turbidity_stirred_up_by_a_flow_surge_is_explained_and_dirty_water_is_not() {
+        // Three hours of a tenfold flow in the main lifting its deposits: turbidity +0.25 NTU
+        // and nothing else.
+        let surge = |h: f64| if h < 3.0 { 1.0 } else { 0.0 };
+        let (stirred, _) = run(|h| [0.0, 0.25 * surge(h), 0.0, 0.0, 36.0 * surge(h)]);
+        assert!(stirred.is_empty(), "{stirred:#?}");
+        // The same turbidity with a steady flow is abnormal water.
+        let (alone, t0) = run(|h| [0.0, 0.25 * surge(h), 0.0, 0.0, 0.0]);
+        assert_eq!(alone.len(), 1, "{alone:#?}");
+        assert_eq!(alone[0].signals, vec![1]);
+        assert!(alone[0].detected_at <= t0 + 4 * STEP, "{:?}", alone[0]);
+        // A falling flow stirs nothing up: the turbidity is not explained.
+        let (falling, _) = run(|h| [0.0, 0.25 * surge(h), 0.0, 0.0, -3.0 * surge(h)]);
+        assert_eq!(falling.len(), 1, "{falling:#?}");
+        // Dirty water arriving with the surge moves chlorine too: an event, the flow named as
+        // context.
+        let (dirty, _) = run(|h| [-0.4 * surge(h), 0.25 * surge(h), 0.0, 0.0, 36.0 * surge(h)]);
+        assert_eq!(dirty.len(), 1, "{dirty:#?}");
+        assert!(dirty[0].signals.contains(&0), "{:?}", dirty[0]);
+        assert_eq!(dirty[0].context, vec![4], "{:?}", dirty[0]);
     }
 }

@@ -1,6 +1,8 @@
 //! Instrument faults, one signal at a time and causally: impossible values, floor values,
 //! resolution-aware flatlines, spikes and dropouts. A faulted value never reaches the event
-//! detector or the set-point check: faults are single-channel, events are water.
+//! detector or the set-point check: faults are single-channel, events are water. A station's
+//! flow and pressure are not checked for spikes ([`FaultConfig::spikes`]): they change in one
+//! step whenever a pump or a valve operates.
 
 use std::collections::VecDeque;
 
@@ -101,6 +103,9 @@ pub struct FaultConfig {
     pub spike_sigmas: f64,
     /// Spikes closer than this form one episode.
     pub spike_merge_ms: i64,
+    /// Whether to look for spikes at all (not on a station's flow or pressure, which change
+    /// in one step whenever a pump or a valve operates).
+    pub spikes: bool,
     /// A signal silent for this long (and at least three steps) has dropped out.
     pub dropout_min_ms: i64,
 }
@@ -113,6 +118,7 @@ impl Default for FaultConfig {
             flatline_max_ms: 24 * 3_600_000,
             spike_sigmas: 8.0,
             spike_merge_ms: 6 * 3_600_000,
+            spikes: true,
             dropout_min_ms: 3_600_000,
         }
     }
@@ -261,7 +267,9 @@ impl FaultTracker {
                 self.recent.pop_back();
             }
         }
-        if let Some(b) = self.recent.back().copied() {
+        if let Some(b) = self.recent.back().copied()
+            && self.cfg.spikes
+        {
             let jump = (x - b).abs();
             let threshold =
                 (self.cfg.spike_sigmas * self.diff_scale).max(3.0 * self.spec.min_change);

@@ -153,7 +153,13 @@ fn analyze_station(
     let mut trackers: Vec<FaultTracker> = grid
         .signals
         .iter()
-        .map(|s| FaultTracker::new(s.clone(), cfg.faults, grid.step_ms))
+        .map(|s| {
+            let faults = faults::FaultConfig {
+                spikes: cfg.faults.spikes && !s.steps_with_operations(),
+                ..cfg.faults
+            };
+            FaultTracker::new(s.clone(), faults, grid.step_ms)
+        })
         .collect();
     let mut thresholds: Vec<Option<ThresholdTracker>> = grid
         .signals

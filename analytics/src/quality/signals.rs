@@ -269,6 +269,14 @@ impl SignalSpec {
             )
     }
 
+    /// Whether a single-step excursion is part of the signal's normal life at a station: the
+    /// flow or pressure in the main changes in one step when a pump starts or a valve moves,
+    /// so an isolated outlier there is operation, not an instrument spike. (The pressure
+    /// analytics still check their pressure loggers for spikes.)
+    pub fn steps_with_operations(&self) -> bool {
+        matches!(self.kind, SensorKind::Flow | SensorKind::Pressure)
+    }
+
     /// Whether `x` is a value the instrument reports when not measuring.
     pub fn is_floor(&self, x: f64) -> bool {
         self.floors

@@ -4,8 +4,8 @@
 //! |---|---|---|---|---|---|
 //! | DMA RTU | `RTU-<dma>` (`RTU-network` outside areas) | the area's flow meters and tank levels | native JSON | every step | every step |
 //! | pressure logger | `PL-<sensor>` | one pressure point | native JSON | every step | every 15 min (a batch) |
-//! | quality analyser | `QS-<station>` | the station's six signals | native JSON | every step | every step |
-//! | quality analyser on Modbus (the last `modbus_stations`) | `<station>` | the same | Modbus TCP, polled by ingest | every step | — |
+//! | quality station | `QS-<station>` | the station's seven signals (six analyser signals and the flow) | native JSON | every step | every step |
+//! | quality analyser on Modbus (the last `modbus_stations`) | `<station>` | the six analyser signals (the flow and any redundant analysers from `QS-<station>`) | Modbus TCP, polled by ingest | every step | — |
 //! | smart meter | see below | its cumulative register (m³) | round robin over the four meter protocols | hourly | see below |
 //!
 //! Smart meters, by protocol (ids as ingest derives them):
@@ -326,9 +326,10 @@ impl Fleet {
                     });
                     continue;
                 }
-                // The Modbus analyser serves the six signals its register map has; a
-                // station's redundant analysers report over native JSON.
-                let (six, redundant) = sensors.split_at(Channel::ALL.len().min(sensors.len()));
+                // The Modbus analyser serves the six signals its register map has; the
+                // station's flow meter and redundant analysers report over native JSON.
+                let analyser = Channel::ALL.iter().filter(|c| c.from_analyser()).count();
+                let (six, redundant) = sensors.split_at(analyser.min(sensors.len()));
                 devices.push(Device {
                     id: device_id(&st.id)?,
                     role: Role::QualityStation,

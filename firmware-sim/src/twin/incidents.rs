@@ -16,7 +16,8 @@
 //!
 //! Random incidents (`random_quality_incidents`): two in three contaminations (m 0.3–0.8,
 //! 2–8 h), else pH excursions (±0.5–1.5, 1–4 h), each entering at a random station's node and
-//! starting on a step in the first 80 % of the window.
+//! starting on a step between the end of the warm-up ([`WARM_UP_S`], at most a quarter of
+//! the window) and 80 % of the window.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::RngExt;
@@ -24,6 +25,11 @@ use rand::rngs::StdRng;
 
 /// The onset (and recovery) ramp at the origin, seconds.
 pub const RAMP_S: i64 = 1800;
+/// Random incidents start after this much of the window (at most a quarter of it): a station
+/// detector learns normal water from its data first (CANARY's history window is days), and
+/// an incident in the hours before any baseline exists scores the evaluation, not the
+/// detector. Listed incidents may start at any time.
+pub const WARM_UP_S: i64 = 2 * 86_400;
 /// A station whose water is less than this share from the origin does not see the incident.
 pub const MIN_SHARE: f64 = 0.1;
 
@@ -175,7 +181,9 @@ pub fn random_incidents(
             )
         };
         let duration = on_step((hours * 3600.0) as i64, step_s).max(4 * step_s);
-        let offset = on_step(rng.random_range(0..(window * 8 / 10).max(1)), step_s);
+        let warm_up = WARM_UP_S.min(window / 4);
+        let latest = (window * 8 / 10).max(warm_up + 1);
+        let offset = on_step(rng.random_range(warm_up..latest), step_s);
         let t0 = start + TimeDelta::seconds(offset);
         out.push(QualityIncident {
             incident_type,
@@ -212,7 +220,8 @@ mod tests {
         let v = random_incidents(&mut rng, &["S1".into(), "S2".into()], start, end, 300, 40);
         assert_eq!(v.len(), 40);
         for i in &v {
-            assert!(i.start >= start && i.end < end && i.end > i.start);
+            assert!(i.start >= start + TimeDelta::seconds(WARM_UP_S), "{i:?}");
+            assert!(i.end < end && i.end > i.start);
             assert_eq!((i.start - start).num_seconds() % 300, 0);
             match i.incident_type {
                 IncidentType::Contamination => {

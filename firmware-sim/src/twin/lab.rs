@@ -57,7 +57,7 @@ fn method(c: Channel) -> Option<Method> {
             resolution: 0.01,
             delay: TimeDelta::days(2),
         },
-        Channel::Temperature => return None,
+        Channel::Temperature | Channel::Flow => return None,
     })
 }
 

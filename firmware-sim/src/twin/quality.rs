@@ -168,7 +168,7 @@ pub fn plan(twin: &Twin, cfg: &QualityConfig) -> Result<QualityPlan, TwinError> 
                 let Some((s, c, redundant)) = found else {
                     let known: Vec<String> = stations
                         .iter()
-                        .map(|s| format!("{}-{{cl2,turb,ph,cond,toc,temp}}", s.id))
+                        .map(|s| format!("{}-{{cl2,turb,ph,cond,toc,temp,flow}}", s.id))
                         .collect();
                     return Err(TwinError::Scenario(format!(
                         "{what}: no quality sensor `{id}` (the stations' sensors are {})",
@@ -546,7 +546,13 @@ impl QualitySim {
     }
 
     /// True values of a station (in [`Channel::ALL`] order).
-    fn station_values(&mut self, s: usize, k: usize, t: DateTime<Utc>, local_h: f64) -> [f64; 6] {
+    fn station_values(
+        &mut self,
+        s: usize,
+        k: usize,
+        t: DateTime<Utc>,
+        local_h: f64,
+    ) -> [f64; Channel::ALL.len()] {
         let node = self.plan.stations[s].node;
         let age_h = self.age.age_h(node);
         let age_d = age_h / 24.0;
@@ -590,7 +596,7 @@ impl QualitySim {
             conductivity += e.conductivity * x;
             ph += e.ph * x;
         }
-        let mut v = [chlorine, turbidity, ph, conductivity, toc, temperature];
+        let mut v = [chlorine, turbidity, ph, conductivity, toc, temperature, q];
         for (x, c) in v.iter_mut().zip(Channel::ALL) {
             let (lo, hi) = c.bounds();
             *x = x.clamp(lo, hi);

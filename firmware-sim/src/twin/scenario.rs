@@ -330,12 +330,14 @@ impl Scenario {
         setpoints.sort_by_key(|s| s.at);
         let mut redundant_analysers = Vec::new();
         for name in &raw.redundant_analysers {
-            let c = super::stations::Channel::from_suffix(name).ok_or_else(|| {
-                err(format!(
-                    "redundant_analysers: `{name}` is not a station signal \
+            let c = super::stations::Channel::from_suffix(name)
+                .filter(|c| c.from_analyser())
+                .ok_or_else(|| {
+                    err(format!(
+                        "redundant_analysers: `{name}` is not an analyser signal \
                      (cl2, turb, ph, cond, toc, temp)"
-                ))
-            })?;
+                    ))
+                })?;
             if !redundant_analysers.contains(&c) {
                 redundant_analysers.push(c);
             }
@@ -469,8 +471,8 @@ impl Scenario {
     }
 }
 
-/// Splits a scenario's faults: those on a quality channel (`<station>-cl2`, `-turb`, `-ph`,
-/// `-cond`, `-toc`, `-temp`, or a redundant analyser `-cl2b` …) or a whole station belong to
+/// Splits a scenario's faults: those on a station channel (`<station>-cl2`, `-turb`, `-ph`,
+/// `-cond`, `-toc`, `-temp`, `-flow`, or a redundant analyser `-cl2b` …) or a whole station belong to
 /// the quality analysers (first), the rest name pressure sensors (second).
 pub fn split_faults(faults: Vec<SensorFault>) -> (Vec<SensorFault>, Vec<SensorFault>) {
     use super::stations::Channel;

@@ -1,6 +1,6 @@
 //! Water-quality monitoring stations: where they sit and what they measure.
 //!
-//! Each station measures six signals, exported as sensors `<station>-<suffix>`:
+//! Each station measures seven signals, exported as sensors `<station>-<suffix>`:
 //!
 //! | suffix | kind | unit | role | resolution | alarms |
 //! | --- | --- | --- | --- | --- | --- |
@@ -10,6 +10,7 @@
 //! | `cond` | conductivity | uS/cm | quality | 0.1 | |
 //! | `toc` | toc | mg/L | quality | 0.01 | |
 //! | `temp` | temperature | degC | context | 0.1 | |
+//! | `flow` | flow through the station's main | m3/h | context | 0.01 | |
 //!
 //! By default ([`default_nodes`]) a station stands at each area's inlet junction (the source,
 //! PRV or tank outlet) and at the area's farthest junction with demand (longest pipe
@@ -37,21 +38,30 @@ pub enum Channel {
     Conductivity,
     Toc,
     Temperature,
+    /// The flow in the main the station samples (the water passing its node).
+    Flow,
 }
 
 impl Channel {
-    /// Every signal, in export order.
-    pub const ALL: [Channel; 6] = [
+    /// Every signal, in export order: the analyser's first, then the flow.
+    pub const ALL: [Channel; 7] = [
         Channel::Chlorine,
         Channel::Turbidity,
         Channel::Ph,
         Channel::Conductivity,
         Channel::Toc,
         Channel::Temperature,
+        Channel::Flow,
     ];
 
     /// The suffixes of the quality (not context) signals.
     pub const QUALITY_SUFFIXES: [&'static str; 5] = ["cl2", "turb", "ph", "cond", "toc"];
+
+    /// Whether the station's multi-parameter analyser measures it (the flow comes from a
+    /// separate meter on the main).
+    pub fn from_analyser(self) -> bool {
+        self != Channel::Flow
+    }
 
     /// The sensor-id suffix.
     pub fn suffix(self) -> &'static str {
@@ -62,6 +72,7 @@ impl Channel {
             Channel::Conductivity => "cond",
             Channel::Toc => "toc",
             Channel::Temperature => "temp",
+            Channel::Flow => "flow",
         }
     }
 
@@ -79,6 +90,7 @@ impl Channel {
             Channel::Conductivity => "conductivity",
             Channel::Toc => "toc",
             Channel::Temperature => "temperature",
+            Channel::Flow => "flow",
         }
     }
 
@@ -90,13 +102,14 @@ impl Channel {
             Channel::Ph => "pH",
             Channel::Conductivity => "uS/cm",
             Channel::Temperature => "degC",
+            Channel::Flow => "m3/h",
         }
     }
 
     /// `quality` (may raise events) or `context`.
     pub fn role(self) -> &'static str {
         match self {
-            Channel::Temperature => "context",
+            Channel::Temperature | Channel::Flow => "context",
             _ => "quality",
         }
     }
@@ -145,6 +158,7 @@ impl Channel {
             Channel::Conductivity => 0.5 + 0.002 * v.abs(),
             Channel::Toc => 0.03,
             Channel::Temperature => 0.03,
+            Channel::Flow => 0.01 + 0.01 * v.abs(),
         }
     }
 
@@ -157,6 +171,7 @@ impl Channel {
             Channel::Conductivity => 150.0,
             Channel::Toc => 6.0,
             Channel::Temperature => 8.0,
+            Channel::Flow => 50.0,
         }
     }
 
@@ -169,6 +184,7 @@ impl Channel {
             Channel::Conductivity => 40.0,
             Channel::Toc => 3.0,
             Channel::Temperature => 2.0,
+            Channel::Flow => 5.0,
         }
     }
 
@@ -188,7 +204,7 @@ impl Channel {
             Channel::Turbidity => Some(0.02),
             Channel::Ph => Some(if late { 4.0 } else { 7.0 }),
             Channel::Conductivity => Some(1413.0),
-            Channel::Temperature => None,
+            Channel::Temperature | Channel::Flow => None,
         }
     }
 }
