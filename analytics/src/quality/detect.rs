@@ -22,8 +22,8 @@
 //! (temperature, flow, pressure) are modelled the same way but only explain: an event that
 //! coincides with a context change is reported with lower confidence and severity, never
 //! raised by a context signal alone; and a departure of turbidity alone while the flow in the
-//! station's main rises abruptly with it is deposits stirred up by the flow (resuspension), a
-//! hydraulic disturbance rather than different water, and raises no event.
+//! station's main runs above its usual daily peak is deposits stirred up by the flow
+//! (resuspension), a hydraulic disturbance rather than different water, and raises no event.
 
 use std::collections::VecDeque;
 
@@ -335,8 +335,8 @@ const SINGLE_SIGNAL_MIN_CHANGES: f64 = 4.0;
 /// window (the water there was normal then, or at least different).
 const ONSET_LOOKBACK_MS: i64 = 3_600_000;
 
-/// A flow this many times the highest of the day before stirs up a main's deposits (well
-/// beyond the day-to-day variation of the daily peak and a flow meter's error).
+/// A flow this many times its highest of a day stirs up a main's deposits (beyond the
+/// day-to-day variation of the daily peak and a flow meter's error).
 const STIRRING_FLOW: f64 = 1.1;
 
 const DAY_MS: i64 = 86_400_000;
