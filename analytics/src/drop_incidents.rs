@@ -23,7 +23,11 @@
 //! median over the three hours before by at least [`IncidentConfig::min_sag_m`] and three
 //! robust spreads more than the same difference at the same clock time on the seven days
 //! before (the day's own shape taken out); at least two sagging sensors (one in an area with
-//! one) make a `pressure_drop` incident too, unless a confirmed drop already covers it.
+//! one) make a `pressure_drop` incident too, unless a confirmed drop already covers it, or
+//! the rise is under half what a hole of [`IncidentConfig::min_burst_mm`] discharges at the
+//! lowest head of the sagging sensors (orifice law): a tank draining or a pump stopping
+//! moves a tank-fed area's pressures with an inflow change of a cubic metre an hour, which
+//! no burst worth a dispatch is.
 //!
 //! Causal (CONTRACTS §3): the decision needs the inflow up to `s + confirm`, so a confirmed
 //! incident's `detected_at` is the later of its first drop's detection and that time. A drop
@@ -66,6 +70,10 @@ pub struct IncidentConfig {
     pub group_minutes: i64,
     /// The least sag of a pressure sensor that confirms an inflow step, m.
     pub min_sag_m: f64,
+    /// The smallest burst an inflow step with sagging pressures must be able to be, mm: the
+    /// step must carry at least half the discharge of a hole this wide at the lowest head of
+    /// the sagging sensors (a smaller rise is a tank or pump moving the pressures).
+    pub min_burst_mm: f64,
 }
 
 impl Default for IncidentConfig {
@@ -77,6 +85,7 @@ impl Default for IncidentConfig {
             min_rise_m3h: 0.5,
             group_minutes: 60,
             min_sag_m: 0.2,
+            min_burst_mm: 10.0,
         }
     }
 }
@@ -435,11 +444,18 @@ fn inflow_steps(
         let Some((rise, true)) = r.rise(s, cfg) else {
             continue;
         };
-        let mut sagging: Vec<(&waterline_core::Sensor, f64)> = sensors
+        let mut sagging: Vec<(&waterline_core::Sensor, f64, f64)> = sensors
             .iter()
-            .filter_map(|x| Some((*x, sag(readings, x, s, clock, cfg)?)))
+            .filter_map(|x| {
+                let (sag, head) = sag(readings, x, s, clock, cfg)?;
+                Some((*x, sag, head))
+            })
             .collect();
         if sagging.len() < needed {
+            continue;
+        }
+        let lowest_head = sagging.iter().map(|x| x.2).fold(f64::INFINITY, f64::min);
+        if rise < 0.5 * orifice_m3h(cfg.min_burst_mm, lowest_head) {
             continue;
         }
         sagging.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -447,7 +463,7 @@ fn inflow_steps(
         let mut e = Event::new(EventKind::PressureDrop, utc(s), utc(detected));
         e.dma = sagging[0].0.dma.clone();
         e.sensor = Some(sagging[0].0.id.clone());
-        e.sensors = sagging.iter().map(|(x, _)| x.id.clone()).collect();
+        e.sensors = sagging.iter().map(|(x, _, _)| x.id.clone()).collect();
         e.sensors.sort();
         let depth = sagging[0].1;
         e.value = Some((depth * 100.0).round() / 100.0);
@@ -466,18 +482,30 @@ fn inflow_steps(
     out
 }
 
+/// The discharge of a round hole of `diameter_mm` at `head_m` (orifice law, discharge
+/// coefficient 0.6), m³/h: a 10 mm hole gives 3.4 m³/h at 20 m.
+fn orifice_m3h(diameter_mm: f64, head_m: f64) -> f64 {
+    let area = std::f64::consts::PI / 4.0 * (diameter_mm / 1000.0).powi(2);
+    0.6 * area * (2.0 * 9.81 * head_m.max(0.0)).sqrt() * 3600.0
+}
+
 /// How far `sensor` sagged at `s` beyond its usual course at that time of day, m, when that is
-/// at least [`IncidentConfig::min_sag_m`] and three robust spreads; `None` otherwise or
-/// without the data.
+/// at least [`IncidentConfig::min_sag_m`] and three robust spreads, with its head before the
+/// step (m); `None` otherwise or without the data.
 fn sag(
     readings: &Readings,
     sensor: &waterline_core::Sensor,
     s: EpochMillis,
     clock: &mut LocalClock,
     cfg: &IncidentConfig,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     let series = readings.series(&sensor.id);
     let confirm = cfg.confirm_minutes * 60_000;
+    let head_before = |at: EpochMillis| -> Option<f64> {
+        let from = series.times.partition_point(|&t| t < at - 3 * HOUR_MS);
+        let to = series.times.partition_point(|&t| t < at - 15 * 60_000);
+        median(&mut series.values[from..to].to_vec())
+    };
     let step_down = |at: EpochMillis| -> Option<f64> {
         let window = |a: EpochMillis, b: EpochMillis| -> Vec<f64> {
             let from = series.times.partition_point(|&t| t < a);
@@ -510,7 +538,7 @@ fn sag(
     let mut dev: Vec<f64> = usual.iter().map(|x| (x - center).abs()).collect();
     let spread = 1.4826 * median(&mut dev)?;
     let sag = now - center;
-    (sag >= cfg.min_sag_m && sag >= 3.0 * spread).then_some(sag)
+    (sag >= cfg.min_sag_m && sag >= 3.0 * spread).then_some((sag, head_before(s)?))
 }
 
 #[cfg(test)]
@@ -527,6 +555,15 @@ mod tests {
         let mut e = Event::new(kind, at(start), at(start));
         e.dma = Some(DmaId::parse(dma).unwrap());
         e
+    }
+
+    #[test]
+    fn a_ten_millimetre_hole_discharges_a_few_cubic_metres_an_hour() {
+        // Q = 0.6 · π/4 · 0.01² · √(2 · 9.81 · 20) · 3600 = 3.36 m³/h.
+        assert!((orifice_m3h(10.0, 20.0) - 3.36).abs() < 0.01);
+        // Four times the area, twice the head's square root.
+        assert!((orifice_m3h(20.0, 80.0) / orifice_m3h(10.0, 20.0) - 8.0).abs() < 1e-9);
+        assert_eq!(orifice_m3h(10.0, -3.0), 0.0, "no head, no flow");
     }
 
     #[test]
