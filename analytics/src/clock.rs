@@ -12,7 +12,8 @@ use chrono_tz::Tz;
 use crate::timefmt::EpochMillis;
 
 const SLOT_MS: i64 = 15 * 60_000;
-const DAY_MS: i64 = 86_400_000;
+/// A day, ms.
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// The date of a day number of [`LocalClock::day_and_minute`].
 pub fn date_of_day(day: i64) -> NaiveDate {

@@ -47,7 +47,7 @@ use std::collections::HashMap;
 use chrono::Datelike;
 use waterline_core::{DmaId, Event, EventKind, Network, SensorKind};
 
-use crate::clock::LocalClock;
+use crate::clock::{DAY_MS, LocalClock};
 use crate::grid::Grid;
 use crate::quality::utc;
 use crate::readings::Readings;
@@ -406,7 +406,6 @@ fn append(message: &mut Option<String>, note: &str) {
 }
 
 const HOUR_MS: EpochMillis = 3_600_000;
-const DAY_MS: EpochMillis = 24 * HOUR_MS;
 /// After an incident's start, the time its raised inflow needs to become the rise test's
 /// "before" level.
 const QUIET_MS: EpochMillis = 6 * HOUR_MS;
@@ -501,12 +500,8 @@ fn sag(
 ) -> Option<(f64, f64)> {
     let series = readings.series(&sensor.id);
     let confirm = cfg.confirm_minutes * 60_000;
-    let head_before = |at: EpochMillis| -> Option<f64> {
-        let from = series.times.partition_point(|&t| t < at - 3 * HOUR_MS);
-        let to = series.times.partition_point(|&t| t < at - 15 * 60_000);
-        median(&mut series.values[from..to].to_vec())
-    };
-    let step_down = |at: EpochMillis| -> Option<f64> {
+    // The median levels before a step at `at` and over its confirmation window.
+    let levels = |at: EpochMillis| -> Option<(f64, f64)> {
         let window = |a: EpochMillis, b: EpochMillis| -> Vec<f64> {
             let from = series.times.partition_point(|&t| t < a);
             let to = series.times.partition_point(|&t| t < b);
@@ -517,9 +512,11 @@ fn sag(
         if before.len() < 4 || after.is_empty() {
             return None;
         }
-        Some(median(&mut before)? - median(&mut after)?)
+        Some((median(&mut before)?, median(&mut after)?))
     };
-    let now = step_down(s)?;
+    let step_down = |at: EpochMillis| levels(at).map(|(before, after)| before - after);
+    let (head, after) = levels(s)?;
+    let now = head - after;
     let mut weekend = |t: EpochMillis| clock.local(t).weekday().num_days_from_monday() >= 5;
     let today = weekend(s);
     let same_type: Vec<EpochMillis> = (1..=14)
@@ -538,7 +535,7 @@ fn sag(
     let mut dev: Vec<f64> = usual.iter().map(|x| (x - center).abs()).collect();
     let spread = 1.4826 * median(&mut dev)?;
     let sag = now - center;
-    (sag >= cfg.min_sag_m && sag >= 3.0 * spread).then_some((sag, head_before(s)?))
+    (sag >= cfg.min_sag_m && sag >= 3.0 * spread).then_some((sag, head))
 }
 
 #[cfg(test)]

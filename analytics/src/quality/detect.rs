@@ -30,6 +30,7 @@ use std::collections::VecDeque;
 use waterline_core::SensorKind;
 
 use super::signals::SignalSpec;
+use crate::clock::DAY_MS;
 use crate::stats::select_median;
 use crate::timefmt::EpochMillis;
 
@@ -339,8 +340,6 @@ const ONSET_LOOKBACK_MS: i64 = 3_600_000;
 /// day-to-day variation of the daily peak and a flow meter's error).
 const STIRRING_FLOW: f64 = 1.1;
 
-const DAY_MS: i64 = 86_400_000;
-
 /// Consecutive steps of strong evidence that open an event before the discriminator's window
 /// fills. Two, not one: a spike is a single step (and taken back one step later).
 const STRONG_ONSET_STEPS: usize = 2;
@@ -626,7 +625,7 @@ impl StationDetector {
             return false;
         }
         let day = (DAY_MS / self.step_ms).max(1) as usize;
-        let look = (ONSET_LOOKBACK_MS / self.step_ms).max(3) as usize;
+        let look = self.lookback_steps();
         let hold = (self.cfg.timeout_ms / self.step_ms).max(0) as usize;
         self.models.iter().filter(|m| m.flow).any(|m| {
             let n = m.recent.len();
@@ -642,10 +641,15 @@ impl StationDetector {
         })
     }
 
+    /// The steps of [`ONSET_LOOKBACK_MS`] (at least three).
+    fn lookback_steps(&self) -> usize {
+        (ONSET_LOOKBACK_MS / self.step_ms).max(3) as usize
+    }
+
     /// The median of a signal's values in the hour before the discriminator's window (where
     /// the water was normal, or at least different); `None` while too few are known.
     fn before_onset(&self, m: &SignalModel) -> Option<f64> {
-        let look = (ONSET_LOOKBACK_MS / self.step_ms).max(3) as usize;
+        let look = self.lookback_steps();
         let skip = self.cfg.bed_window;
         let n = m.recent.len();
         if n < skip + look {
