@@ -29,6 +29,17 @@
 //! moves a tank-fed area's pressures with an inflow change of a cubic metre an hour, which
 //! no burst worth a dispatch is.
 //!
+//! A rise that came with a larger change of the water passing **through** the area is not a
+//! burst either: when a pump downstream starts (or a valve to a neighbour opens), the area's
+//! inlet and that outlet both step by tens of cubic metres an hour, its mains carry the
+//! extra water and its pressures fall, while the balance moves only by the meters' noise and
+//! timing. Half of what the balance meters' steps add up to in absolute value beyond their
+//! net is that through-flow change; at least [`IncidentConfig::transfer_ratio`] times the
+//! rise explains the drop (or the sag) as an operation. A burst adds to the inlets alone.
+//! And when the water went on to an area this one feeds (a burst there, behind a PRV that
+//! holds its own pressures), whose inflow rose with that outlet carrying it, the incident is
+//! that area's: its pressures did not move, the feeding area's did.
+//!
 //! Causal (CONTRACTS §3): the decision needs the inflow up to `s + confirm`, so a confirmed
 //! incident's `detected_at` is the later of its first drop's detection and that time. A drop
 //! whose area has balance meters but whose inflow did not rise is a demand or supply step (a
@@ -50,7 +61,7 @@ use waterline_core::{DmaId, Event, EventKind, Network, SensorKind};
 use crate::clock::{DAY_MS, LocalClock};
 use crate::grid::Grid;
 use crate::quality::utc;
-use crate::readings::Readings;
+use crate::readings::{Readings, SensorSeries};
 use crate::stats::median;
 use crate::timefmt::EpochMillis;
 
@@ -74,6 +85,9 @@ pub struct IncidentConfig {
     /// step must carry at least half the discharge of a hole this wide at the lowest head of
     /// the sagging sensors (a smaller rise is a tank or pump moving the pressures).
     pub min_burst_mm: f64,
+    /// A rise is an operation, not a burst, when the water passing through the area changed
+    /// by at least this many times the rise.
+    pub transfer_ratio: f64,
 }
 
 impl Default for IncidentConfig {
@@ -86,6 +100,7 @@ impl Default for IncidentConfig {
             group_minutes: 60,
             min_sag_m: 0.2,
             min_burst_mm: 10.0,
+            transfer_ratio: 2.0,
         }
     }
 }
@@ -95,7 +110,8 @@ impl Default for IncidentConfig {
 pub struct Checked {
     /// Incidents (confirmed, grouped) and unconfirmable drops, as `pressure_drop` events.
     pub events: Vec<Event>,
-    /// Drops in metered areas whose inflow did not rise.
+    /// Drops in metered areas whose inflow did not rise, or rose with a larger change of the
+    /// water passing through the area (a pump or valve operation).
     pub unconfirmed: usize,
 }
 
@@ -225,33 +241,71 @@ pub fn check_drops(
         events: others,
         unconfirmed: 0,
     };
-    // Confirmed drops per DMA, waiting to be grouped: (decision time, rise, drop).
-    let mut confirmed: HashMap<DmaId, Vec<(EpochMillis, f64, Event)>> = HashMap::new();
+    // Confirmed drops per DMA, waiting to be grouped.
+    let mut confirmed: HashMap<DmaId, Vec<Confirmed>> = HashMap::new();
+    let dma_of: HashMap<&DmaId, &waterline_core::Dma> =
+        network.dmas.iter().map(|d| (&d.id, d)).collect();
     for mut d in drops {
-        let check = d
-            .dma
-            .as_ref()
-            .and_then(|dma| residuals.get(dma))
-            .map(|r| r.rise(d.start.timestamp_millis(), cfg));
-        match check {
-            Some(Some((rise, true))) => {
-                let decided = d
-                    .detected_at
-                    .timestamp_millis()
-                    .max(d.start.timestamp_millis() + cfg.confirm_minutes * 60_000);
-                let dma = d.dma.clone().expect("checked drops have a DMA");
-                confirmed.entry(dma).or_default().push((decided, rise, d));
+        let start = d.start.timestamp_millis();
+        let area = d.dma.as_ref().and_then(|id| dma_of.get(id)).copied();
+        // Where the meters are looked at for water carried across: the drop's start (when its
+        // evidence began to build) and the quarter hour before its detection (when the step
+        // that confirmed it came).
+        let steps = [start, d.detected_at.timestamp_millis() - 15 * 60_000];
+        let check = area
+            .and_then(|a| Some((a, residuals.get(&a.id)?)))
+            .and_then(|(a, r)| Some((a, r.rise(start, cfg)?)));
+        let Some((area, (rise, rose))) = check else {
+            // Without the inflow's history the rise cannot be told from demand, but water
+            // carried across the area by a pump or valve shows on its meters all the same.
+            if area.is_some_and(|a| steps.iter().any(|&t| carried_across(readings, a, t, cfg))) {
+                out.unconfirmed += 1;
+                continue;
             }
-            Some(Some((_, false))) => out.unconfirmed += 1,
-            Some(None) | None => {
-                d.confidence = Some(0.5);
-                if let Some(m) = &mut d.message {
-                    m.push_str(
-                        "; the area's inflow could not confirm it (no balance meters or no data)",
-                    );
+            d.confidence = Some(0.5);
+            if let Some(m) = &mut d.message {
+                m.push_str(
+                    "; the area's inflow could not confirm it (no balance meters or no data)",
+                );
+            }
+            out.events.push(d);
+            continue;
+        };
+        let decided = d
+            .detected_at
+            .timestamp_millis()
+            .max(start + cfg.confirm_minutes * 60_000);
+        if steps
+            .iter()
+            .any(|&t| operation(readings, area, t, rise.max(0.0), cfg))
+        {
+            // Water passing through: a pump or valve, or a burst in the area it feeds.
+            match downstream_burst(readings, network, &residuals, area, start, cfg) {
+                Some((down, down_rise)) => {
+                    d.dma = Some(down.clone());
+                    let upstream = Some(area.id.clone());
+                    confirmed.entry(down.clone()).or_default().push(Confirmed {
+                        decided,
+                        rise: down_rise,
+                        drop: d,
+                        upstream,
+                    });
                 }
-                out.events.push(d);
+                None => out.unconfirmed += 1,
             }
+        } else if rose {
+            let drop = d;
+            confirmed
+                .entry(area.id.clone())
+                .or_default()
+                .push(Confirmed {
+                    decided,
+                    rise,
+                    drop,
+                    upstream: None,
+                });
+        } else {
+            out.unconfirmed += 1;
         }
     }
     for dma in &network.dmas {
@@ -265,22 +319,18 @@ pub fn check_drops(
             .collect();
         let known: Vec<EpochMillis> = confirmed
             .get(&dma.id)
-            .map(|l| {
-                l.iter()
-                    .map(|(_, _, e)| e.start.timestamp_millis())
-                    .collect()
-            })
+            .map(|l| l.iter().map(|c| c.drop.start.timestamp_millis()).collect())
             .unwrap_or_default();
-        for e in inflow_steps(r, &mut clock, readings, &sensors, &known, cfg) {
+        for e in inflow_steps(r, &mut clock, readings, dma, &sensors, &known, cfg) {
             out.events.push(e);
         }
     }
     for (_, mut list) in confirmed {
-        list.sort_by_key(|(_, _, e)| e.start);
-        let mut group: Vec<(EpochMillis, f64, Event)> = Vec::new();
+        list.sort_by_key(|c| c.drop.start);
+        let mut group: Vec<Confirmed> = Vec::new();
         for item in list {
-            let joins = group.first().is_some_and(|(_, _, first)| {
-                (item.2.start - first.start).num_minutes() <= cfg.group_minutes
+            let joins = group.first().is_some_and(|first| {
+                (item.drop.start - first.drop.start).num_minutes() <= cfg.group_minutes
             });
             if !joins && !group.is_empty() {
                 out.events.push(incident(std::mem::take(&mut group)));
@@ -296,47 +346,67 @@ pub fn check_drops(
     out
 }
 
+/// A drop the inflow confirmed, waiting to be grouped into its incident.
+#[derive(Debug)]
+struct Confirmed {
+    /// When the inflow decided it.
+    decided: EpochMillis,
+    /// The inflow rise, m³/h.
+    rise: f64,
+    drop: Event,
+    /// The area whose sensors fell, when the burst is in the area it feeds.
+    upstream: Option<DmaId>,
+}
+
 /// One incident from the confirmed drops of one area and time.
-fn incident(group: Vec<(EpochMillis, f64, Event)>) -> Event {
-    let decided = group.iter().map(|(t, _, _)| *t).min().unwrap_or_default();
-    let rise = group.iter().map(|(_, r, _)| *r).fold(f64::MIN, f64::max);
+fn incident(group: Vec<Confirmed>) -> Event {
+    let decided = group.iter().map(|c| c.decided).min().unwrap_or_default();
+    let rise = group.iter().map(|c| c.rise).fold(f64::MIN, f64::max);
     let first = group
         .iter()
-        .min_by_key(|(t, _, e)| (*t, e.detected_at))
-        .map(|(_, _, e)| e.clone())
+        .min_by_key(|c| (c.decided, c.drop.detected_at))
+        .map(|c| c.drop.clone())
         .expect("a group is never empty");
     let mut e = Event::new(
         EventKind::PressureDrop,
         group
             .iter()
-            .map(|(_, _, e)| e.start)
+            .map(|c| c.drop.start)
             .min()
             .unwrap_or(first.start),
         utc(decided),
     );
     e.dma = first.dma.clone();
     e.sensor = first.sensor.clone();
-    e.sensors = group
-        .iter()
-        .filter_map(|(_, _, d)| d.sensor.clone())
-        .collect();
+    e.sensors = group.iter().filter_map(|c| c.drop.sensor.clone()).collect();
     e.sensors.sort();
     e.sensors.dedup();
-    e.end = if group.iter().any(|(_, _, d)| d.end.is_none()) {
+    e.end = if group.iter().any(|c| c.drop.end.is_none()) {
         None
     } else {
-        group.iter().filter_map(|(_, _, d)| d.end).max()
+        group.iter().filter_map(|c| c.drop.end).max()
     };
     let depth = group
         .iter()
-        .filter_map(|(_, _, d)| d.value)
+        .filter_map(|c| c.drop.value)
         .fold(0.0, f64::max);
     e.value = Some(depth);
     e.flow_m3h = Some((rise * 100.0).round() / 100.0);
     e.severity = first.severity;
     e.confidence = Some(0.9);
+    let mut upstream: Vec<&str> = group
+        .iter()
+        .filter_map(|c| c.upstream.as_ref().map(|u| u.as_str()))
+        .collect();
+    upstream.sort();
+    upstream.dedup();
+    let at = if upstream.is_empty() {
+        String::new()
+    } else {
+        format!(" (in {}, which feeds this area)", upstream.join(", "))
+    };
     e.message = Some(format!(
-        "pressure fell up to {depth:.2} m at {} sensor(s) while the area's inflow rose {rise:.2} m3/h: a burst",
+        "pressure fell up to {depth:.2} m at {} sensor(s){at} while the area's inflow rose {rise:.2} m3/h: a burst",
         e.sensors.len()
     ));
     e
@@ -417,6 +487,7 @@ fn inflow_steps(
     r: &Residuals,
     clock: &mut LocalClock,
     readings: &Readings,
+    dma: &waterline_core::Dma,
     sensors: &[&waterline_core::Sensor],
     known: &[EpochMillis],
     cfg: &IncidentConfig,
@@ -454,7 +525,9 @@ fn inflow_steps(
             continue;
         }
         let lowest_head = sagging.iter().map(|x| x.2).fold(f64::INFINITY, f64::min);
-        if rise < 0.5 * orifice_m3h(cfg.min_burst_mm, lowest_head) {
+        if rise < 0.5 * orifice_m3h(cfg.min_burst_mm, lowest_head)
+            || operation(readings, dma, s, rise, cfg)
+        {
             continue;
         }
         sagging.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -481,6 +554,126 @@ fn inflow_steps(
     out
 }
 
+/// How far a meter's flow stepped at `s`: its median over `[s, s + confirm)` minus its median
+/// over the three hours before (as the rise test takes them), m³/h.
+fn meter_step(
+    readings: &Readings,
+    meter: &waterline_core::SensorId,
+    s: EpochMillis,
+    cfg: &IncidentConfig,
+) -> Option<f64> {
+    let series = readings.series(meter);
+    let before = median(&mut values_between(
+        &series,
+        s - 3 * HOUR_MS,
+        s - 15 * 60_000,
+    ))?;
+    let after = median(&mut values_between(
+        &series,
+        s,
+        s + cfg.confirm_minutes * 60_000,
+    ))?;
+    Some(after - before)
+}
+
+/// Whether the water passing through `dma` at `s` ([`through_flow`]) changed by at least
+/// [`IncidentConfig::transfer_ratio`] times the inflow `rise` (m³/h): a pump or valve moving
+/// water across the area, or a burst in an area it feeds, not a burst in it.
+fn operation(
+    readings: &Readings,
+    dma: &waterline_core::Dma,
+    s: EpochMillis,
+    rise: f64,
+    cfg: &IncidentConfig,
+) -> bool {
+    through_flow(readings, dma, s, cfg) >= cfg.transfer_ratio * rise.abs()
+}
+
+/// How much the water passing through `dma` changed at `s`, m³/h: half of what its balance
+/// meters' steps add up to in absolute value beyond their net (inlets less outlets). A burst
+/// or a demand change moves the net; a pump or valve carrying water across the area moves an
+/// inlet and an outlet by the same amount, which the net does not show.
+fn through_flow(
+    readings: &Readings,
+    dma: &waterline_core::Dma,
+    s: EpochMillis,
+    cfg: &IncidentConfig,
+) -> f64 {
+    let (moved, net) = balance_steps(readings, dma, s, cfg);
+    (moved - net.abs()) / 2.0
+}
+
+/// The steps of `dma`'s balance meters at `s` ([`meter_step`]): their absolute sum and their
+/// net (inlets less outlets), m³/h.
+fn balance_steps(
+    readings: &Readings,
+    dma: &waterline_core::Dma,
+    s: EpochMillis,
+    cfg: &IncidentConfig,
+) -> (f64, f64) {
+    dma.inlets
+        .iter()
+        .map(|m| (m, 1.0))
+        .chain(dma.outlets.iter().map(|m| (m, -1.0)))
+        .filter_map(|(m, sign)| Some(sign * meter_step(readings, m, s, cfg)?))
+        .fold((0.0, 0.0), |(moved, net), x| (moved + x.abs(), net + x))
+}
+
+/// Whether, with no inflow history to measure a rise against, the water passing through
+/// `dma` at `s` changed by at least [`IncidentConfig::transfer_ratio`] times the raw net step
+/// of its balance meters (and by [`IncidentConfig::min_rise_m3h`]): a pump or valve.
+fn carried_across(
+    readings: &Readings,
+    dma: &waterline_core::Dma,
+    s: EpochMillis,
+    cfg: &IncidentConfig,
+) -> bool {
+    let (moved, net) = balance_steps(readings, dma, s, cfg);
+    let through = (moved - net.abs()) / 2.0;
+    through >= cfg.min_rise_m3h && through >= cfg.transfer_ratio * net.abs()
+}
+
+/// The area fed by one of `area`'s outlets whose own inflow rose at `s` (the rise test, not
+/// itself an operation) with that outlet carrying at least half the rise and half the change
+/// of the water passing through `area` (the transfer that lowered `area`'s pressures went
+/// there, not to a pump elsewhere): a burst there, felt upstream (a PRV holds its own
+/// pressures), with the rise (m³/h). The largest if several.
+fn downstream_burst<'a>(
+    readings: &Readings,
+    network: &'a Network,
+    residuals: &HashMap<&DmaId, Residuals>,
+    area: &waterline_core::Dma,
+    s: EpochMillis,
+    cfg: &IncidentConfig,
+) -> Option<(&'a DmaId, f64)> {
+    let mut best: Option<(&DmaId, f64)> = None;
+    let through = through_flow(readings, area, s, cfg);
+    for outlet in &area.outlets {
+        let Some(step) = meter_step(readings, outlet, s, cfg) else {
+            continue;
+        };
+        for fed in network.dmas.iter().filter(|x| x.inlets.contains(outlet)) {
+            let Some(Some((rise, true))) = residuals.get(&fed.id).map(|r| r.rise(s, cfg)) else {
+                continue;
+            };
+            if step >= 0.5 * rise.max(through)
+                && !operation(readings, fed, s, rise, cfg)
+                && best.is_none_or(|(_, r)| rise > r)
+            {
+                best = Some((&fed.id, rise));
+            }
+        }
+    }
+    best
+}
+
+/// A sensor's values at times in `[a, b)`.
+fn values_between(series: &SensorSeries<'_>, a: EpochMillis, b: EpochMillis) -> Vec<f64> {
+    let from = series.times.partition_point(|&t| t < a);
+    let to = series.times.partition_point(|&t| t < b);
+    series.values[from..to].to_vec()
+}
+
 /// The discharge of a round hole of `diameter_mm` at `head_m` (orifice law, discharge
 /// coefficient 0.6), m³/h: a 10 mm hole gives 3.4 m³/h at 20 m.
 fn orifice_m3h(diameter_mm: f64, head_m: f64) -> f64 {
@@ -502,13 +695,8 @@ fn sag(
     let confirm = cfg.confirm_minutes * 60_000;
     // The median levels before a step at `at` and over its confirmation window.
     let levels = |at: EpochMillis| -> Option<(f64, f64)> {
-        let window = |a: EpochMillis, b: EpochMillis| -> Vec<f64> {
-            let from = series.times.partition_point(|&t| t < a);
-            let to = series.times.partition_point(|&t| t < b);
-            series.values[from..to].to_vec()
-        };
-        let mut before = window(at - 3 * HOUR_MS, at - 15 * 60_000);
-        let mut after = window(at, at + confirm);
+        let mut before = values_between(&series, at - 3 * HOUR_MS, at - 15 * 60_000);
+        let mut after = values_between(&series, at, at + confirm);
         if before.len() < 4 || after.is_empty() {
             return None;
         }
@@ -636,5 +824,54 @@ mod tests {
         let s = step_at as EpochMillis * STEP;
         assert!(matches!(r.rise(s, &cfg), Some((rise, true)) if (rise - 10.0).abs() < 1.0));
         assert!(matches!(r.rise(s - DAY_MS, &cfg), Some((_, false))));
+    }
+
+    #[test]
+    fn water_passing_through_the_area_is_an_operation_and_a_burst_is_not() {
+        let net = Network::parse(
+            r#"
+[[dma]]
+id = "A"
+inlets = ["in"]
+outlets = ["to-c"]
+[[sensor]]
+id = "in"
+kind = "flow"
+unit = "m3/h"
+[[sensor]]
+id = "to-c"
+kind = "flow"
+unit = "m3/h"
+"#,
+        )
+        .unwrap();
+        let id = |s: &str| SensorId::parse(s).unwrap();
+        let s = 4 * HOUR_MS;
+        // Five-minute readings for six hours; from `s` the inlet carries `inlet_step` more
+        // and the outlet (a pump to the next area) `outlet_step` more.
+        let area = |inlet_step: f64, outlet_step: f64| {
+            let rows = (0..72).flat_map(move |k| {
+                let t = k * 5 * 60_000;
+                let on = t >= s;
+                let wiggle = (k % 3) as f64 * 0.2;
+                [
+                    (
+                        id("in"),
+                        t,
+                        70.0 + wiggle + if on { inlet_step } else { 0.0 },
+                    ),
+                    (id("to-c"), t, if on { outlet_step } else { 0.0 }),
+                ]
+            });
+            Readings::from_rows(&net, rows)
+        };
+        let cfg = IncidentConfig::default();
+        let dma = &net.dmas[0];
+        // The pump starts: 36 m3/h in and out, the balance up by 3.7 (meter timing and noise).
+        assert!(operation(&area(39.7, 36.0), dma, s, 3.7, &cfg));
+        // A 10 m3/h burst: only the inlet moves.
+        assert!(!operation(&area(10.0, 0.0), dma, s, 10.0, &cfg));
+        // A burst while a smaller transfer changes is still a burst.
+        assert!(!operation(&area(14.0, 4.0), dma, s, 10.0, &cfg));
     }
 }

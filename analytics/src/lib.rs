@@ -9,7 +9,9 @@
 //! - [`pressure`]: service-band violations, sudden drops ([`pressure_drop`], confirmed by the
 //!   DMA's inflow and grouped per incident in [`drop_incidents`]), transients in high-rate
 //!   data ([`transients`]) and the pressure compliance rate per point, zone and network per
-//!   day; [`pressure_score`] scores them against the simulator's truth.
+//!   day, with sensor faults set aside (drift against the zone in [`pressure_drift`]; jumps
+//!   the whole zone made are no fault, [`zone_jumps`]); [`pressure_score`] scores them
+//!   against the simulator's truth.
 //! - [`prv`]: PRV set-point recommendations (a fixed set point and an hourly schedule that keep
 //!   the critical point above its minimum) with their expected pressure and FAVAD leakage
 //!   saving.
@@ -44,5 +46,6 @@ pub mod readings;
 mod stats;
 pub mod timefmt;
 pub mod transients;
+pub mod zone_jumps;
 
 pub use readings::{LoadOptions, LoadReport, Readings, ReadingsError};

@@ -9,7 +9,8 @@
 //! - Each reading first passes the instrument-fault checks the quality analytics use
 //!   ([`crate::quality::faults`]: impossible values, flatlines judged against the resolution,
 //!   spikes, dropouts); a faulted reading raises a `sensor_fault` and counts neither as
-//!   qualified nor as a reading.
+//!   qualified nor as a reading. A jump that two or more of the zone's sensors made at the
+//!   same moment ([`crate::zone_jumps`]) is the water, not an instrument, and passes.
 //! - `pressure_low` / `pressure_high`: a sustained band violation — three consecutive trusted
 //!   readings beyond the bound (a lone spike never alarms); it ends with the first of three
 //!   consecutive readings back inside by more than the resolution.
@@ -42,13 +43,15 @@ use crate::drop_incidents::{self, IncidentConfig};
 use crate::grid::dma_balance_flows;
 use crate::pressure_drift::{self, DriftConfig};
 use crate::pressure_drop::{DropConfig, DropDetector};
-use crate::quality::faults::{FaultConfig, FaultTracker};
+use crate::quality::faults::{FaultConfig, FaultTracker, Verdict};
 use crate::quality::signals::{SetPoint, Side, SignalSpec, Tier};
 use crate::quality::station::median_interval;
 use crate::quality::thresholds::ThresholdTracker;
 use crate::quality::utc;
 use crate::readings::Readings;
+use crate::timefmt::EpochMillis;
 use crate::transients::{self, TransientConfig};
+use crate::zone_jumps;
 
 /// The lower bound where the network configures none: 0.14 MPa at the network's tail.
 pub const DEFAULT_MIN_SERVICE_PRESSURE_M: f64 = 14.0;
@@ -150,8 +153,15 @@ pub fn analyze_with(
         Some((t0, t1)) => LocalClock::spanning(network.timezone, t0, t1),
         None => LocalClock::new(network.timezone),
     };
+    let common = zone_jumps::common_jumps(readings, network);
     let results = crate::parallel::map_in_parallel(&sensors, |s| {
-        analyze_sensor(readings, network, s, cfg, &exclusions(windows, s), &clock)
+        let jumps = s
+            .dma
+            .as_ref()
+            .and_then(|d| common.get(d))
+            .map_or(&[][..], Vec::as_slice);
+        let excluded = exclusions(windows, s);
+        analyze_sensor(readings, network, s, cfg, &excluded, jumps, &clock)
     });
     let mut report = PressureReport::default();
     let mut zones: BTreeMap<(String, NaiveDate), Counts> = BTreeMap::new();
@@ -287,6 +297,7 @@ fn analyze_sensor(
     sensor: &waterline_core::Sensor,
     cfg: &PressureConfig,
     excluded: &[(i64, i64)],
+    zone_jumps: &[EpochMillis],
     clock: &LocalClock,
 ) -> Option<SensorResult> {
     let series = readings.series(&sensor.id);
@@ -323,7 +334,17 @@ fn analyze_sensor(
     // The drop detector sees a reading one reading later, once it is known not a spike.
     let mut held: Option<(i64, f64)> = None;
     for (&t, &v) in series.times.iter().zip(series.values) {
-        let verdict = faults.step(t, Some(v));
+        // A jump the zone's other sensors made too is the water: no spike, no floor, and no
+        // burst's step for the drop detector either.
+        let zone_jump = zone_jumps.binary_search(&t).is_ok();
+        let verdict = if zone_jump {
+            Verdict {
+                value: Some(v),
+                retract_previous: false,
+            }
+        } else {
+            faults.step(t, Some(v))
+        };
         if verdict.retract_previous {
             held = None;
             if let Some((date, verdict)) = last_counted.take() {
@@ -346,7 +367,7 @@ fn analyze_sensor(
             continue;
         };
         bounds.step(t, x);
-        held = Some((t, x));
+        held = (!zone_jump).then_some((t, x));
         let ok = x >= low && high.is_none_or(|h| x <= h);
         let date = clock.day_and_minute(t).0;
         let day = days.get(date);

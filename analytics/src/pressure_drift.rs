@@ -15,7 +15,10 @@
 //!   same way, and no two-hour change of `e` in those 18 h is more than 60 % of the whole
 //!   change (a step, as a burst next to one sensor makes, is one big jump; a drift creeps);
 //!   and when two or more of the zone's sensors move at once it is a hydraulic change, not an
-//!   instrument: nothing opens, and a drift opened in the last 12 h is taken back. The fault
+//!   instrument: nothing opens, and a drift opened in the last 12 h is taken back. While a
+//!   sensor drifts it counts in its neighbours' medians with its drift (its `e`) taken out:
+//!   in a zone of three, half its drift would show on each of the other two, and they would
+//!   seem to drift too. The fault
 //!   starts with the first of those blocks, is detected at the end of the hour that showed it
 //!   (causal), and ends when the 12-hour mean is back within half the threshold. While it
 //!   lasts, the sensor's baseline is frozen.
@@ -125,30 +128,48 @@ fn detect_zone(
     for h in 0..n_hours {
         let t = start + h as i64 * HOUR;
         let hod = (t.div_euclid(HOUR) % 24) as usize;
-        // The hour's values, sorted once: each sensor's neighbours are all but its own.
-        present.clear();
-        present.extend(series.iter().filter_map(|g| g.values[h]));
-        present.sort_by(f64::total_cmp);
-        for (k, track) in tracks.iter_mut().enumerate() {
-            let Some(v) = series[k].values[h] else {
-                push_last(track, None);
-                continue;
-            };
-            // At least one neighbour, whatever the configuration: a median of none is none.
-            if present.len() - 1 < cfg.min_neighbours.max(1) {
-                push_last(track, None);
-                continue;
+        // The hour's values, sorted once: each sensor's neighbours are all but its own. A
+        // drifting sensor counts in its neighbours' medians with its drift taken out (this
+        // hour's offset from its usual): raw, half of it would show on each of the other two
+        // in a zone of three, and they would seem to drift too.
+        let values: Vec<Option<f64>> = series.iter().map(|g| g.values[h]).collect();
+        let mut offsets: Vec<Option<(f64, Option<f64>)>> = vec![None; ids.len()];
+        let drifting = |k: usize| tracks[k].open.is_some();
+        for pass in [true, false] {
+            present.clear();
+            present.extend((0..ids.len()).filter_map(|k| match (pass, drifting(k)) {
+                (false, true) => Some(values[k]? - offsets[k]?.1?),
+                _ => values[k],
+            }));
+            present.sort_by(f64::total_cmp);
+            for k in (0..ids.len()).filter(|&k| drifting(k) == pass) {
+                let Some(v) = values[k] else {
+                    continue;
+                };
+                // At least one neighbour, whatever the configuration: a median of none is
+                // none.
+                if present.len() - 1 < cfg.min_neighbours.max(1) {
+                    continue;
+                }
+                let d = v - median_without(&present, v);
+                let track = &tracks[k];
+                let e = if track.by_hour[hod].len() >= cfg.min_history_days {
+                    let mut hist: Vec<f64> = track.by_hour[hod].iter().copied().collect();
+                    median(&mut hist).map(|m| d - m)
+                } else {
+                    None
+                };
+                offsets[k] = Some((d, e));
             }
-            let m = median_without(&present, v);
-            let d = v - m;
-            let e = if track.by_hour[hod].len() >= cfg.min_history_days {
-                let mut hist: Vec<f64> = track.by_hour[hod].iter().copied().collect();
-                median(&mut hist).map(|m| d - m)
-            } else {
-                None
-            };
-            push_last(track, e);
-            pending.push((k, hod, d, e));
+        }
+        for (k, track) in tracks.iter_mut().enumerate() {
+            match offsets[k] {
+                Some((d, e)) => {
+                    push_last(track, e);
+                    pending.push((k, hod, d, e));
+                }
+                None => push_last(track, None),
+            }
         }
         // Close what recovered; open what drifts, unless several sensors of the zone moved
         // at once (a hydraulic change, not an instrument): then nothing opens, and a drift
@@ -433,6 +454,43 @@ dma = "A"
             (detected - a) / HOUR
         );
         assert!(e.end.is_some(), "closed after the recalibration");
+    }
+
+    #[test]
+    fn in_a_zone_of_three_only_the_drifting_sensor_is_a_fault() {
+        // p4 is not installed; p3 drifts to −5 m over three days from day 7. Against the
+        // median of the other two, p1 and p2 would each read half of that off by day 9 (p2,
+        // which creeps up 0.3 m itself meanwhile, a few hours before p1).
+        let (a, b) = (7 * DAY, 10 * DAY);
+        let (net, r) = zone(|i, t| {
+            let f = ((t - a) as f64 / (b - a) as f64).clamp(0.0, 1.0);
+            match i {
+                1 => 0.3 * f,
+                2 if t < b => -5.0 * f,
+                _ => 0.0,
+            }
+        });
+        let p4 = SensorId::parse("p4").unwrap();
+        let rows: Vec<(SensorId, EpochMillis, f64)> = ["p1", "p2", "p3"]
+            .into_iter()
+            .flat_map(|id| {
+                let id = SensorId::parse(id).unwrap();
+                let s = r.series(&id);
+                s.times
+                    .iter()
+                    .zip(s.values)
+                    .map(|(&t, &v)| (id.clone(), t, v))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let r = Readings::from_rows(&net, rows);
+        assert!(r.series(&p4).times.is_empty());
+        let events = run(&net, &r);
+        let sensors: Vec<&str> = events
+            .iter()
+            .map(|e| e.sensor.as_ref().unwrap().as_str())
+            .collect();
+        assert_eq!(sensors, ["p3"], "{events:#?}");
     }
 
     #[test]

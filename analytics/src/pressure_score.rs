@@ -8,8 +8,11 @@
 //!   burst is found when a `pressure_drop` or `pressure_low` of a sensor in the leak's DMA is
 //!   raised while it runs, within `burst_window_h` (default 24 h) of its start. Not every such
 //!   leak moves a monitored pressure by more than the sensors' noise (a burst far from every
-//!   sensor in a well-fed zone may not), so recall here is over all of them: a lower bound on
-//!   the issue's figure, which counts only the visible ones.
+//!   sensor in a well-fed zone may not), so recall is given twice: over all of them, and over
+//!   the **visible** ones, whose opening lowered some monitored pressure by more than three
+//!   times that sensor's noise (the truth's `pressure_drop_m` and `pressure_noise_m`, from the
+//!   simulator's what-if solve without the leak; a burst the truth has no such figure for
+//!   counts as visible).
 //! - **Precision** over every pressure event: a `sensor_fault` is true when it overlaps a truth
 //!   fault of its sensor (plus the hour after); a `pressure_drop` when a truth leak of its
 //!   sensor's DMA began within `burst_window_h` before its detection (a slowly growing leak
@@ -46,6 +49,12 @@ pub struct PressureTruth {
     pub leak_type: Option<String>,
     #[serde(default)]
     pub diameter_mm: Option<f64>,
+    /// A burst's largest drop at a monitored pressure when it opened, m.
+    #[serde(default)]
+    pub pressure_drop_m: Option<f64>,
+    /// The standard deviation of that sensor's noise, m.
+    #[serde(default)]
+    pub pressure_noise_m: Option<f64>,
 }
 
 impl PressureTruth {
@@ -56,7 +65,19 @@ impl PressureTruth {
     fn is_leak(&self) -> bool {
         self.kind == "leak" || self.kind == "burst"
     }
+
+    /// Whether the leak moved a monitored pressure by more than its noise (three standard
+    /// deviations) when it opened; unknown counts as yes.
+    pub fn moved_a_monitored_pressure(&self) -> bool {
+        match (self.pressure_drop_m, self.pressure_noise_m) {
+            (Some(drop), Some(noise)) => drop > VISIBLE_NOISE_SDS * noise,
+            _ => true,
+        }
+    }
 }
+
+/// How many noise standard deviations a burst's pressure drop must exceed to be visible.
+pub const VISIBLE_NOISE_SDS: f64 = 3.0;
 
 /// Reads the leak and pressure-fault lines of a truth file (other lines are skipped).
 pub fn read_truth(reader: impl BufRead, name: &str) -> Result<Vec<PressureTruth>, String> {
@@ -108,6 +129,8 @@ pub struct PressureScore {
     pub faults_by_type: BTreeMap<String, Tally>,
     pub fault_delay_median_min: Option<f64>,
     pub bursts: Tally,
+    /// The bursts that moved a monitored pressure by more than its noise.
+    pub visible_bursts: Tally,
     pub burst_delay_median_h: Option<f64>,
     /// Per event kind: events (`total`) and true ones (`found`).
     pub events_by_kind: BTreeMap<String, Tally>,
@@ -186,7 +209,9 @@ pub fn score(
         t.leak_type.as_deref() == Some("abrupt")
             && t.diameter_mm.is_some_and(|d| d >= cfg.min_burst_mm)
     }) {
+        let visible = t.moved_a_monitored_pressure();
         s.bursts.total += 1;
+        s.visible_bursts.total += usize::from(visible);
         let until = (t.start + burst_window).min(t.end.unwrap_or(horizon));
         let hit = events
             .iter()
@@ -200,6 +225,7 @@ pub fn score(
             .min();
         if let Some(at) = hit {
             s.bursts.found += 1;
+            s.visible_bursts.found += usize::from(visible);
             delays.push((at - t.start).num_seconds() as f64 / 3600.0);
         }
     }
@@ -286,6 +312,8 @@ dma = "B"
         let lines = [
             r#"{"kind":"leak","start":"2026-01-01T10:00:00Z","end":"2026-01-03T00:00:00Z","dma":"A","leak_type":"abrupt","diameter_mm":15.0}"#,
             r#"{"kind":"leak","start":"2026-01-02T10:00:00Z","end":"2026-01-04T00:00:00Z","dma":"B","leak_type":"abrupt","diameter_mm":8.0}"#,
+            r#"{"kind":"leak","start":"2026-01-05T10:00:00Z","end":"2026-01-06T00:00:00Z","dma":"B","leak_type":"abrupt","diameter_mm":12.0,"pressure_drop_m":0.25,"pressure_noise_m":0.1}"#,
+            r#"{"kind":"leak","start":"2026-01-06T10:00:00Z","end":"2026-01-07T00:00:00Z","dma":"B","leak_type":"abrupt","diameter_mm":12.0,"pressure_drop_m":0.35,"pressure_noise_m":0.1}"#,
             r#"{"kind":"leak","start":"2026-01-01T00:00:00Z","end":"2026-01-04T00:00:00Z","dma":"B","leak_type":"incipient","diameter_mm":20.0}"#,
             r#"{"kind":"sensor_fault","fault":"flatline","sensor":"pa","dma":"A","start":"2026-01-02T00:00:00Z","end":"2026-01-02T06:00:00Z"}"#,
             r#"{"kind":"sensor_fault","fault":"floor","sensor":"pb","dma":"B","start":"2026-01-03T00:00:00Z","end":"2026-01-03T02:00:00Z"}"#,
@@ -300,7 +328,15 @@ dma = "B"
         let kinds: Vec<String> = truth().iter().map(|t| t.kind.clone()).collect();
         assert_eq!(
             kinds,
-            ["leak", "leak", "leak", "sensor_fault", "sensor_fault"]
+            [
+                "leak",
+                "leak",
+                "leak",
+                "leak",
+                "leak",
+                "sensor_fault",
+                "sensor_fault"
+            ]
         );
         let err = read_truth("{\"kind\": 1}".as_bytes(), "t.jsonl").unwrap_err();
         assert!(err.contains("t.jsonl line 1"), "{err}");
@@ -331,7 +367,10 @@ dma = "B"
         assert_eq!(s.faults_by_type["flatline"], Tally { total: 1, found: 1 });
         assert_eq!(s.faults_by_type["floor"], Tally { total: 1, found: 0 });
         assert_eq!(s.fault_delay_median_min, Some(120.0));
-        assert_eq!(s.bursts, Tally { total: 1, found: 1 });
+        // Two 12 mm bursts in B go unseen: one moved a pressure by 2.5 noise SDs (not
+        // visible), the other by 3.5 (visible); the 15 mm one in A has no figure (visible).
+        assert_eq!(s.bursts, Tally { total: 3, found: 1 });
+        assert_eq!(s.visible_bursts, Tally { total: 2, found: 1 });
         assert_eq!(s.burst_delay_median_h, Some(1.0));
         assert_eq!(s.events, Tally { total: 6, found: 3 });
         assert_eq!(

@@ -110,6 +110,11 @@ fn print_score(s: &PressureScore, pressure_low: usize) {
         ratio(s.bursts),
         opt(s.burst_delay_median_h, "h")
     );
+    println!(
+        "  that moved a monitored pressure by more than {} noise SDs: {}",
+        pressure_score::VISIBLE_NOISE_SDS,
+        ratio(s.visible_bursts)
+    );
     println!("precision: {} true of all pressure events", ratio(s.events));
     for (kind, t) in &s.events_by_kind {
         println!("  {kind:<14} {}", ratio(*t));

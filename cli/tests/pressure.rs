@@ -178,6 +178,21 @@ fn evaluate_pressure_scores_the_simulated_faults_and_bursts() {
         stdout.contains("bursts found: ") && stdout.contains("/1 "),
         "{stdout}"
     );
+    // The 20 mm burst opens at 02:00 at J1, A's inlet node next to the source, at night:
+    // the truth's what-if says it lowered no monitored pressure by more than 0.1 m (one
+    // noise SD), so it is no visible burst.
+    let burst: serde_json::Value = serde_json::from_str(
+        truth
+            .lines()
+            .find(|l| l.contains("\"kind\":\"leak\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(burst["pressure_drop_m"].as_f64().unwrap() < 0.3, "{burst}");
+    assert!(
+        stdout.contains("that moved a monitored pressure by more than 3 noise SDs: 0/0"),
+        "{stdout}"
+    );
 
     let (code, _, stderr) = run(&["evaluate", "pressure"]);
     assert_ne!(code, 0);

@@ -608,3 +608,64 @@ fn demand_patterns_follow_the_local_clock_across_a_daylight_saving_change() {
         "the pattern still differs by the hour"
     );
 }
+
+#[test]
+fn a_bursts_opening_is_measured_as_what_it_took_from_each_nodes_pressure() {
+    // The same steady network with and without a 20 mm burst in A opening at step 12: the
+    // onset the twin reports at that step is the difference of the two runs' pressures, node by
+    // node, and no other step reports one.
+    let opens = "2026-01-05T01:00:00Z";
+    let run = |leaks: Vec<Leak>| {
+        let mut twin = builtin(config(16, false, leaks));
+        let mut pressures = Vec::new();
+        let mut onsets = Vec::new();
+        twin.run(|step| {
+            let n = step.engine.nodes().len();
+            pressures.push(
+                (0..n)
+                    .map(|i| step.engine.pressure_m(i))
+                    .collect::<Vec<_>>(),
+            );
+            onsets.extend(step.onsets.iter().map(|o| (step.index, o.clone())));
+            Ok(())
+        })
+        .unwrap();
+        (pressures, onsets)
+    };
+    let (with, onsets) = run(vec![abrupt("A6", 20.0, opens)]);
+    let (without, none) = run(vec![]);
+    assert!(none.is_empty());
+    assert_eq!(onsets.len(), 1, "{onsets:?}");
+    let (k, onset) = &onsets[0];
+    assert_eq!((*k, onset.leak), (12, 0));
+    let mut largest = 0.0f64;
+    for (node, drop) in onset.pressure_drop_m.iter().enumerate() {
+        let expected = without[12][node] - with[12][node];
+        assert!(
+            (drop - expected).abs() < 1e-3,
+            "node {node}: {drop} vs {expected}"
+        );
+        largest = largest.max(*drop);
+    }
+    assert!(
+        largest > 1.0,
+        "a 20 mm burst lowers its area's pressures: {largest} m"
+    );
+
+    // The export's truth gives the largest drop at a pressure sensor, and which sensor.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut twin = builtin(config(16, false, vec![abrupt("A6", 20.0, opens)]));
+    let tags = inp::sensor_tags(BUILTIN_INP);
+    export::export(&mut twin, &tags, tmp.path(), true, false).unwrap();
+    let truth: serde_json::Value =
+        serde_json::from_str(read(tmp.path(), "truth.jsonl").lines().next().unwrap()).unwrap();
+    let sensor = truth["pressure_drop_sensor"].as_str().unwrap();
+    let net = waterline_core::network::Network::parse(&read(tmp.path(), "network.toml")).unwrap();
+    let id = waterline_core::SensorId::parse(sensor).unwrap();
+    assert_eq!(net.sensors[&id].kind, waterline_core::SensorKind::Pressure);
+    let drop_m = truth["pressure_drop_m"].as_f64().unwrap();
+    assert!(
+        drop_m > 0.5 && drop_m <= largest + 1e-3,
+        "{drop_m} of {largest}"
+    );
+}

@@ -364,7 +364,7 @@ impl Sink {
 impl StepSink for Sink {
     fn step(&mut self, step: &Step<'_>) -> Result<(), TwinError> {
         self.instruments.read(step, &mut self.read);
-        self.flows.add(step.leak_flows_m3h);
+        self.flows.add(step, &self.instruments.specs);
         for a in &self.analysers {
             a.update(&self.read);
         }

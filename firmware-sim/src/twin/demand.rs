@@ -5,9 +5,11 @@
 //!   has no pattern follows [`crate::model::diurnal_factor`] in local time.
 //! - The weekly factor applies only when the `.inp`'s patterns are shorter than a week (L-Town's
 //!   patterns span a week already): Friday 1.02, Saturday 1.06, Sunday 0.92, else 1.0.
-//! - Random variation: one network-wide factor per day (σ 3 %, weather), one factor per junction
-//!   per day (σ 5 %), and a short-term factor per junction and step (AR(1), σ 12 %, about an
-//!   hour's memory at 5-minute steps). The product is clipped at zero.
+//! - Random variation: a network-wide factor (σ 3 %, weather) drawn for each local noon and
+//!   interpolated linearly between noons (the weather does not change at midnight: a step there
+//!   would raise every area's inflow at once, which to any detector is a burst), one factor per
+//!   junction per day (σ 5 %), and a short-term factor per junction and step (AR(1), σ 12 %,
+//!   about an hour's memory at 5-minute steps). The product is clipped at zero.
 //! - Large night users (one per 250 junctions, 1 to 5): a junction drawing 1–3 m³/h extra from
 //!   23:00 to 05:00 local time every night, such as an irrigation or a factory's night shift.
 //! - Holidays (the scenario's `holidays`, local dates): a Sunday's volume (× 0.92) with the
@@ -15,8 +17,8 @@
 //!   `.inp`'s pattern as the ratio of the default diurnal shape shifted to the unshifted one.
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
-use rand::RngExt;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 use super::engine::{Engine, NodeKind};
 
@@ -31,6 +33,9 @@ pub struct NightUser {
 #[derive(Debug)]
 pub struct Demand {
     rng: StdRng,
+    /// Seeds the network-wide factor of each day (its own stream: the value of a day does
+    /// not depend on which days were asked for first).
+    weather_seed: u64,
     variation: bool,
     weekly: bool,
     junctions: Vec<usize>,
@@ -80,8 +85,10 @@ impl Demand {
                 night_users.push(NightUser { node, rate_m3h });
             }
         }
+        let weather_seed = rng.random::<u64>();
         Self {
             rng,
+            weather_seed,
             variation,
             weekly,
             junctions,
@@ -124,11 +131,11 @@ impl Demand {
         let day = local.date().num_days_from_ce() as i64;
         if self.day != Some(day) {
             self.day = Some(day);
-            let global = 1.0 + 0.03 * gaussian(&mut self.rng);
             for &j in &self.junctions {
-                self.day_factor[j] = global * (1.0 + 0.05 * gaussian(&mut self.rng));
+                self.day_factor[j] = 1.0 + 0.05 * gaussian(&mut self.rng);
             }
         }
+        let global = self.weather_at(day, hour);
         let holiday = self.holidays.binary_search(&local.date()).is_ok();
         let weekly = if self.weekly && !holiday {
             match local.weekday().num_days_from_monday() {
@@ -144,7 +151,7 @@ impl Demand {
         for &j in &self.junctions {
             let e = AR_PHI * self.short_term[j] + innovation * gaussian(&mut self.rng);
             self.short_term[j] = e;
-            factor[j] = (factor[j] * weekly * self.day_factor[j] * (1.0 + e)).max(0.0);
+            factor[j] = (factor[j] * weekly * global * self.day_factor[j] * (1.0 + e)).max(0.0);
         }
         let night = local.hour() >= 23 || local.hour() < 5;
         if night {
@@ -152,6 +159,29 @@ impl Demand {
                 extra_m3h[u.node] += u.rate_m3h;
             }
         }
+    }
+}
+
+impl Demand {
+    /// The network-wide factor of local day `day` (days from the common era) at its noon.
+    fn weather_of_day(&self, day: i64) -> f64 {
+        let mut rng = StdRng::seed_from_u64(
+            self.weather_seed ^ (day as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        1.0 + 0.03 * gaussian(&mut rng)
+    }
+
+    /// The network-wide factor at local hour `hour` of day `day`: linear between the noons
+    /// on either side.
+    fn weather_at(&self, day: i64, hour: f64) -> f64 {
+        let (before, w) = if hour < 12.0 {
+            (day - 1, (hour + 12.0) / 24.0)
+        } else {
+            (day, (hour - 12.0) / 24.0)
+        };
+        let a = self.weather_of_day(before);
+        let b = self.weather_of_day(before + 1);
+        a + (b - a) * w
     }
 }
 
@@ -170,5 +200,35 @@ mod tests {
         // At 07:00 the morning peak has not come yet; by 09:30 it is above an ordinary day's.
         assert!(holiday_factor(7.0) < 0.8, "{}", holiday_factor(7.0));
         assert!(holiday_factor(9.5) > 1.0, "{}", holiday_factor(9.5));
+    }
+
+    #[test]
+    fn the_weather_moves_between_noons_and_never_steps_at_midnight() {
+        let engine = Engine::from_inp_text(include_str!("builtin.inp"), "builtin").unwrap();
+        let d = Demand::new(&engine, crate::model::rng(7), true);
+        let first = NaiveDate::from_ymd_opt(2026, 1, 1)
+            .unwrap()
+            .num_days_from_ce() as i64;
+        let mut noons = Vec::new();
+        let mut largest_midnight_step = 0.0f64;
+        for day in first..first + 200 {
+            noons.push(d.weather_of_day(day));
+            // Noon is the day's own draw; the last step before midnight to the first after it
+            // (5 minutes) moves the factor by at most 5/1440 of the noon-to-noon change.
+            assert_eq!(d.weather_at(day, 12.0), d.weather_of_day(day));
+            let before = d.weather_at(day, 23.0 + 55.0 / 60.0);
+            let after = d.weather_at(day + 1, 0.0);
+            let noon_to_noon = (d.weather_of_day(day + 1) - d.weather_of_day(day)).abs();
+            assert!((after - before).abs() <= noon_to_noon * 5.0 / 1440.0 + 1e-12);
+            largest_midnight_step = largest_midnight_step.max((after - before).abs());
+        }
+        // The days differ as weather does (σ 3 %), and the same day gives the same value.
+        let mean = noons.iter().sum::<f64>() / noons.len() as f64;
+        let sd =
+            (noons.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / noons.len() as f64).sqrt();
+        assert!((0.02..0.04).contains(&sd), "day-to-day spread {sd}");
+        assert!((mean - 1.0).abs() < 0.01, "mean {mean}");
+        assert!(largest_midnight_step < 0.001, "{largest_midnight_step}");
+        assert_eq!(d.weather_of_day(first + 3), d.weather_of_day(first + 3));
     }
 }

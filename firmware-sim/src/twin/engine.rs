@@ -306,25 +306,7 @@ impl Engine {
 
     /// Sets a junction's emitter coefficient C, in m³/h per m^N1 (flow = C · pressure^N1).
     pub fn set_emitter(&mut self, node: usize, c_m3h: f64) -> Result<(), TwinError> {
-        let opts = &self.network.options;
-        let n1 = 1.0 / opts.emitter_exponent;
-        // To the .inp's own units: flow units per (pressure unit)^N1.
-        let flow_factor = opts.flow_units.per_cfs() / CMHperCFS;
-        let metres_per_pressure_unit = match opts.unit_system {
-            UnitSystem::SI => 1.0,
-            UnitSystem::US => MperFT / PSIperFT,
-        };
-        let c_user = c_m3h * flow_factor * metres_per_pressure_unit.powf(n1);
-        let id = self.nodes[node].id.clone();
-        self.network
-            .update_junction(
-                &id,
-                &JunctionUpdate {
-                    emitter_coefficient: Some(c_user),
-                    ..JunctionUpdate::default()
-                },
-            )
-            .map_err(|e| TwinError::Solver(format!("emitter at {id}: {e}")))
+        set_emitter_on(&mut self.network, &self.nodes[node].id, c_m3h)
     }
 
     /// Sets a PRV's set point (downstream pressure), m.
@@ -380,36 +362,44 @@ impl Engine {
         factor: &[f64],
         extra_m3h: &[f64],
     ) -> Result<(), TwinError> {
-        if self.network.properties_version != self.state.properties_version {
-            // The update restarts changed emitters from a guess of 1 cfs; a leak that grows a
-            // little each step converges better from its last flow.
-            let previous = self.state.emitter_flows.clone();
-            self.state.update_with_network_changes(&mut self.network);
-            for (now, before) in self.state.emitter_flows.iter_mut().zip(previous) {
-                if *now > 0.0 && before > 0.0 {
-                    *now = before;
-                }
-            }
-            // Valve settings live in the state too, and the update above leaves them alone.
-            for (i, l) in self.links.iter().enumerate() {
-                if l.prv {
-                    self.state.settings[i] = self.network.links[i].initial_setting();
-                }
-            }
-        }
-        self.state.apply_patterns(&self.network, pattern_time_s);
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.kind == NodeKind::Junction {
-                self.state.demands[i] =
-                    self.state.demands[i] * factor[i] + extra_m3h[i] / CMHperCFS;
-            }
-        }
-        self.state.apply_controls(&self.network, elapsed_s);
-        self.state = self
-            .solver
-            .solve(&self.network, &self.state)
-            .map_err(|e| TwinError::Solver(format!("at pattern time {pattern_time_s} s: {e}")))?;
+        let step = StepInput {
+            elapsed_s,
+            pattern_time_s,
+            factor,
+            extra_m3h,
+        };
+        let fixed = (&self.solver, &self.nodes[..], &self.links[..]);
+        self.state = solve_step(fixed, &mut self.network, &mut self.state, &step)?;
         Ok(())
+    }
+
+    /// Pressures (m) at every node that [`Engine::solve`] with the same arguments would give
+    /// had junction `node`'s emitter coefficient been `c_m3h` (m³/h per m^N1): solved on
+    /// copies of the network and the state, so the engine is left as it was. A leak's own
+    /// effect on the pressures, for the truth.
+    pub fn pressures_if_emitter(
+        &self,
+        node: usize,
+        c_m3h: f64,
+        elapsed_s: usize,
+        pattern_time_s: usize,
+        factor: &[f64],
+        extra_m3h: &[f64],
+    ) -> Result<Vec<f64>, TwinError> {
+        let mut network = self.network.clone();
+        set_emitter_on(&mut network, &self.nodes[node].id, c_m3h)?;
+        let mut state = self.state.clone();
+        let step = StepInput {
+            elapsed_s,
+            pattern_time_s,
+            factor,
+            extra_m3h,
+        };
+        let fixed = (&self.solver, &self.nodes[..], &self.links[..]);
+        let solved = solve_step(fixed, &mut network, &mut state, &step)?;
+        Ok((0..self.nodes.len())
+            .map(|i| (solved.heads[i] - network.nodes[i].elevation) * MperFT)
+            .collect())
     }
 
     /// Advances tank levels over a step of `dt_s` seconds with the last solution's flows.
@@ -461,6 +451,80 @@ impl Engine {
             0.0
         }
     }
+}
+
+/// Sets junction `id`'s emitter coefficient C in `network`, in m³/h per m^N1.
+fn set_emitter_on(network: &mut Network, id: &str, c_m3h: f64) -> Result<(), TwinError> {
+    let opts = &network.options;
+    let n1 = 1.0 / opts.emitter_exponent;
+    // To the .inp's own units: flow units per (pressure unit)^N1.
+    let flow_factor = opts.flow_units.per_cfs() / CMHperCFS;
+    let metres_per_pressure_unit = match opts.unit_system {
+        UnitSystem::SI => 1.0,
+        UnitSystem::US => MperFT / PSIperFT,
+    };
+    let c_user = c_m3h * flow_factor * metres_per_pressure_unit.powf(n1);
+    network
+        .update_junction(
+            id,
+            &JunctionUpdate {
+                emitter_coefficient: Some(c_user),
+                ..JunctionUpdate::default()
+            },
+        )
+        .map_err(|e| TwinError::Solver(format!("emitter at {id}: {e}")))
+}
+
+/// The demands and clock of one step.
+struct StepInput<'a> {
+    elapsed_s: usize,
+    pattern_time_s: usize,
+    factor: &'a [f64],
+    extra_m3h: &'a [f64],
+}
+
+/// One step's solution of `network` from `state` (the last step's, brought up to date with
+/// the network's changes) with the engine's solver, nodes and links: the body of
+/// [`Engine::solve`], shared with its what-if.
+fn solve_step(
+    (solver, nodes, links): (&HydraulicSolver, &[NodeInfo], &[LinkInfo]),
+    network: &mut Network,
+    state: &mut SolverState,
+    step: &StepInput<'_>,
+) -> Result<SolverState, TwinError> {
+    let StepInput {
+        elapsed_s,
+        pattern_time_s,
+        factor,
+        extra_m3h,
+    } = *step;
+    if network.properties_version != state.properties_version {
+        // The update restarts changed emitters from a guess of 1 cfs; a leak that grows a
+        // little each step converges better from its last flow.
+        let previous = state.emitter_flows.clone();
+        state.update_with_network_changes(network);
+        for (now, before) in state.emitter_flows.iter_mut().zip(previous) {
+            if *now > 0.0 && before > 0.0 {
+                *now = before;
+            }
+        }
+        // Valve settings live in the state too, and the update above leaves them alone.
+        for (i, l) in links.iter().enumerate() {
+            if l.prv {
+                state.settings[i] = network.links[i].initial_setting();
+            }
+        }
+    }
+    state.apply_patterns(network, pattern_time_s);
+    for (i, n) in nodes.iter().enumerate() {
+        if n.kind == NodeKind::Junction {
+            state.demands[i] = state.demands[i] * factor[i] + extra_m3h[i] / CMHperCFS;
+        }
+    }
+    state.apply_controls(network, elapsed_s);
+    solver
+        .solve(network, state)
+        .map_err(|e| TwinError::Solver(format!("at pattern time {pattern_time_s} s: {e}")))
 }
 
 #[cfg(test)]

@@ -7,7 +7,11 @@
 //!   (`leak`), `start`, `end` (the repair, or the end of the window when the leak outlives it;
 //!   `repaired` says which), `dma`, `pipe`, `node` (the emitter's junction), `diameter_mm`,
 //!   `leak_type`, `peak`, and `mean_flow_m3h`, the simulated leak flow averaged over the steps
-//!   in which the leak was open.
+//!   in which the leak was open. An abrupt leak that opens inside the window also has
+//!   `pressure_drop_m`, the largest drop its opening caused at a pressure sensor (that step
+//!   solved with and without it, all else equal), `pressure_drop_sensor`, that sensor, and
+//!   `pressure_noise_m`, the standard deviation of its instrument noise (0 with `--ideal`):
+//!   whether the burst moved a monitored pressure by more than its noise.
 //!
 //! With water quality ([`super::quality`], on in `waterline sim`), `readings.csv` also has
 //! the stations' signals (`<station>-cl2`, … rounded to their resolution, or 4 decimals with
@@ -46,7 +50,7 @@ use super::lab::{self, GrabSampler};
 use super::pressure_faults::PressureFaultConfig;
 use super::quality::{QualityConfig, QualityPlan, QualitySim};
 use super::scenario::{Scenario, split_faults};
-use super::sensors::{self, SensorSpec};
+use super::sensors::{self, SensorSpec, Source};
 use super::{Twin, TwinConfig, TwinError};
 
 /// Random quality incidents per simulated fortnight without a scenario (prorated, rounded
@@ -230,7 +234,7 @@ pub fn export(
                 .map_err(|e| io(&csv_path, e))?;
         }
         rows += read.len();
-        flows.add(step.leak_flows_m3h);
+        flows.add(&step, &instruments.specs);
         if progress && (step.index + 1) % report_every == 0 {
             eprintln!(
                 "sim: {} / {} steps ({}%), {}, {:.1} s",
@@ -281,11 +285,14 @@ pub fn export(
     })
 }
 
-/// Each leak's flow summed over the steps it was open, for the truth's mean flow.
+/// Each leak's flow summed over the steps it was open, for the truth's mean flow, and the
+/// largest drop an abrupt leak's opening caused at a pressure sensor.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeakFlows {
     sum: Vec<f64>,
     open: Vec<usize>,
+    /// Per leak: the drop, m, and the index of the sensor (into the specs) where it was largest.
+    onset_drop: Vec<Option<(f64, usize)>>,
 }
 
 impl LeakFlows {
@@ -293,16 +300,29 @@ impl LeakFlows {
         Self {
             sum: vec![0.0; leaks],
             open: vec![0; leaks],
+            onset_drop: vec![None; leaks],
         }
     }
 
-    /// Adds a step's leak flows (m³/h, like [`super::Step::leak_flows_m3h`]).
-    pub fn add(&mut self, flows: &[f64]) {
-        for (i, q) in flows.iter().enumerate() {
+    /// Adds a step: its leak flows, and for the abrupt leaks that opened, the largest
+    /// pressure drop among the pressure sensors of `specs`.
+    pub fn add(&mut self, step: &super::Step<'_>, specs: &[SensorSpec]) {
+        for (i, q) in step.leak_flows_m3h.iter().enumerate() {
             if *q > 0.0 {
                 self.sum[i] += q;
                 self.open[i] += 1;
             }
+        }
+        for onset in step.onsets {
+            let largest = specs
+                .iter()
+                .enumerate()
+                .filter_map(|(s, spec)| match spec.source {
+                    Source::Pressure(node) => Some((onset.pressure_drop_m[node], s)),
+                    _ => None,
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            self.onset_drop[onset.leak] = largest;
         }
     }
 
@@ -336,6 +356,7 @@ pub fn truth(
     window_end: DateTime<Utc>,
 ) -> Truth {
     let mut out = Truth::default();
+    let specs = &instruments.specs;
     for (i, p) in twin.leaks().iter().enumerate() {
         let l = &p.leak;
         if l.start >= window_end || l.end.is_some_and(|e| e <= twin.config().start) {
@@ -343,7 +364,7 @@ pub fn truth(
         }
         out.leaks += 1;
         let end = l.end.map_or(window_end, |e| e.min(window_end));
-        let obj = serde_json::json!({
+        let mut obj = serde_json::json!({
             "kind": "leak",
             "start": rfc3339(l.start),
             "end": rfc3339(end),
@@ -356,6 +377,16 @@ pub fn truth(
             "peak": rfc3339(l.peak),
             "mean_flow_m3h": (flows.mean(i) * 1000.0).round() / 1000.0,
         });
+        if let Some((drop_m, sensor)) = flows.onset_drop.get(i).copied().flatten() {
+            let noise = if instruments.ideal() {
+                0.0
+            } else {
+                specs[sensor].noise_sd(0.0)
+            };
+            obj["pressure_drop_m"] = serde_json::json!((drop_m * 1000.0).round() / 1000.0);
+            obj["pressure_drop_sensor"] = serde_json::json!(specs[sensor].id);
+            obj["pressure_noise_m"] = serde_json::json!(noise);
+        }
         out.text.push_str(&obj.to_string());
         out.text.push('\n');
     }

@@ -118,6 +118,18 @@ pub struct Step<'a> {
     pub engine: &'a Engine,
     /// Flow of each placed leak, m³/h (0 when not active).
     pub leak_flows_m3h: &'a [f64],
+    /// The abrupt leaks that opened at this step, with what each did to the pressures.
+    pub onsets: &'a [LeakOnset],
+}
+
+/// An abrupt leak's opening: how far it lowered the pressure at every node at that step (the
+/// step solved as it was minus solved without this leak, all else equal), m; positive is a
+/// drop. The truth's measure of whether a burst moved a monitored pressure at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeakOnset {
+    /// Index into [`Twin::leaks`].
+    pub leak: usize,
+    pub pressure_drop_m: Vec<f64>,
 }
 
 /// The twin: network, areas, leaks and demand, ready to run.
@@ -336,6 +348,8 @@ impl Twin {
         let mut applied_area = vec![0.0f64; n];
         let mut leak_area = vec![0.0f64; self.leaks.len()];
         let mut leak_flows = vec![0.0f64; self.leaks.len()];
+        let mut was_open = vec![false; self.leaks.len()];
+        let mut onsets: Vec<LeakOnset> = Vec::new();
         let n1 = self.engine.emitter_exponent();
         let tz = self.config.timezone;
         let local_start = self.config.start.with_timezone(&tz).naive_local();
@@ -381,7 +395,33 @@ impl Twin {
             // up at 07:00 local time whatever the offset.
             let local_elapsed = (local - local_start).num_seconds();
             let pattern_time = (pattern_offset as i64 + local_elapsed).max(0) as usize;
+            onsets.clear();
+            for (i, p) in self.leaks.iter().enumerate() {
+                let opens = leak_area[i] > 0.0 && !was_open[i];
+                was_open[i] = leak_area[i] > 0.0;
+                if opens && p.leak.leak_type == leaks::LeakType::Abrupt {
+                    let others = (node_area[p.node] - leak_area[i]).max(0.0);
+                    let without = leaks::emitter_coefficient(others, n1);
+                    let pressure = self.engine.pressures_if_emitter(
+                        p.node,
+                        without,
+                        elapsed,
+                        pattern_time,
+                        &factor,
+                        &extra,
+                    )?;
+                    onsets.push(LeakOnset {
+                        leak: i,
+                        pressure_drop_m: pressure,
+                    });
+                }
+            }
             self.engine.solve(elapsed, pattern_time, &factor, &extra)?;
+            for onset in &mut onsets {
+                for (node, p) in onset.pressure_drop_m.iter_mut().enumerate() {
+                    *p -= self.engine.pressure_m(node);
+                }
+            }
             for (i, p) in self.leaks.iter().enumerate() {
                 let total = node_area[p.node];
                 leak_flows[i] = if total > 0.0 {
@@ -395,6 +435,7 @@ impl Twin {
                 time: t,
                 engine: &self.engine,
                 leak_flows_m3h: &leak_flows,
+                onsets: &onsets,
             })?;
             self.engine.advance(self.config.step_s);
         }

@@ -91,14 +91,19 @@ impl SensorSpec {
         }
     }
 
-    /// The value as the instrument reports it: with noise, rounded to its resolution.
-    pub fn measure(&self, value: f64, rng: &mut StdRng) -> f64 {
-        let sd = match self.source {
+    /// The standard deviation of the instrument's noise at a true value of `value`.
+    pub fn noise_sd(&self, value: f64) -> f64 {
+        match self.source {
             Source::Pressure(_) => 0.1,
             Source::Flow(_) => 0.005 * value.abs() + 0.02,
             Source::Level(_) => 0.005,
             Source::Consumption(_) => 0.01 * value.abs(),
-        };
+        }
+    }
+
+    /// The value as the instrument reports it: with noise, rounded to its resolution.
+    pub fn measure(&self, value: f64, rng: &mut StdRng) -> f64 {
+        let sd = self.noise_sd(value);
         let r = self.resolution();
         ((value + sd * gaussian(rng)) / r).round() * r
     }
