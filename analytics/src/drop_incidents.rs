@@ -275,11 +275,13 @@ pub fn check_drops(
             .detected_at
             .timestamp_millis()
             .max(start + cfg.confirm_minutes * 60_000);
-        if steps
+        let carried = steps
             .iter()
-            .any(|&t| operation(readings, area, t, rise.max(0.0), cfg))
-        {
-            // Water passing through: a pump or valve, or a burst in the area it feeds.
+            .any(|&t| operation(readings, area, t, rise.max(0.0), cfg));
+        if carried || !rose {
+            // Water passing through (a pump or valve), or a burst in an area this one feeds,
+            // whose inflow rose (the feeding area's own rise may even read negative, its
+            // demand falling meanwhile), or neither: a demand or supply step.
             match downstream_burst(readings, network, &residuals, area, start, cfg) {
                 Some((down, down_rise)) => {
                     d.dma = Some(down.clone());
@@ -293,7 +295,7 @@ pub fn check_drops(
                 }
                 None => out.unconfirmed += 1,
             }
-        } else if rose {
+        } else {
             let drop = d;
             confirmed
                 .entry(area.id.clone())
@@ -304,8 +306,6 @@ pub fn check_drops(
                     drop,
                     upstream: None,
                 });
-        } else {
-            out.unconfirmed += 1;
         }
     }
     for dma in &network.dmas {
@@ -586,7 +586,8 @@ fn operation(
     rise: f64,
     cfg: &IncidentConfig,
 ) -> bool {
-    through_flow(readings, dma, s, cfg) >= cfg.transfer_ratio * rise.abs()
+    let through = through_flow(readings, dma, s, cfg);
+    through >= cfg.min_rise_m3h && through >= cfg.transfer_ratio * rise.abs()
 }
 
 /// How much the water passing through `dma` changed at `s`, m³/h: half of what its balance
