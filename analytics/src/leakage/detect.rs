@@ -153,7 +153,7 @@ pub struct DmaDetector {
     rel_scale: Option<f64>,
     run_high: Vec<(EpochMillis, f64)>,
     run_low: Vec<(EpochMillis, f64)>,
-    /// Recent (demand, profile prediction) pairs of ordinary buckets.
+    /// Recent (flow, profile prediction + open leaks' flow) pairs of ordinary buckets.
     recent: VecDeque<(f64, f64)>,
 }
 
@@ -257,7 +257,12 @@ impl DmaDetector {
         };
         let mut ordinary = true;
         if let Some(pred) = predicted.filter(|p| *p > 0.0) {
-            // Today's demand factor from the ordinary buckets just before.
+            // Today's demand factor from the ordinary buckets just before, judged on the whole
+            // flow (the open leaks' estimated flow included): an error in a leak's estimate
+            // is then diluted by the flow it is part of, not multiplied by the ramp after a
+            // flat night (a night ratio of 0.8 from a leak overestimated by 3 m³/h in a
+            // 17 m³/h night would read the morning peak 20 % low: a burst at every ramp).
+            let open = self.open_flow();
             let mut ratios: Vec<f64> = self
                 .recent
                 .iter()
@@ -270,7 +275,7 @@ impl DmaDetector {
             } else {
                 1.0
             };
-            let expected = factor * pred;
+            let expected = (factor * (pred + open) - open).max(0.1 * pred);
             let resid = demand - expected;
             let scale = self.rel_scale.unwrap_or(0.05) * expected;
             let sigma = 1.25 * scale + jitter;
@@ -322,7 +327,7 @@ impl DmaDetector {
                     None => rel.max(1e-4),
                     Some(s) => 0.99 * s + 0.01 * rel.min(5.0 * s),
                 });
-                self.recent.push_back((demand, pred));
+                self.recent.push_back((flow, pred + self.open_flow()));
                 if self.recent.len() > 2 * FACTOR_BUCKETS {
                     self.recent.pop_front();
                 }
