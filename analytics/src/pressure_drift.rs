@@ -14,14 +14,26 @@
 //!   `sd_factor` standard deviations, the last three 6-hour means of `e` move steadily the
 //!   same way, and no two-hour change of `e` in those 18 h is more than 60 % of the whole
 //!   change (a step, as a burst next to one sensor makes, is one big jump; a drift creeps);
-//!   and when two or more of the zone's sensors move at once it is a hydraulic change, not an
-//!   instrument: nothing opens, and a drift opened in the last 12 h is taken back. While a
-//!   sensor drifts it counts in its neighbours' medians with its drift (its `e`) taken out:
-//!   in a zone of three, half its drift would show on each of the other two, and they would
-//!   seem to drift too. The fault
+//!   and when two or more of the zone's sensors move at once (a 12-hour mean of `e` beyond the
+//!   threshold) it is a hydraulic change, not an instrument: nothing opens, and a drift
+//!   opened in the last 12 h is taken back. While a sensor drifts it counts in its
+//!   neighbours' medians with its drift (its `e`) taken out: in a zone of three, half its
+//!   drift would show on each of the other two, and they would seem to drift too. The fault
 //!   starts with the first of those blocks, is detected at the end of the hour that showed it
 //!   (causal), and ends when the 12-hour mean is back within half the threshold. While it
 //!   lasts, the sensor's baseline is frozen.
+//! - **one drifting, not several moving**: before the drift is known, its neighbours' medians
+//!   still carry it. With four or more points that moves the others only through the order of
+//!   the values: of the two middle points of four, each is the other's median, so one's drift
+//!   shows in full, mirrored, on the other (and on the outer points whose median it is), and
+//!   the zone seems to move at once. So when several moved, each candidate is tried as the
+//!   drifting one: the last 18 h are read again with its `e` taken out of its neighbours'
+//!   medians, as when it drifts. If then every other sensor is back within half the threshold
+//!   (clearly at its usual, not merely below the threshold) and no other candidate explains
+//!   it as well, it alone moved: its drift opens, and the others' last hours are kept as
+//!   re-read. This needs at least three other points to judge: with two, their agreeing once
+//!   its drift is out is as much the two moving together (one of three drifting up is the
+//!   other two moving down), which the zone cannot tell apart.
 //!
 //! The result is a `sensor_fault` with a message starting `drift`.
 
@@ -75,6 +87,19 @@ struct Track {
     open: Option<(EpochMillis, EpochMillis, f64)>,
 }
 
+/// One hour as the zone's comparison saw it, kept for the last 18 hours so that they can be
+/// read again with a sensor's drift taken out of its neighbours' medians.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// Each sensor's hourly mean.
+    values: Vec<Option<f64>>,
+    /// Each sensor's usual `d` at that hour of day (the median `e` is taken from) and its `e`.
+    usual: Vec<Option<f64>>,
+    e: Vec<Option<f64>>,
+    /// The sensors that counted in the medians with their drift taken out.
+    drifting: Vec<bool>,
+}
+
 /// Finds drifting pressure sensors in `[t0, t1]`.
 pub fn detect(
     readings: &Readings,
@@ -125,6 +150,7 @@ fn detect_zone(
         .collect();
     let mut present = Vec::with_capacity(ids.len());
     let mut pending: Vec<(usize, usize, f64, Option<f64>)> = Vec::new();
+    let mut seen: VecDeque<Seen> = VecDeque::new();
     for h in 0..n_hours {
         let t = start + h as i64 * HOUR;
         let hod = (t.div_euclid(HOUR) % 24) as usize;
@@ -134,6 +160,7 @@ fn detect_zone(
         // in a zone of three, and they would seem to drift too.
         let values: Vec<Option<f64>> = series.iter().map(|g| g.values[h]).collect();
         let mut offsets: Vec<Option<(f64, Option<f64>)>> = vec![None; ids.len()];
+        let mut usual: Vec<Option<f64>> = vec![None; ids.len()];
         let drifting = |k: usize| tracks[k].open.is_some();
         for pass in [true, false] {
             present.clear();
@@ -153,13 +180,11 @@ fn detect_zone(
                 }
                 let d = v - median_without(&present, v);
                 let track = &tracks[k];
-                let e = if track.by_hour[hod].len() >= cfg.min_history_days {
+                if track.by_hour[hod].len() >= cfg.min_history_days {
                     let mut hist: Vec<f64> = track.by_hour[hod].iter().copied().collect();
-                    median(&mut hist).map(|m| d - m)
-                } else {
-                    None
-                };
-                offsets[k] = Some((d, e));
+                    usual[k] = median(&mut hist);
+                }
+                offsets[k] = Some((d, usual[k].map(|m| d - m)));
             }
         }
         for (k, track) in tracks.iter_mut().enumerate() {
@@ -170,6 +195,15 @@ fn detect_zone(
                 }
                 None => push_last(track, None),
             }
+        }
+        seen.push_back(Seen {
+            e: offsets.iter().map(|o| o.and_then(|(_, e)| e)).collect(),
+            values,
+            usual,
+            drifting: tracks.iter().map(|tr| tr.open.is_some()).collect(),
+        });
+        if seen.len() > 18 {
+            seen.pop_front();
         }
         // Close what recovered; open what drifts, unless several sensors of the zone moved
         // at once (a hydraulic change, not an instrument): then nothing opens, and a drift
@@ -182,17 +216,23 @@ fn detect_zone(
                 events.push(ev);
             }
         }
-        let candidates: Vec<(usize, f64)> = tracks
-            .iter()
-            .enumerate()
-            .filter(|(_, tr)| tr.open.is_none())
-            .filter_map(|(k, tr)| candidate(tr, cfg).map(|v| (k, v)))
-            .collect();
-        let moved = tracks
-            .iter()
-            .filter(|tr| tr.open.is_none())
-            .filter(|tr| recent_mean(tr).is_some_and(|m| m.abs() >= cfg.threshold_m))
-            .count();
+        let mut candidates = candidates_of(&tracks, cfg);
+        let mut moved = moved_of(&tracks, cfg);
+        // Several moved, but maybe only because one drifts and its neighbours' medians still
+        // carry it (of the two middle points of four, each is the other's median, so one's
+        // drift is the other's, mirrored): if one candidate's drift, taken out of those
+        // medians over the last 18 h, leaves all the others at their usual, it alone moved.
+        if moved >= 2
+            && let Some(SoleMover { k, value, others }) =
+                sole_mover(&tracks, &seen, &candidates, cfg)
+        {
+            tracks[k].open = Some((now - 18 * HOUR, now, value));
+            for (j, last) in others {
+                tracks[j].last = last;
+            }
+            candidates = candidates_of(&tracks, cfg);
+            moved = moved_of(&tracks, cfg);
+        }
         if moved >= 2 {
             for tr in tracks.iter_mut() {
                 if tr
@@ -240,6 +280,110 @@ fn detect_zone(
     Ok(events)
 }
 
+/// A candidate found to be the only one that moved ([`sole_mover`]).
+struct SoleMover {
+    k: usize,
+    /// Its 12-hour mean `e`.
+    value: f64,
+    /// The other sensors not drifting, each with its last 18 `e` read again with `k`'s drift
+    /// taken out of its median.
+    others: Vec<(usize, VecDeque<Option<f64>>)>,
+}
+
+/// The candidates (sensors not yet drifting which drift now) with their 12-hour mean `e`.
+fn candidates_of(tracks: &[Track], cfg: &DriftConfig) -> Vec<(usize, f64)> {
+    tracks
+        .iter()
+        .enumerate()
+        .filter(|(_, tr)| tr.open.is_none())
+        .filter_map(|(k, tr)| candidate(tr, cfg).map(|v| (k, v)))
+        .collect()
+}
+
+/// How many sensors not drifting are off their usual over the last 12 h.
+fn moved_of(tracks: &[Track], cfg: &DriftConfig) -> usize {
+    tracks
+        .iter()
+        .filter(|tr| tr.open.is_none())
+        .filter(|tr| recent_mean(&tr.last).is_some_and(|m| m.abs() >= cfg.threshold_m))
+        .count()
+}
+
+/// The others' `e` in an hour had sensor `k` counted in their medians with its `e` taken out,
+/// as a drifting sensor's is (`None` for `k`, for sensors drifting then, and where there is no
+/// `e`). With nothing taken out these are the hour's `e`.
+fn e_without(seen: &Seen, k: usize, cfg: &DriftConfig) -> Vec<Option<f64>> {
+    let n = seen.values.len();
+    let mut present: Vec<f64> = (0..n)
+        .filter_map(|j| {
+            let v = seen.values[j]?;
+            if seen.drifting[j] {
+                Some(v - seen.e[j]?)
+            } else if j == k {
+                Some(seen.e[j].map_or(v, |e| v - e))
+            } else {
+                Some(v)
+            }
+        })
+        .collect();
+    present.sort_by(f64::total_cmp);
+    (0..n)
+        .map(|j| {
+            if j == k || seen.drifting[j] {
+                return None;
+            }
+            // Its own value is among them.
+            let v = seen.values[j]?;
+            if present.len() - 1 < cfg.min_neighbours.max(1) {
+                return None;
+            }
+            Some(v - median_without(&present, v) - seen.usual[j]?)
+        })
+        .collect()
+}
+
+/// The one candidate that alone moved: its drift, taken out of its neighbours' medians over
+/// the last 18 h, leaves every other sensor not drifting within half the threshold (clearly
+/// at its usual) over the last 12 h. It needs three such others with a 12-hour mean: with
+/// two, their agreeing with each other once its drift is out is just as much the two moving
+/// together (in a zone of three, one drifting up is the other two moving down).
+fn sole_mover(
+    tracks: &[Track],
+    seen: &VecDeque<Seen>,
+    candidates: &[(usize, f64)],
+    cfg: &DriftConfig,
+) -> Option<SoleMover> {
+    let mut found = None;
+    for &(k, value) in candidates {
+        let reread: Vec<Vec<Option<f64>>> = seen.iter().map(|s| e_without(s, k, cfg)).collect();
+        let others: Vec<(usize, VecDeque<Option<f64>>)> = (0..tracks.len())
+            .filter(|&j| j != k && tracks[j].open.is_none())
+            .map(|j| {
+                let last = tracks[j]
+                    .last
+                    .iter()
+                    .zip(&reread)
+                    .map(|(&old, row)| row[j].or(old))
+                    .collect();
+                (j, last)
+            })
+            .collect();
+        let means: Vec<f64> = others
+            .iter()
+            .filter_map(|(_, last)| recent_mean(last))
+            .collect();
+        if means.len() < 3 || means.iter().any(|m| m.abs() >= cfg.threshold_m / 2.0) {
+            continue;
+        }
+        if found.is_some() {
+            // Two could each be the one: not yet told apart.
+            return None;
+        }
+        found = Some(SoleMover { k, value, others });
+    }
+    found
+}
+
 /// The median of sorted `values` without one occurrence of `own` (which they hold).
 fn median_without(values: &[f64], own: f64) -> f64 {
     let at = values.partition_point(|x| x.total_cmp(&own) == std::cmp::Ordering::Less);
@@ -265,12 +409,12 @@ fn mean(v: impl Iterator<Item = Option<f64>>, min: usize) -> Option<f64> {
     (xs.len() >= min).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
-/// The mean `e` of the last 12 hours (at least 8 of them).
-fn recent_mean(track: &Track) -> Option<f64> {
-    if track.last.len() < 18 {
+/// The mean `e` of the last 12 of the last 18 hours (at least 8 of them).
+fn recent_mean(last: &VecDeque<Option<f64>>) -> Option<f64> {
+    if last.len() < 18 {
         return None;
     }
-    mean(track.last.iter().skip(6).copied(), 8)
+    mean(last.iter().skip(6).copied(), 8)
 }
 
 /// Closes an open fault whose sensor is back to its usual offset (returns it).
@@ -281,7 +425,7 @@ fn closing(
     cfg: &DriftConfig,
 ) -> Option<Event> {
     let (s, detected, value) = track.open?;
-    let recent12 = recent_mean(track)?;
+    let recent12 = recent_mean(&track.last)?;
     if recent12.abs() < cfg.threshold_m / 2.0 {
         track.open = None;
         return Some(event(sensor, s, detected, Some(now), value, None));
@@ -292,7 +436,7 @@ fn closing(
 /// The 12-hour mean offset when the sensor drifts now (beyond the threshold and its noise,
 /// moving steadily the same way over 18 h).
 fn candidate(track: &Track, cfg: &DriftConfig) -> Option<f64> {
-    let recent12 = recent_mean(track)?;
+    let recent12 = recent_mean(&track.last)?;
     // Most hours stop here: the noise estimate below sorts a week of values.
     if recent12.abs() < cfg.threshold_m {
         return None;
@@ -363,6 +507,64 @@ mod tests {
                 assert_eq!(median_without(&sorted, values[k]), expected, "n {n} k {k}");
             }
         }
+    }
+
+    /// 18 hours of a zone whose points sit at `base` plus `change(point, hour)`, their usual
+    /// offsets those of `base`, and their tracks holding the hours' `e`.
+    fn hours(base: &[f64], change: impl Fn(usize, usize) -> f64) -> (Vec<Track>, VecDeque<Seen>) {
+        let n = base.len();
+        let mut sorted = base.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let usual: Vec<Option<f64>> = base
+            .iter()
+            .map(|&v| Some(v - median_without(&sorted, v)))
+            .collect();
+        let mut tracks: Vec<Track> = (0..n).map(|_| Track::default()).collect();
+        let mut seen = VecDeque::new();
+        for h in 0..18 {
+            let mut hour = Seen {
+                values: (0..n).map(|j| Some(base[j] + change(j, h))).collect(),
+                usual: usual.clone(),
+                e: vec![None; n],
+                drifting: vec![false; n],
+            };
+            // Nothing taken out (no point `n`): the hour's `e`.
+            hour.e = e_without(&hour, n, &DriftConfig::default());
+            for (tr, &e) in tracks.iter_mut().zip(&hour.e) {
+                push_last(tr, e);
+            }
+            seen.push_back(hour);
+        }
+        (tracks, seen)
+    }
+
+    #[test]
+    fn one_drifting_is_told_from_several_moving_only_with_three_others() {
+        let cfg = DriftConfig::default();
+        let drift = |h: usize| -0.1 * h as f64;
+        // Four points, the second highest drifting: the second lowest and the lowest have it
+        // for their median and move with it, but taking its drift out leaves them at their
+        // usual, which taking out the mirror's does not.
+        let (tracks, seen) = hours(&[50.0, 44.0, 38.0, 41.0], |j, h| {
+            if j == 1 { drift(h) } else { 0.0 }
+        });
+        assert_eq!(moved_of(&tracks, &cfg), 3);
+        let value = recent_mean(&tracks[1].last).unwrap();
+        assert_eq!(recent_mean(&tracks[3].last), Some(-value));
+        let found = sole_mover(&tracks, &seen, &[(1, value), (3, -value)], &cfg).unwrap();
+        assert_eq!((found.k, found.value), (1, value));
+        for (j, last) in &found.others {
+            assert!(recent_mean(last).unwrap().abs() < 1e-9, "{j}: {last:?}");
+        }
+        // Three points: the highest rising alone reads as the other two sinking together.
+        let (tracks, seen) = hours(
+            &[50.0, 44.0, 38.0],
+            |j, h| {
+                if j == 0 { -drift(h) } else { 0.0 }
+            },
+        );
+        let value = recent_mean(&tracks[0].last).unwrap();
+        assert!(sole_mover(&tracks, &seen, &[(0, value)], &cfg).is_none());
     }
 
     const NET: &str = r#"
@@ -515,6 +717,34 @@ dma = "A"
             ..DriftConfig::default()
         };
         assert!(detect(&r, &net, &cfg, t0, t1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_middle_point_of_four_drifting_is_a_fault() {
+        // p2, the second highest of four, drifts to −5 m over three days from day 7. It is the
+        // median of p3's and p4's neighbours, so they read its drift too (mirrored, in full):
+        // three points move, yet only one drifts.
+        let (a, b) = (7 * DAY, 10 * DAY);
+        let (net, r) = zone(|i, t| {
+            if i == 1 && (a..b).contains(&t) {
+                -5.0 * (t - a) as f64 / (b - a) as f64
+            } else {
+                0.0
+            }
+        });
+        let events = run(&net, &r);
+        let sensors: Vec<&str> = events
+            .iter()
+            .map(|e| e.sensor.as_ref().unwrap().as_str())
+            .collect();
+        assert_eq!(sensors, ["p2"], "{events:#?}");
+        let detected = events[0].detected_at.timestamp_millis() - T0;
+        assert!(
+            detected > a && detected < a + 2 * DAY,
+            "detected {} h after the start",
+            (detected - a) / HOUR
+        );
+        assert!(events[0].end.is_some(), "closed after the recalibration");
     }
 
     #[test]
