@@ -629,9 +629,8 @@ fn carried_across(
     s: EpochMillis,
     cfg: &IncidentConfig,
 ) -> bool {
-    let (moved, net) = balance_steps(readings, dma, s, cfg);
-    let through = (moved - net.abs()) / 2.0;
-    through >= cfg.min_rise_m3h && through >= cfg.transfer_ratio * net.abs()
+    let (_, net) = balance_steps(readings, dma, s, cfg);
+    operation(readings, dma, s, net, cfg)
 }
 
 /// The area fed by one of `area`'s outlets whose own inflow rose at `s` (the rise test, not

@@ -565,6 +565,23 @@ fn dma_name(e: &Event) -> Option<&str> {
     e.dma.as_ref().map(|d| d.as_str())
 }
 
+/// The pressure analysis of `days` of the transfer network's readings with `change`, and its
+/// events printed for assertion messages.
+fn analyse_transfer(
+    net: &Network,
+    days: i64,
+    change: Change,
+) -> (pressure::PressureReport, String) {
+    let report = pressure::analyze(
+        &transfer_readings(net, days, change),
+        net,
+        &PressureConfig::default(),
+    )
+    .unwrap();
+    let all = format!("{:#?}", report.events);
+    (report, all)
+}
+
 /// Day 22 (a Tuesday, three weeks of history before it) from 10:00 local.
 const TRANSFER_AT: i64 = 22 * DAY + 10 * HOUR;
 
@@ -595,13 +612,7 @@ fn a_burst_behind_a_prv_is_reported_in_the_area_it_feeds_from_the_feeding_areas_
         b_fall: 0.0,
         ..Change::default()
     };
-    let report = pressure::analyze(
-        &transfer_readings(&net, 28, burst),
-        &net,
-        &PressureConfig::default(),
-    )
-    .unwrap();
-    let all = format!("{:#?}", report.events);
+    let (report, all) = analyse_transfer(&net, 28, burst);
     let drops = of_kind(&report.events, EventKind::PressureDrop);
     // Without the attribution downstream, A's drops would be unconfirmed (A's balance did not
     // rise) and nothing would be reported.
@@ -625,16 +636,10 @@ fn a_burst_behind_a_prv_is_reported_in_the_area_it_feeds_from_the_feeding_areas_
     // The same readings where the network does not know that `A-to-B` feeds B: A's drops
     // came with no rise of A's net inflow and have no area downstream to go to.
     let unfed = transfer_network(false, AreaC::Absent);
-    let report = pressure::analyze(
-        &transfer_readings(&unfed, 28, burst),
-        &unfed,
-        &PressureConfig::default(),
-    )
-    .unwrap();
+    let (report, all) = analyse_transfer(&unfed, 28, burst);
     assert!(
         of_kind(&report.events, EventKind::PressureDrop).is_empty(),
-        "{:#?}",
-        report.events
+        "{all}"
     );
     assert_eq!(report.unconfirmed_drops, 2, "one per sensor");
 }
@@ -642,13 +647,7 @@ fn a_burst_behind_a_prv_is_reported_in_the_area_it_feeds_from_the_feeding_areas_
 #[test]
 fn a_pump_carrying_water_across_the_area_is_no_burst_and_a_burst_in_it_is_one() {
     let net = transfer_network(true, AreaC::OwnSource);
-    let report = pressure::analyze(
-        &transfer_readings(&net, 28, PUMP),
-        &net,
-        &PressureConfig::default(),
-    )
-    .unwrap();
-    let all = format!("{:#?}", report.events);
+    let (report, all) = analyse_transfer(&net, 28, PUMP);
     assert!(
         of_kind(&report.events, EventKind::PressureDrop).is_empty(),
         "{all}"
@@ -662,13 +661,7 @@ fn a_pump_carrying_water_across_the_area_is_no_burst_and_a_burst_in_it_is_one() 
         c_src: 0.0,
         ..PUMP
     };
-    let report = pressure::analyze(
-        &transfer_readings(&net, 28, burst),
-        &net,
-        &PressureConfig::default(),
-    )
-    .unwrap();
-    let all = format!("{:#?}", report.events);
+    let (report, all) = analyse_transfer(&net, 28, burst);
     let drops = of_kind(&report.events, EventKind::PressureDrop);
     assert_eq!(drops.len(), 1, "{all}");
     assert_eq!(dma_name(drops[0]), Some("A"), "{all}");
@@ -684,13 +677,7 @@ fn a_pump_carrying_water_across_the_area_is_no_burst_and_a_burst_in_it_is_one() 
 #[test]
 fn a_pump_into_an_area_with_no_other_meter_reads_as_a_burst_there() {
     let net = transfer_network(true, AreaC::PumpOnly);
-    let report = pressure::analyze(
-        &transfer_readings(&net, 28, PUMP),
-        &net,
-        &PressureConfig::default(),
-    )
-    .unwrap();
-    let all = format!("{:#?}", report.events);
+    let (report, all) = analyse_transfer(&net, 28, PUMP);
     let drops = of_kind(&report.events, EventKind::PressureDrop);
     assert_eq!(drops.len(), 1, "{all}");
     assert_eq!(dma_name(drops[0]), Some("C"), "{all}");
@@ -707,13 +694,7 @@ fn a_pump_start_in_the_first_days_is_no_burst_either() {
         at: 2 * DAY + 10 * HOUR,
         ..PUMP
     };
-    let report = pressure::analyze(
-        &transfer_readings(&net, 4, pump),
-        &net,
-        &PressureConfig::default(),
-    )
-    .unwrap();
-    let all = format!("{:#?}", report.events);
+    let (report, all) = analyse_transfer(&net, 4, pump);
     assert!(
         of_kind(&report.events, EventKind::PressureDrop).is_empty(),
         "{all}"
@@ -727,13 +708,7 @@ fn a_pump_start_in_the_first_days_is_no_burst_either() {
         c_src: 0.0,
         ..pump
     };
-    let report = pressure::analyze(
-        &transfer_readings(&net, 4, burst),
-        &net,
-        &PressureConfig::default(),
-    )
-    .unwrap();
-    let all = format!("{:#?}", report.events);
+    let (report, all) = analyse_transfer(&net, 4, burst);
     let drops = of_kind(&report.events, EventKind::PressureDrop);
     assert_eq!(drops.len(), 2, "one per sensor\n{all}");
     for d in drops {

@@ -30,25 +30,27 @@ type = "incipient"
 peak = "2026-03-26T00:00:00Z"
 "#;
 
-#[test]
-fn detectors_find_the_twins_abrupt_leak_in_time_close_it_at_the_repair_and_raise_no_false_alarm() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("scenario.toml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
-    let out = dir.path().join("export");
+/// Exports `days` of the built-in network (`seed`, the scenario file or random leaks) into
+/// `dir` and runs the leakage analysis on it: the readings, the report and the truth.
+fn simulate_and_analyse(
+    dir: &std::path::Path,
+    days: u32,
+    seed: u64,
+    scenario: Option<std::path::PathBuf>,
+) -> (Readings, leakage::LeakageReport, Vec<evaluate::TruthLeak>) {
+    let out = dir.join("export");
     export::run(&SimRequest {
         network: None,
-        days: 28,
-        seed: 7,
+        days,
+        seed,
         ideal: false,
-        scenario: Some(scenario),
+        scenario,
         start: None,
         step_minutes: 5,
         export: out.clone(),
         progress: false,
     })
     .unwrap();
-
     let net = Network::parse(&std::fs::read_to_string(out.join("network.toml")).unwrap()).unwrap();
     let (readings, _) =
         Readings::load(&out.join("readings.csv"), &net, LoadOptions::default()).unwrap();
@@ -58,6 +60,15 @@ fn detectors_find_the_twins_abrupt_leak_in_time_close_it_at_the_repair_and_raise
         "truth.jsonl",
     )
     .unwrap();
+    (readings, report, truth)
+}
+
+#[test]
+fn detectors_find_the_twins_abrupt_leak_in_time_close_it_at_the_repair_and_raise_no_false_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let (_, report, truth) = simulate_and_analyse(dir.path(), 28, 7, Some(scenario));
     assert_eq!(truth.len(), 2);
     let horizon: DateTime<Utc> = "2026-03-30T00:00:00Z".parse().unwrap();
     for e in &report.events {
@@ -93,28 +104,7 @@ fn detectors_find_the_twins_abrupt_leak_in_time_close_it_at_the_repair_and_raise
 #[test]
 fn open_leaks_do_not_turn_every_morning_ramp_into_a_burst() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("export");
-    export::run(&SimRequest {
-        network: None,
-        days: 45,
-        seed: 5,
-        ideal: false,
-        scenario: None,
-        start: None,
-        step_minutes: 5,
-        export: out.clone(),
-        progress: false,
-    })
-    .unwrap();
-    let net = Network::parse(&std::fs::read_to_string(out.join("network.toml")).unwrap()).unwrap();
-    let (readings, _) =
-        Readings::load(&out.join("readings.csv"), &net, LoadOptions::default()).unwrap();
-    let report = leakage::analyze(&readings, &net, &LeakageConfig::default()).unwrap();
-    let truth = evaluate::read_truth(
-        std::io::BufReader::new(std::fs::File::open(out.join("truth.jsonl")).unwrap()),
-        "truth.jsonl",
-    )
-    .unwrap();
+    let (readings, report, truth) = simulate_and_analyse(dir.path(), 45, 5, None);
     assert_eq!(truth.len(), 7);
     let horizon = readings
         .time_range()
