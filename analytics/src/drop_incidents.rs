@@ -40,8 +40,10 @@
 //! holds its own pressures), whose inflow rose with that outlet carrying it, the incident is
 //! that area's: its pressures did not move, the feeding area's did.
 //!
-//! Causal (CONTRACTS §3): the decision needs the inflow up to `s + confirm`, so a confirmed
-//! incident's `detected_at` is the later of its first drop's detection and that time. A drop
+//! Causal (CONTRACTS §3): the decision needs the inflow up to `s + confirm`, and the meters
+//! up to `confirm` after the quarter hour before the drop's detection (where the test for
+//! water carried across looks too), so a confirmed incident's `detected_at` is the latest of
+//! its first drop's detection and those times. A drop
 //! whose area has balance meters but whose inflow did not rise is a demand or supply step (a
 //! pattern change on every sensor at once, a neighbour's burst felt across a valve) and is
 //! not reported as a burst; [`Checked::unconfirmed`] counts them. In an area without balance
@@ -271,10 +273,11 @@ pub fn check_drops(
             out.events.push(d);
             continue;
         };
-        let decided = d
-            .detected_at
-            .timestamp_millis()
-            .max(start + cfg.confirm_minutes * 60_000);
+        // Decided once the meters' windows after both looks are in (causal).
+        let decided = steps
+            .iter()
+            .map(|t| t + cfg.confirm_minutes * 60_000)
+            .fold(d.detected_at.timestamp_millis(), EpochMillis::max);
         let carried = steps
             .iter()
             .any(|&t| operation(readings, area, t, rise.max(0.0), cfg));
