@@ -635,6 +635,9 @@ fn a_bursts_opening_is_measured_as_what_it_took_from_each_nodes_pressure() {
     let (with, onsets) = run(vec![abrupt("A6", 20.0, opens)]);
     let (without, none) = run(vec![]);
     assert!(none.is_empty());
+    // A burst open since before the window did not open in it: no onset.
+    let (_, before) = run(vec![abrupt("A6", 20.0, "2026-01-04T12:00:00Z")]);
+    assert!(before.is_empty(), "{before:?}");
     assert_eq!(onsets.len(), 1, "{onsets:?}");
     let (k, onset) = &onsets[0];
     assert_eq!((*k, onset.leak), (12, 0));

@@ -349,6 +349,7 @@ impl Twin {
         let mut leak_area = vec![0.0f64; self.leaks.len()];
         let mut leak_flows = vec![0.0f64; self.leaks.len()];
         let mut was_open = vec![false; self.leaks.len()];
+        let step = TimeDelta::seconds(self.config.step_s as i64);
         let mut onsets: Vec<LeakOnset> = Vec::new();
         let n1 = self.engine.emitter_exponent();
         let tz = self.config.timezone;
@@ -397,7 +398,8 @@ impl Twin {
             let pattern_time = (pattern_offset as i64 + local_elapsed).max(0) as usize;
             onsets.clear();
             for (i, p) in self.leaks.iter().enumerate() {
-                let opens = leak_area[i] > 0.0 && !was_open[i];
+                // Opens at this step (not open since before the window).
+                let opens = leak_area[i] > 0.0 && !was_open[i] && p.leak.start > t - step;
                 was_open[i] = leak_area[i] > 0.0;
                 if opens && p.leak.leak_type == leaks::LeakType::Abrupt {
                     let others = (node_area[p.node] - leak_area[i]).max(0.0);
