@@ -719,3 +719,56 @@ fn a_pump_start_in_the_first_days_is_no_burst_either() {
     }
     assert_eq!(report.unconfirmed_drops, 0);
 }
+
+/// Area A's tank runs empty and refills by turns on day 2 (00:00–06:00, every fourth reading):
+/// both its points fall to about nothing at the same moments. That is the water, not two
+/// instruments: no `sensor_fault`, and the readings count (unqualified) for the compliance rate.
+/// A spike of one point alone (day 3, 08:00) is still an instrument's.
+#[test]
+fn a_jump_the_whole_zone_makes_is_no_sensor_fault_and_one_points_spike_is() {
+    let net = Network::parse(NETWORK).expect("network");
+    let mut rng = XorShift(0x007a_4ce3);
+    let mut noise = || ((rng.next_u64() % 1000) as f64 / 1000.0 - 0.5) * 0.2;
+    let id = |s: &str| SensorId::parse(s).expect("id");
+    let empty = |off: i64| (DAY..DAY + 6 * HOUR).contains(&off) && (off / STEP) % 4 == 0;
+    let mut rows = Vec::new();
+    for k in 0..(3 * DAY / STEP) {
+        let off = k * STEP;
+        let t = T0 + off;
+        let hour = (off % DAY) as f64 / HOUR as f64;
+        let diurnal = 2.0 * (std::f64::consts::TAU * (hour - 15.0) / 24.0).cos();
+        let (p1, p2) = if empty(off) {
+            (0.4 + noise(), -3.0 + noise())
+        } else {
+            (37.0 + diurnal + noise(), 25.0 + 0.8 * diurnal + noise())
+        };
+        let p1 = if off == 2 * DAY + 8 * HOUR {
+            p1 + 30.0
+        } else {
+            p1
+        };
+        rows.push((id("A-p1"), t, p1));
+        rows.push((id("A-p2"), t, p2));
+        rows.push((id("A-in"), t, 60.0 + noise()));
+    }
+    let r = Readings::from_rows(&net, rows);
+    let report = pressure::analyze(&r, &net, &PressureConfig::default()).unwrap();
+    let all = format!("{:#?}", report.events);
+    let faults = of_kind(&report.events, EventKind::SensorFault);
+    assert_eq!(faults.len(), 1, "{all}");
+    assert_eq!(faults[0].sensor.as_ref().unwrap().as_str(), "A-p1");
+    assert!(
+        faults[0].message.as_deref().unwrap().starts_with("spike"),
+        "{all}"
+    );
+    assert_eq!(off(&faults[0].start), 2 * DAY + 8 * HOUR, "{all}");
+    // Day 2: all 288 readings of each point counted; the 18 empty-tank ones below 20 m.
+    for p in ["A-p1", "A-p2"] {
+        let day = report
+            .days
+            .iter()
+            .find(|d| d.scope == "point" && d.id == p && d.date.to_string() == "2026-03-03")
+            .unwrap();
+        assert_eq!((day.readings, day.qualified), (288, 270), "{p}: {day:?}");
+    }
+}
