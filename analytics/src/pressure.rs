@@ -72,7 +72,13 @@ impl Default for PressureConfig {
     fn default() -> Self {
         Self {
             persist: 3,
-            faults: FaultConfig::default(),
+            // A pressure spike departs by a metre at least: a quiet night's step noise would
+            // otherwise make the first morning's demand step (half a metre at a point, within
+            // five minutes) a "spike".
+            faults: FaultConfig {
+                spike_min_jump: 1.0,
+                ..FaultConfig::default()
+            },
             drops: DropConfig::default(),
             incidents: IncidentConfig::default(),
             transients: TransientConfig::default(),

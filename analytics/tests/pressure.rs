@@ -772,3 +772,50 @@ fn a_jump_the_whole_zone_makes_is_no_sensor_fault_and_one_points_spike_is() {
         assert_eq!((day.readings, day.qualified), (288, 270), "{p}: {day:?}");
     }
 }
+
+/// A quiet night teaches the spike check a step noise of centimetres; the first morning's
+/// demand step then moves a point by half a metre within one reading and back. A pressure
+/// spike must depart by a metre at least: that is no fault, a 5 m outlier is.
+#[test]
+fn a_half_metre_wobble_after_a_quiet_night_is_no_spike_and_five_metres_is() {
+    let net = Network::parse(NETWORK).expect("network");
+    let mut rng = XorShift(0x0051_11ce);
+    let mut noise = || ((rng.next_u64() % 1000) as f64 / 1000.0 - 0.5) * 0.04;
+    let id = |s: &str| SensorId::parse(s).expect("id");
+    let mut rows = Vec::new();
+    for k in 0..(12 * HOUR / STEP) {
+        let off = k * STEP;
+        let p = match off {
+            o if o == 6 * HOUR => 35.4,
+            o if o == 9 * HOUR => 41.0,
+            _ => 36.0 + noise(),
+        };
+        rows.push((id("A-p1"), T0 + off, p));
+    }
+    let r = Readings::from_rows(&net, rows);
+    let report = pressure::analyze(&r, &net, &PressureConfig::default()).unwrap();
+    let all = format!("{:#?}", report.events);
+    let faults = of_kind(&report.events, EventKind::SensorFault);
+    assert_eq!(faults.len(), 1, "{all}");
+    assert!(
+        faults[0].message.as_deref().unwrap().starts_with("spike"),
+        "{all}"
+    );
+    assert_eq!(off(&faults[0].start), 9 * HOUR, "{all}");
+    assert!(
+        faults[0].message.as_deref().unwrap().contains("1 isolated"),
+        "{all}"
+    );
+    // Without the metre's floor the wobble is a spike too (one episode with the later one).
+    let mut cfg = PressureConfig::default();
+    cfg.faults.spike_min_jump = 0.0;
+    let report = pressure::analyze(&r, &net, &cfg).unwrap();
+    let all = format!("{:#?}", report.events);
+    let faults = of_kind(&report.events, EventKind::SensorFault);
+    assert_eq!(faults.len(), 1, "{all}");
+    assert_eq!(off(&faults[0].start), 6 * HOUR, "{all}");
+    assert!(
+        faults[0].message.as_deref().unwrap().contains("2 isolated"),
+        "{all}"
+    );
+}

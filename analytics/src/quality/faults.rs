@@ -101,6 +101,9 @@ pub struct FaultConfig {
     pub flatline_max_ms: i64,
     /// A spike departs by this many robust standard deviations of the step-to-step change.
     pub spike_sigmas: f64,
+    /// … and by at least this much, in the signal's unit (0: no floor beyond three
+    /// resolution steps).
+    pub spike_min_jump: f64,
     /// Spikes closer than this form one episode.
     pub spike_merge_ms: i64,
     /// Whether to look for spikes at all (not on a station's flow or pressure, which change
@@ -117,6 +120,7 @@ impl Default for FaultConfig {
             flatline_factor: 3.0,
             flatline_max_ms: 24 * 3_600_000,
             spike_sigmas: 8.0,
+            spike_min_jump: 0.0,
             spike_merge_ms: 6 * 3_600_000,
             spikes: true,
             dropout_min_ms: 3_600_000,
@@ -271,8 +275,9 @@ impl FaultTracker {
             && self.cfg.spikes
         {
             let jump = (x - b).abs();
-            let threshold =
-                (self.cfg.spike_sigmas * self.diff_scale).max(3.0 * self.spec.min_change);
+            let threshold = (self.cfg.spike_sigmas * self.diff_scale)
+                .max(3.0 * self.spec.min_change)
+                .max(self.cfg.spike_min_jump);
             if self.diffs.len() >= 48 && jump > threshold && !verdict.retract_previous {
                 self.pending_spike = Some((t, x, b));
             } else if !self.is_open(FaultKind::Flatline) {
