@@ -257,12 +257,26 @@ pub fn check_drops(
         let check = area
             .and_then(|a| Some((a, residuals.get(&a.id)?)))
             .and_then(|(a, r)| Some((a, r.rise(start, cfg)?)));
+        // Decided once the meters' windows after both looks are in (causal).
+        let decided = steps
+            .iter()
+            .map(|t| t + cfg.confirm_minutes * 60_000)
+            .fold(d.detected_at.timestamp_millis(), EpochMillis::max);
         let Some((area, (rise, rose))) = check else {
             // Without the inflow's history the rise cannot be told from demand, but water
             // carried across the area by a pump or valve shows on its meters all the same.
-            if area.is_some_and(|a| steps.iter().any(|&t| carried_across(readings, a, t, cfg))) {
-                out.unconfirmed += 1;
-                continue;
+            if let Some(a) = area {
+                if steps.iter().any(|&t| carried_across(readings, a, t, cfg)) {
+                    out.unconfirmed += 1;
+                    continue;
+                }
+                // Where meters had readings to decide it, it is known when they were in.
+                if steps
+                    .iter()
+                    .any(|&t| balance_steps(readings, a, t, cfg).2 > 0)
+                {
+                    d.detected_at = utc(decided);
+                }
             }
             d.confidence = Some(0.5);
             if let Some(m) = &mut d.message {
@@ -273,15 +287,10 @@ pub fn check_drops(
             out.events.push(d);
             continue;
         };
-        // Decided once the meters' windows after both looks are in (causal).
-        let decided = steps
-            .iter()
-            .map(|t| t + cfg.confirm_minutes * 60_000)
-            .fold(d.detected_at.timestamp_millis(), EpochMillis::max);
-        let carried = steps
+        let operated = steps
             .iter()
             .any(|&t| operation(readings, area, t, rise.max(0.0), cfg));
-        if carried || !rose {
+        if operated || !rose {
             // Water passing through (a pump or valve), or a burst in an area this one feeds,
             // whose inflow rose (the feeding area's own rise may even read negative, its
             // demand falling meanwhile), or neither: a demand or supply step.
@@ -352,7 +361,7 @@ pub fn check_drops(
 /// A drop the inflow confirmed, waiting to be grouped into its incident.
 #[derive(Debug)]
 struct Confirmed {
-    /// When the inflow decided it.
+    /// When the inflow and the balance meters it was checked against were in.
     decided: EpochMillis,
     /// The inflow rise, m³/h.
     rise: f64,
@@ -603,24 +612,26 @@ fn through_flow(
     s: EpochMillis,
     cfg: &IncidentConfig,
 ) -> f64 {
-    let (moved, net) = balance_steps(readings, dma, s, cfg);
+    let (moved, net, _) = balance_steps(readings, dma, s, cfg);
     (moved - net.abs()) / 2.0
 }
 
 /// The steps of `dma`'s balance meters at `s` ([`meter_step`]): their absolute sum and their
-/// net (inlets less outlets), m³/h.
+/// net (inlets less outlets), m³/h, and how many meters had the data for one.
 fn balance_steps(
     readings: &Readings,
     dma: &waterline_core::Dma,
     s: EpochMillis,
     cfg: &IncidentConfig,
-) -> (f64, f64) {
+) -> (f64, f64, usize) {
     dma.inlets
         .iter()
         .map(|m| (m, 1.0))
         .chain(dma.outlets.iter().map(|m| (m, -1.0)))
         .filter_map(|(m, sign)| Some(sign * meter_step(readings, m, s, cfg)?))
-        .fold((0.0, 0.0), |(moved, net), x| (moved + x.abs(), net + x))
+        .fold((0.0, 0.0, 0), |(moved, net, n), x| {
+            (moved + x.abs(), net + x, n + 1)
+        })
 }
 
 /// Whether, with no inflow history to measure a rise against, the water passing through
@@ -632,7 +643,7 @@ fn carried_across(
     s: EpochMillis,
     cfg: &IncidentConfig,
 ) -> bool {
-    let (_, net) = balance_steps(readings, dma, s, cfg);
+    let (_, net, _) = balance_steps(readings, dma, s, cfg);
     operation(readings, dma, s, net, cfg)
 }
 

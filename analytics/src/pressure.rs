@@ -43,7 +43,7 @@ use crate::drop_incidents::{self, IncidentConfig};
 use crate::grid::dma_balance_flows;
 use crate::pressure_drift::{self, DriftConfig};
 use crate::pressure_drop::{DropConfig, DropDetector};
-use crate::quality::faults::{FaultConfig, FaultTracker, Verdict};
+use crate::quality::faults::{FaultConfig, FaultTracker};
 use crate::quality::signals::{SetPoint, Side, SignalSpec, Tier};
 use crate::quality::station::median_interval;
 use crate::quality::thresholds::ThresholdTracker;
@@ -161,11 +161,7 @@ pub fn analyze_with(
     };
     let common = zone_jumps::common_jumps(readings, network);
     let results = crate::parallel::map_in_parallel(&sensors, |s| {
-        let jumps = s
-            .dma
-            .as_ref()
-            .and_then(|d| common.get(d))
-            .map_or(&[][..], Vec::as_slice);
+        let jumps = common.get(&s.id).map_or(&[][..], Vec::as_slice);
         let excluded = exclusions(windows, s);
         analyze_sensor(readings, network, s, cfg, &excluded, jumps, &clock)
     });
@@ -340,14 +336,11 @@ fn analyze_sensor(
     // The drop detector sees a reading one reading later, once it is known not a spike.
     let mut held: Option<(i64, f64)> = None;
     for (&t, &v) in series.times.iter().zip(series.values) {
-        // A jump the zone's other sensors made too is the water: no spike, no floor, and no
-        // burst's step for the drop detector either.
+        // A jump the zone's other sensors made too is the water: no spike, no floor (still an
+        // impossible value or a flatline), and no burst's step for the drop detector either.
         let zone_jump = zone_jumps.binary_search(&t).is_ok();
         let verdict = if zone_jump {
-            Verdict {
-                value: Some(v),
-                retract_previous: false,
-            }
+            faults.step_hydraulic(t, v)
         } else {
             faults.step(t, Some(v))
         };

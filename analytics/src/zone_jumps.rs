@@ -1,9 +1,10 @@
 //! Jumps that a zone's pressure sensors make together. An instrument's spike or a transducer
 //! reading its floor is one sensor's doing; when two or more pressure points of one DMA jump
 //! the same way at the same moment (a tank running empty and refilling, a pump tripping, a
-//! supply cut), it is the water. The pressure analysis lets those readings past its spike and
-//! floor checks, so they count as pressures (for the band and the compliance rate) and raise
-//! no `sensor_fault`.
+//! supply cut), it is the water. The pressure analysis does not judge those readings as spikes
+//! or floors, so they count as pressures (for the band and the compliance rate) and raise no
+//! `sensor_fault` (an impossible value still does). Loggers of one zone are not synchronised to
+//! the second: jumps within half the zone's reading interval are at the same moment.
 //!
 //! A reading **jumps** when it is at least [`MIN_JUMP_M`] and [`MIN_JUMP_SHARE`] of the level
 //! away from the median of the sensor's three readings before it: far beyond a sensor's noise
@@ -11,8 +12,9 @@
 
 use std::collections::HashMap;
 
-use waterline_core::{DmaId, Network, SensorKind};
+use waterline_core::{Network, SensorId, SensorKind};
 
+use crate::quality::station::median_interval;
 use crate::readings::Readings;
 use crate::timefmt::EpochMillis;
 
@@ -21,31 +23,48 @@ pub const MIN_JUMP_M: f64 = 5.0;
 /// … and share of the level before.
 pub const MIN_JUMP_SHARE: f64 = 0.2;
 
-/// Per DMA, the sorted times at which two or more of its pressure sensors jumped the same way.
-pub fn common_jumps(readings: &Readings, network: &Network) -> HashMap<DmaId, Vec<EpochMillis>> {
-    let mut per_dma: HashMap<DmaId, HashMap<EpochMillis, [usize; 2]>> = HashMap::new();
+/// One sensor's jump: when, whether up, and whose.
+type Jump<'a> = (EpochMillis, bool, &'a SensorId);
+
+/// Per pressure sensor, the sorted times of its readings that jumped together with another
+/// sensor of its DMA: the same way, within half the zone's reading interval (loggers are not
+/// synchronised to the second).
+pub fn common_jumps(readings: &Readings, network: &Network) -> HashMap<SensorId, Vec<EpochMillis>> {
+    // Per DMA: every jump, and the zone's longest reading interval.
+    let mut per_dma: HashMap<&waterline_core::DmaId, (Vec<Jump<'_>>, i64)> = HashMap::new();
     for sensor in network.sensors.values() {
         let (SensorKind::Pressure, Some(dma)) = (sensor.kind, sensor.dma.as_ref()) else {
             continue;
         };
         let series = readings.series(&sensor.id);
-        let counts = per_dma.entry(dma.clone()).or_default();
-        for (t, up) in jumps(series.times, series.values) {
-            counts.entry(t).or_default()[usize::from(up)] += 1;
+        let (list, interval) = per_dma.entry(dma).or_default();
+        *interval = (*interval).max(median_interval(series.times).unwrap_or(0));
+        list.extend(
+            jumps(series.times, series.values)
+                .into_iter()
+                .map(|(t, up)| (t, up, &sensor.id)),
+        );
+    }
+    let mut out: HashMap<SensorId, Vec<EpochMillis>> = HashMap::new();
+    for (_, (mut list, interval)) in per_dma {
+        list.sort_by_key(|&(t, _, _)| t);
+        let tolerance = interval / 2;
+        for &(t, up, sensor) in &list {
+            let from = list.partition_point(|x| x.0 < t - tolerance);
+            let together = list[from..]
+                .iter()
+                .take_while(|x| x.0 <= t + tolerance)
+                .any(|x| x.1 == up && x.2 != sensor);
+            if together {
+                out.entry(sensor.clone()).or_default().push(t);
+            }
         }
     }
-    per_dma
-        .into_iter()
-        .map(|(dma, counts)| {
-            let mut times: Vec<EpochMillis> = counts
-                .into_iter()
-                .filter(|(_, [down, up])| *down >= 2 || *up >= 2)
-                .map(|(t, _)| t)
-                .collect();
-            times.sort_unstable();
-            (dma, times)
-        })
-        .collect()
+    for times in out.values_mut() {
+        times.sort_unstable();
+        times.dedup();
+    }
+    out
 }
 
 /// The times at which a series jumps, and whether up.
@@ -66,7 +85,6 @@ fn jumps(times: &[EpochMillis], values: &[f64]) -> Vec<(EpochMillis, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use waterline_core::SensorId;
 
     const NET: &str = r#"
 [[dma]]
@@ -119,10 +137,27 @@ dma = "A"
         }
         let r = Readings::from_rows(&net, rows);
         let jumps = common_jumps(&r, &net);
-        assert_eq!(
-            jumps[&DmaId::parse("C").unwrap()],
-            vec![8 * step, 12 * step]
-        );
-        assert!(jumps[&DmaId::parse("A").unwrap()].is_empty());
+        let id = |s: &str| SensorId::parse(s).unwrap();
+        assert_eq!(jumps[&id("c1")], vec![8 * step, 12 * step]);
+        assert_eq!(jumps[&id("c2")], vec![8 * step, 12 * step]);
+        assert!(!jumps.contains_key(&id("a1")) && !jumps.contains_key(&id("a2")));
+    }
+
+    #[test]
+    fn loggers_a_few_seconds_apart_jump_together_too() {
+        let net = Network::parse(NET).unwrap();
+        let id = |s: &str| SensorId::parse(s).unwrap();
+        let step = 300_000;
+        let mut rows = Vec::new();
+        for k in 0..20i64 {
+            let empty = k == 8;
+            // c2 reads 20 s after c1.
+            rows.push((id("c1"), k * step, if empty { 0.4 } else { 37.0 }));
+            rows.push((id("c2"), k * step + 20_000, if empty { -3.0 } else { 25.0 }));
+        }
+        let r = Readings::from_rows(&net, rows);
+        let jumps = common_jumps(&r, &net);
+        assert_eq!(jumps[&id("c1")], vec![8 * step]);
+        assert_eq!(jumps[&id("c2")], vec![8 * step + 20_000]);
     }
 }

@@ -101,8 +101,8 @@ pub struct FaultConfig {
     pub flatline_max_ms: i64,
     /// A spike departs by this many robust standard deviations of the step-to-step change.
     pub spike_sigmas: f64,
-    /// … and by at least this much, in the signal's unit (0: no floor beyond three
-    /// resolution steps).
+    /// … and by at least this much, in the signal's unit (0: no floor beyond three times the
+    /// smallest change worth an alarm).
     pub spike_min_jump: f64,
     /// Spikes closer than this form one episode.
     pub spike_merge_ms: i64,
@@ -216,6 +216,18 @@ impl FaultTracker {
 
     /// Feeds the value at grid time `t` (`None` when the signal has no reading there).
     pub fn step(&mut self, t: EpochMillis, value: Option<f64>) -> Verdict {
+        self.step_checked(t, value, true)
+    }
+
+    /// Feeds a value known to be the water's own jump (several sensors of its zone made it at
+    /// once, [`crate::zone_jumps`]): checked for dropouts, impossible values and flatlines as
+    /// ever, but not judged as a floor or a spike, and not taken into the spike scale; it
+    /// becomes the baseline the next values are judged against, as the water's level does.
+    pub fn step_hydraulic(&mut self, t: EpochMillis, value: f64) -> Verdict {
+        self.step_checked(t, Some(value), false)
+    }
+
+    fn step_checked(&mut self, t: EpochMillis, value: Option<f64>, shape: bool) -> Verdict {
         let mut verdict = Verdict {
             value: None,
             retract_previous: false,
@@ -243,7 +255,8 @@ impl FaultTracker {
         }
         self.close(FaultKind::Impossible, t);
 
-        if self.spec.is_floor(x)
+        if shape
+            && self.spec.is_floor(x)
             && self
                 .baseline()
                 .is_some_and(|b| (b - x).abs() > 5.0 * self.spec.min_change)
@@ -273,6 +286,7 @@ impl FaultTracker {
         }
         if let Some(b) = self.recent.back().copied()
             && self.cfg.spikes
+            && shape
         {
             let jump = (x - b).abs();
             let threshold = (self.cfg.spike_sigmas * self.diff_scale)
