@@ -821,3 +821,45 @@ fn a_half_metre_wobble_after_a_quiet_night_is_no_spike_and_five_metres_is() {
         "{all}"
     );
 }
+
+/// Two loggers of one zone (one RTU) send the same impossible value at once: a jump they made
+/// together, but no water reads −9999 m: both are faults, and neither counts for compliance.
+#[test]
+fn an_impossible_value_two_sensors_send_together_is_still_a_fault() {
+    let net = Network::parse(NETWORK).expect("network");
+    let id = |s: &str| SensorId::parse(s).expect("id");
+    let mut rows = Vec::new();
+    for k in 0..(DAY / STEP) {
+        let off = k * STEP;
+        let bad = off == 12 * HOUR;
+        let wobble = (k % 5) as f64 * 0.05;
+        rows.push((
+            id("A-p1"),
+            T0 + off,
+            if bad { -9999.0 } else { 37.0 + wobble },
+        ));
+        rows.push((
+            id("A-p2"),
+            T0 + off,
+            if bad { -9999.0 } else { 31.0 + wobble },
+        ));
+    }
+    let r = Readings::from_rows(&net, rows);
+    let report = pressure::analyze(&r, &net, &PressureConfig::default()).unwrap();
+    let all = format!("{:#?}", report.events);
+    let faults = of_kind(&report.events, EventKind::SensorFault);
+    assert_eq!(faults.len(), 2, "{all}");
+    for f in &faults {
+        assert!(
+            f.message.as_deref().unwrap().starts_with("impossible"),
+            "{all}"
+        );
+        assert_eq!(off(&f.start), 12 * HOUR, "{all}");
+    }
+    let day = report
+        .days
+        .iter()
+        .find(|d| d.scope == "point" && d.id == "A-p1")
+        .unwrap();
+    assert_eq!((day.readings, day.qualified), (287, 287), "{day:?}");
+}
