@@ -646,6 +646,16 @@ fn a_burst_behind_a_prv_is_reported_in_the_area_it_feeds_from_the_feeding_areas_
     assert_eq!(report.unconfirmed_drops, 2, "one per sensor");
 }
 
+/// `like`'s fall of A's pressures with only A's inlet up 12 m³/h: a burst in A.
+fn burst_in_a(like: Change) -> Change {
+    Change {
+        a_in: 12.0,
+        a_to_c: 0.0,
+        c_src: 0.0,
+        ..like
+    }
+}
+
 #[test]
 fn a_pump_carrying_water_across_the_area_is_no_burst_and_a_burst_in_it_is_one() {
     let net = transfer_network(true, AreaC::OwnSource);
@@ -657,13 +667,7 @@ fn a_pump_carrying_water_across_the_area_is_no_burst_and_a_burst_in_it_is_one() 
     assert!(report.unconfirmed_drops >= 1, "{all}");
 
     // The same fall with only A's inlet up 12 m3/h: a burst in A.
-    let burst = Change {
-        a_in: 12.0,
-        a_to_c: 0.0,
-        c_src: 0.0,
-        ..PUMP
-    };
-    let (report, all) = analyse_transfer(&net, 28, burst);
+    let (report, all) = analyse_transfer(&net, 28, burst_in_a(PUMP));
     let drops = of_kind(&report.events, EventKind::PressureDrop);
     assert_eq!(drops.len(), 1, "{all}");
     assert_eq!(dma_name(drops[0]), Some("A"), "{all}");
@@ -704,13 +708,7 @@ fn a_pump_start_in_the_first_days_is_no_burst_either() {
     assert!(report.unconfirmed_drops >= 1, "{all}");
 
     // A burst in A at the same time is reported as it is, unconfirmed by the inflow.
-    let burst = Change {
-        a_in: 12.0,
-        a_to_c: 0.0,
-        c_src: 0.0,
-        ..pump
-    };
-    let (report, all) = analyse_transfer(&net, 4, burst);
+    let (report, all) = analyse_transfer(&net, 4, burst_in_a(pump));
     let drops = of_kind(&report.events, EventKind::PressureDrop);
     assert_eq!(drops.len(), 2, "one per sensor\n{all}");
     for d in drops {
