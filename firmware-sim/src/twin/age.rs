@@ -336,7 +336,13 @@ mod tests {
     fn solved() -> (Engine, WaterAge) {
         let mut e = Engine::from_inp_text(LINE, "line").unwrap();
         let n = e.nodes().len();
-        e.solve(0, 0, &vec![1.0; n], &vec![0.0; n]).unwrap();
+        e.solve(&crate::twin::engine::StepInput {
+            elapsed_s: 0,
+            pattern_time_s: 0,
+            factor: &vec![1.0; n],
+            extra_m3h: &vec![0.0; n],
+        })
+        .unwrap();
         let mut age = WaterAge::new(&e);
         age.update(&e, 300);
         (e, age)

@@ -352,51 +352,28 @@ impl Engine {
         self.network.options.time_options.start_clocktime = seconds % 86_400;
     }
 
-    /// Solves one step, `elapsed_s` after the first (the time of `TIME` controls).
-    /// `pattern_time_s` indexes the `.inp` patterns; each junction's pattern demand is
-    /// multiplied by `factor[node]` and `extra_m3h[node]` is added to it.
-    pub fn solve(
-        &mut self,
-        elapsed_s: usize,
-        pattern_time_s: usize,
-        factor: &[f64],
-        extra_m3h: &[f64],
-    ) -> Result<(), TwinError> {
-        let step = StepInput {
-            elapsed_s,
-            pattern_time_s,
-            factor,
-            extra_m3h,
-        };
+    /// Solves one step ([`StepInput`]: its clock and demands).
+    pub fn solve(&mut self, step: &StepInput<'_>) -> Result<(), TwinError> {
         let fixed = (&self.solver, &self.nodes[..], &self.links[..]);
-        self.state = solve_step(fixed, &mut self.network, &mut self.state, &step)?;
+        self.state = solve_step(fixed, &mut self.network, &mut self.state, step)?;
         Ok(())
     }
 
-    /// Pressures (m) at every node that [`Engine::solve`] with the same arguments would give
-    /// had junction `node`'s emitter coefficient been `c_m3h` (m³/h per m^N1): solved on
-    /// copies of the network and the state, so the engine is left as it was. A leak's own
-    /// effect on the pressures, for the truth.
+    /// Pressures (m) at every node that [`Engine::solve`] of `step` would give had junction
+    /// `node`'s emitter coefficient been `c_m3h` (m³/h per m^N1): solved on copies of the
+    /// network and the state, so the engine is left as it was. A leak's own effect on the
+    /// pressures, for the truth.
     pub fn pressures_if_emitter(
         &self,
         node: usize,
         c_m3h: f64,
-        elapsed_s: usize,
-        pattern_time_s: usize,
-        factor: &[f64],
-        extra_m3h: &[f64],
+        step: &StepInput<'_>,
     ) -> Result<Vec<f64>, TwinError> {
         let mut network = self.network.clone();
         set_emitter_on(&mut network, &self.nodes[node].id, c_m3h)?;
         let mut state = self.state.clone();
-        let step = StepInput {
-            elapsed_s,
-            pattern_time_s,
-            factor,
-            extra_m3h,
-        };
         let fixed = (&self.solver, &self.nodes[..], &self.links[..]);
-        let solved = solve_step(fixed, &mut network, &mut state, &step)?;
+        let solved = solve_step(fixed, &mut network, &mut state, step)?;
         Ok((0..self.nodes.len())
             .map(|i| (solved.heads[i] - network.nodes[i].elevation) * MperFT)
             .collect())
@@ -475,12 +452,17 @@ fn set_emitter_on(network: &mut Network, id: &str, c_m3h: f64) -> Result<(), Twi
         .map_err(|e| TwinError::Solver(format!("emitter at {id}: {e}")))
 }
 
-/// The demands and clock of one step.
-struct StepInput<'a> {
-    elapsed_s: usize,
-    pattern_time_s: usize,
-    factor: &'a [f64],
-    extra_m3h: &'a [f64],
+/// The clock and demands of one step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    /// Seconds after the first step (the time of `TIME` controls).
+    pub elapsed_s: usize,
+    /// Indexes the `.inp` patterns.
+    pub pattern_time_s: usize,
+    /// Each junction's pattern demand is multiplied by `factor[node]` …
+    pub factor: &'a [f64],
+    /// … and `extra_m3h[node]` is added to it.
+    pub extra_m3h: &'a [f64],
 }
 
 /// One step's solution of `network` from `state` (the last step's, brought up to date with

@@ -395,7 +395,12 @@ impl Twin {
             // Patterns follow the local clock, across daylight-saving changes too: people get
             // up at 07:00 local time whatever the offset.
             let local_elapsed = (local - local_start).num_seconds();
-            let pattern_time = (pattern_offset as i64 + local_elapsed).max(0) as usize;
+            let input = engine::StepInput {
+                elapsed_s: elapsed,
+                pattern_time_s: (pattern_offset as i64 + local_elapsed).max(0) as usize,
+                factor: &factor,
+                extra_m3h: &extra,
+            };
             onsets.clear();
             for (i, p) in self.leaks.iter().enumerate() {
                 // Opens at this step (not open since before the window).
@@ -404,21 +409,14 @@ impl Twin {
                 if opens && p.leak.leak_type == leaks::LeakType::Abrupt {
                     let others = (node_area[p.node] - leak_area[i]).max(0.0);
                     let without = leaks::emitter_coefficient(others, n1);
-                    let pressure = self.engine.pressures_if_emitter(
-                        p.node,
-                        without,
-                        elapsed,
-                        pattern_time,
-                        &factor,
-                        &extra,
-                    )?;
+                    let pressure = self.engine.pressures_if_emitter(p.node, without, &input)?;
                     onsets.push(LeakOnset {
                         leak: i,
                         pressure_drop_m: pressure,
                     });
                 }
             }
-            self.engine.solve(elapsed, pattern_time, &factor, &extra)?;
+            self.engine.solve(&input)?;
             for onset in &mut onsets {
                 for (node, p) in onset.pressure_drop_m.iter_mut().enumerate() {
                     *p -= self.engine.pressure_m(node);
