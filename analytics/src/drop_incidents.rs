@@ -254,6 +254,7 @@ pub fn check_drops(
         // evidence began to build) and the quarter hour before its detection (when the step
         // that confirmed it came).
         let steps = [start, d.detected_at.timestamp_millis() - 15 * 60_000];
+        let looks = area.map(|a| steps.map(|t| BalanceSteps::at(readings, a, t, cfg)));
         let check = area
             .and_then(|a| Some((a, residuals.get(&a.id)?)))
             .and_then(|(a, r)| Some((a, r.rise(start, cfg)?)));
@@ -265,16 +266,14 @@ pub fn check_drops(
         let Some((area, (rise, rose))) = check else {
             // Without the inflow's history the rise cannot be told from demand, but water
             // carried across the area by a pump or valve shows on its meters all the same.
-            if let Some(a) = area {
-                if steps.iter().any(|&t| carried_across(readings, a, t, cfg)) {
+            if let Some(looks) = &looks {
+                // Against the meters' raw net step, as there is no rise to measure.
+                if looks.iter().any(|b| b.carried(b.net, cfg)) {
                     out.unconfirmed += 1;
                     continue;
                 }
                 // Where meters had readings to decide it, it is known when they were in.
-                if steps
-                    .iter()
-                    .any(|&t| balance_steps(readings, a, t, cfg).2 > 0)
-                {
+                if looks.iter().any(|b| b.meters > 0) {
                     d.detected_at = utc(decided);
                 }
             }
@@ -287,14 +286,14 @@ pub fn check_drops(
             out.events.push(d);
             continue;
         };
-        let operated = steps
-            .iter()
-            .any(|&t| operation(readings, area, t, rise.max(0.0), cfg));
+        let looks = looks.expect("an area with inflow residuals was looked at");
+        let operated = looks.iter().any(|b| b.carried(rise.max(0.0), cfg));
         if operated || !rose {
             // Water passing through (a pump or valve), or a burst in an area this one feeds,
             // whose inflow rose (the feeding area's own rise may even read negative, its
             // demand falling meanwhile), or neither: a demand or supply step.
-            match downstream_burst(readings, network, &residuals, area, start, cfg) {
+            let through = looks[0].through();
+            match downstream_burst(readings, network, &residuals, area, start, through, cfg) {
                 Some((down, down_rise)) => {
                     d.dma = Some(down.clone());
                     let upstream = Some(area.id.clone());
@@ -538,7 +537,7 @@ fn inflow_steps(
         }
         let lowest_head = sagging.iter().map(|x| x.2).fold(f64::INFINITY, f64::min);
         if rise < 0.5 * orifice_m3h(cfg.min_burst_mm, lowest_head)
-            || operation(readings, dma, s, rise, cfg)
+            || BalanceSteps::at(readings, dma, s, cfg).carried(rise, cfg)
         {
             continue;
         }
@@ -575,93 +574,79 @@ fn meter_step(
     cfg: &IncidentConfig,
 ) -> Option<f64> {
     let series = readings.series(meter);
-    let before = median(&mut values_between(
-        &series,
-        s - 3 * HOUR_MS,
-        s - 15 * 60_000,
-    ))?;
-    let after = median(&mut values_between(
-        &series,
-        s,
-        s + cfg.confirm_minutes * 60_000,
-    ))?;
+    let (before, after) = step_levels(&series, s, cfg.confirm_minutes * 60_000, 1)?;
     Some(after - before)
 }
 
-/// Whether the water passing through `dma` at `s` ([`through_flow`]) changed by at least
-/// [`IncidentConfig::transfer_ratio`] times the inflow `rise` (m³/h): a pump or valve moving
-/// water across the area, or a burst in an area it feeds, not a burst in it.
-fn operation(
-    readings: &Readings,
-    dma: &waterline_core::Dma,
-    s: EpochMillis,
-    rise: f64,
-    cfg: &IncidentConfig,
-) -> bool {
-    let through = through_flow(readings, dma, s, cfg);
-    through >= cfg.min_rise_m3h && through >= cfg.transfer_ratio * rise.abs()
+/// The steps of an area's balance meters at one time `s` ([`meter_step`]), m³/h.
+#[derive(Debug, Clone, Copy)]
+struct BalanceSteps {
+    /// Their absolute sum.
+    moved: f64,
+    /// Their net: inlets less outlets.
+    net: f64,
+    /// How many meters had the data for a step.
+    meters: usize,
 }
 
-/// How much the water passing through `dma` changed at `s`, m³/h: half of what its balance
-/// meters' steps add up to in absolute value beyond their net (inlets less outlets). A burst
-/// or a demand change moves the net; a pump or valve carrying water across the area moves an
-/// inlet and an outlet by the same amount, which the net does not show.
-fn through_flow(
-    readings: &Readings,
-    dma: &waterline_core::Dma,
-    s: EpochMillis,
-    cfg: &IncidentConfig,
-) -> f64 {
-    let (moved, net, _) = balance_steps(readings, dma, s, cfg);
-    (moved - net.abs()) / 2.0
-}
+impl BalanceSteps {
+    fn at(
+        readings: &Readings,
+        dma: &waterline_core::Dma,
+        s: EpochMillis,
+        cfg: &IncidentConfig,
+    ) -> Self {
+        dma.inlets
+            .iter()
+            .map(|m| (m, 1.0))
+            .chain(dma.outlets.iter().map(|m| (m, -1.0)))
+            .filter_map(|(m, sign)| Some(sign * meter_step(readings, m, s, cfg)?))
+            .fold(
+                BalanceSteps {
+                    moved: 0.0,
+                    net: 0.0,
+                    meters: 0,
+                },
+                |b, x| BalanceSteps {
+                    moved: b.moved + x.abs(),
+                    net: b.net + x,
+                    meters: b.meters + 1,
+                },
+            )
+    }
 
-/// The steps of `dma`'s balance meters at `s` ([`meter_step`]): their absolute sum and their
-/// net (inlets less outlets), m³/h, and how many meters had the data for one.
-fn balance_steps(
-    readings: &Readings,
-    dma: &waterline_core::Dma,
-    s: EpochMillis,
-    cfg: &IncidentConfig,
-) -> (f64, f64, usize) {
-    dma.inlets
-        .iter()
-        .map(|m| (m, 1.0))
-        .chain(dma.outlets.iter().map(|m| (m, -1.0)))
-        .filter_map(|(m, sign)| Some(sign * meter_step(readings, m, s, cfg)?))
-        .fold((0.0, 0.0, 0), |(moved, net, n), x| {
-            (moved + x.abs(), net + x, n + 1)
-        })
-}
+    /// How much the water passing through the area changed, m³/h: half of what the steps add
+    /// up to in absolute value beyond their net. A burst or a demand change moves the net; a
+    /// pump or valve carrying water across the area moves an inlet and an outlet by the same
+    /// amount, which the net does not show.
+    fn through(&self) -> f64 {
+        (self.moved - self.net.abs()) / 2.0
+    }
 
-/// Whether, with no inflow history to measure a rise against, the water passing through
-/// `dma` at `s` changed by at least [`IncidentConfig::transfer_ratio`] times the raw net step
-/// of its balance meters (and by [`IncidentConfig::min_rise_m3h`]): a pump or valve.
-fn carried_across(
-    readings: &Readings,
-    dma: &waterline_core::Dma,
-    s: EpochMillis,
-    cfg: &IncidentConfig,
-) -> bool {
-    let (_, net, _) = balance_steps(readings, dma, s, cfg);
-    operation(readings, dma, s, net, cfg)
+    /// Whether the water passing through changed by at least the smallest rise and
+    /// [`IncidentConfig::transfer_ratio`] times `rise` (m³/h): a pump or valve moving water
+    /// across the area, or a burst in an area it feeds, not a burst in it.
+    fn carried(&self, rise: f64, cfg: &IncidentConfig) -> bool {
+        let through = self.through();
+        through >= cfg.min_rise_m3h && through >= cfg.transfer_ratio * rise.abs()
+    }
 }
 
 /// The area fed by one of `area`'s outlets whose own inflow rose at `s` (the rise test, not
-/// itself an operation) with that outlet carrying at least half the rise and half the change
-/// of the water passing through `area` (the transfer that lowered `area`'s pressures went
-/// there, not to a pump elsewhere): a burst there, felt upstream (a PRV holds its own
-/// pressures), with the rise (m³/h). The largest if several.
+/// itself an operation) with that outlet carrying at least half the rise and half `through`,
+/// the change of the water passing through `area` (the transfer that lowered `area`'s
+/// pressures went there, not to a pump elsewhere): a burst there, felt upstream (a PRV holds
+/// its own pressures), with the rise (m³/h). The largest if several.
 fn downstream_burst<'a>(
     readings: &Readings,
     network: &'a Network,
     residuals: &HashMap<&DmaId, Residuals>,
     area: &waterline_core::Dma,
     s: EpochMillis,
+    through: f64,
     cfg: &IncidentConfig,
 ) -> Option<(&'a DmaId, f64)> {
     let mut best: Option<(&DmaId, f64)> = None;
-    let through = through_flow(readings, area, s, cfg);
     for outlet in &area.outlets {
         let Some(step) = meter_step(readings, outlet, s, cfg) else {
             continue;
@@ -671,7 +656,7 @@ fn downstream_burst<'a>(
                 continue;
             };
             if step >= 0.5 * rise.max(through)
-                && !operation(readings, fed, s, rise, cfg)
+                && !BalanceSteps::at(readings, fed, s, cfg).carried(rise, cfg)
                 && best.is_none_or(|(_, r)| rise > r)
             {
                 best = Some((&fed.id, rise));
@@ -679,6 +664,22 @@ fn downstream_burst<'a>(
         }
     }
     best
+}
+
+/// A series' median over the three hours before a step at `at` (but its last quarter hour;
+/// at least `min_before` readings) and over `[at, at + confirm)`: the levels before and after.
+fn step_levels(
+    series: &SensorSeries<'_>,
+    at: EpochMillis,
+    confirm: EpochMillis,
+    min_before: usize,
+) -> Option<(f64, f64)> {
+    let mut before = values_between(series, at - 3 * HOUR_MS, at - 15 * 60_000);
+    if before.len() < min_before {
+        return None;
+    }
+    let mut after = values_between(series, at, at + confirm);
+    Some((median(&mut before)?, median(&mut after)?))
 }
 
 /// A sensor's values at times in `[a, b)`.
@@ -708,14 +709,7 @@ fn sag(
     let series = readings.series(&sensor.id);
     let confirm = cfg.confirm_minutes * 60_000;
     // The median levels before a step at `at` and over its confirmation window.
-    let levels = |at: EpochMillis| -> Option<(f64, f64)> {
-        let mut before = values_between(&series, at - 3 * HOUR_MS, at - 15 * 60_000);
-        let mut after = values_between(&series, at, at + confirm);
-        if before.len() < 4 || after.is_empty() {
-            return None;
-        }
-        Some((median(&mut before)?, median(&mut after)?))
-    };
+    let levels = |at: EpochMillis| step_levels(&series, at, confirm, 4);
     let step_down = |at: EpochMillis| levels(at).map(|(before, after)| before - after);
     let (head, after) = levels(s)?;
     let now = head - after;
@@ -882,10 +876,10 @@ unit = "m3/h"
         let cfg = IncidentConfig::default();
         let dma = &net.dmas[0];
         // The pump starts: 36 m3/h in and out, the balance up by 3.7 (meter timing and noise).
-        assert!(operation(&area(39.7, 36.0), dma, s, 3.7, &cfg));
+        assert!(BalanceSteps::at(&area(39.7, 36.0), dma, s, &cfg).carried(3.7, &cfg));
         // A 10 m3/h burst: only the inlet moves.
-        assert!(!operation(&area(10.0, 0.0), dma, s, 10.0, &cfg));
+        assert!(!BalanceSteps::at(&area(10.0, 0.0), dma, s, &cfg).carried(10.0, &cfg));
         // A burst while a smaller transfer changes is still a burst.
-        assert!(!operation(&area(14.0, 4.0), dma, s, 10.0, &cfg));
+        assert!(!BalanceSteps::at(&area(14.0, 4.0), dma, s, &cfg).carried(10.0, &cfg));
     }
 }
