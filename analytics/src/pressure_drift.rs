@@ -148,7 +148,6 @@ fn detect_zone(
             ..Track::default()
         })
         .collect();
-    let mut present = Vec::with_capacity(ids.len());
     let mut pending: Vec<(usize, usize, f64, Option<f64>)> = Vec::new();
     let mut seen: VecDeque<Seen> = VecDeque::new();
     for h in 0..n_hours {
@@ -162,23 +161,18 @@ fn detect_zone(
         let mut offsets: Vec<Option<(f64, Option<f64>)>> = vec![None; ids.len()];
         let mut usual: Vec<Option<f64>> = vec![None; ids.len()];
         let drifting = |k: usize| tracks[k].open.is_some();
+        // Drifting sensors against everyone's raw values first, then the others against the
+        // drifting ones corrected by that.
         for pass in [true, false] {
-            present.clear();
-            present.extend((0..ids.len()).filter_map(|k| match (pass, drifting(k)) {
-                (false, true) => Some(values[k]? - offsets[k]?.1?),
-                _ => values[k],
-            }));
-            present.sort_by(f64::total_cmp);
-            for k in (0..ids.len()).filter(|&k| drifting(k) == pass) {
-                let Some(v) = values[k] else {
-                    continue;
-                };
-                // At least one neighbour, whatever the configuration: a median of none is
-                // none.
-                if present.len() - 1 < cfg.min_neighbours.max(1) {
-                    continue;
-                }
-                let d = v - median_without(&present, v);
+            let counted: Vec<Option<f64>> = (0..ids.len())
+                .map(|k| match (pass, drifting(k)) {
+                    (false, true) => Some(values[k]? - offsets[k]?.1?),
+                    _ => values[k],
+                })
+                .collect();
+            let ds = offsets_from_others(&values, &counted, |k| drifting(k) == pass, cfg);
+            for (k, d) in ds.into_iter().enumerate() {
+                let Some(d) = d else { continue };
                 let track = &tracks[k];
                 if track.by_hour[hod].len() >= cfg.min_history_days {
                     let mut hist: Vec<f64> = track.by_hour[hod].iter().copied().collect();
@@ -314,8 +308,8 @@ fn moved_of(tracks: &[Track], cfg: &DriftConfig) -> usize {
 /// `e`). With nothing taken out these are the hour's `e`.
 fn e_without(seen: &Seen, k: usize, cfg: &DriftConfig) -> Vec<Option<f64>> {
     let n = seen.values.len();
-    let mut present: Vec<f64> = (0..n)
-        .filter_map(|j| {
+    let counted: Vec<Option<f64>> = (0..n)
+        .map(|j| {
             let v = seen.values[j]?;
             if seen.drifting[j] {
                 Some(v - seen.e[j]?)
@@ -326,18 +320,37 @@ fn e_without(seen: &Seen, k: usize, cfg: &DriftConfig) -> Vec<Option<f64>> {
             }
         })
         .collect();
+    let judged = |j: usize| j != k && !seen.drifting[j];
+    offsets_from_others(&seen.values, &counted, judged, cfg)
+        .into_iter()
+        .zip(&seen.usual)
+        .map(|(d, usual)| Some(d? - (*usual)?))
+        .collect()
+}
+
+/// Each `judged` sensor's offset `d` from the median of the others' `counted` values in one
+/// hour (`values` raw; a judged sensor counts with its raw value), `None` for the others,
+/// without a value, or with fewer neighbours than [`DriftConfig::min_neighbours`] (at least
+/// one: a median of none is none).
+fn offsets_from_others(
+    values: &[Option<f64>],
+    counted: &[Option<f64>],
+    judged: impl Fn(usize) -> bool,
+    cfg: &DriftConfig,
+) -> Vec<Option<f64>> {
+    let mut present: Vec<f64> = counted.iter().flatten().copied().collect();
     present.sort_by(f64::total_cmp);
-    (0..n)
+    (0..values.len())
         .map(|j| {
-            if j == k || seen.drifting[j] {
+            if !judged(j) {
                 return None;
             }
             // Its own value is among them.
-            let v = seen.values[j]?;
+            let v = values[j]?;
             if present.len() - 1 < cfg.min_neighbours.max(1) {
                 return None;
             }
-            Some(v - median_without(&present, v) - seen.usual[j]?)
+            Some(v - median_without(&present, v))
         })
         .collect()
 }
