@@ -30,15 +30,16 @@ type Jump<'a> = (EpochMillis, bool, &'a SensorId);
 /// sensor of its DMA: the same way, within half the zone's reading interval (loggers are not
 /// synchronised to the second).
 pub fn common_jumps(readings: &Readings, network: &Network) -> HashMap<SensorId, Vec<EpochMillis>> {
-    // Per DMA: every jump, and the zone's longest reading interval.
-    let mut per_dma: HashMap<&waterline_core::DmaId, (Vec<Jump<'_>>, i64)> = HashMap::new();
+    // Per DMA: every jump, and its pressure sensors.
+    let mut per_dma: HashMap<&waterline_core::DmaId, (Vec<Jump<'_>>, Vec<&SensorId>)> =
+        HashMap::new();
     for sensor in network.sensors.values() {
         let (SensorKind::Pressure, Some(dma)) = (sensor.kind, sensor.dma.as_ref()) else {
             continue;
         };
         let series = readings.series(&sensor.id);
-        let (list, interval) = per_dma.entry(dma).or_default();
-        *interval = (*interval).max(median_interval(series.times).unwrap_or(0));
+        let (list, sensors) = per_dma.entry(dma).or_default();
+        sensors.push(&sensor.id);
         list.extend(
             jumps(series.times, series.values)
                 .into_iter()
@@ -46,9 +47,16 @@ pub fn common_jumps(readings: &Readings, network: &Network) -> HashMap<SensorId,
         );
     }
     let mut out: HashMap<SensorId, Vec<EpochMillis>> = HashMap::new();
-    for (_, (mut list, interval)) in per_dma {
+    // Zones with fewer than two jumps have none together (the usual case: no interval needed).
+    for (_, (mut list, sensors)) in per_dma.into_iter().filter(|(_, (l, _))| l.len() >= 2) {
         list.sort_by_key(|&(t, _, _)| t);
-        let tolerance = interval / 2;
+        // Half the zone's longest reading interval.
+        let tolerance = sensors
+            .iter()
+            .filter_map(|id| median_interval(readings.series(id).times))
+            .max()
+            .unwrap_or(0)
+            / 2;
         for &(t, up, sensor) in &list {
             let from = list.partition_point(|x| x.0 < t - tolerance);
             let together = list[from..]
