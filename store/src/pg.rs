@@ -3,7 +3,8 @@
 //! aggregates do it.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -74,6 +75,48 @@ SELECT count(*) FROM ins",
     )
 });
 
+/// The fast path for a batch with no reading stored before: a plain insert (half the index
+/// work of `ON CONFLICT`, which probes the key before inserting it) and the rollups folded in
+/// from the partial aggregates computed in memory ([`rollup::aggregate`]), in one statement.
+/// A reading stored before fails it with a unique violation, and the batch takes the
+/// `ON CONFLICT` path instead. Built once, from one template per [`Bucket`].
+static INSERT_NEW_WITH_ROLLUPS: LazyLock<String> = LazyLock::new(|| {
+    let rollups: Vec<String> = Bucket::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let p = 4 + 6 * i;
+            format!(
+                "up_{t} AS (
+    INSERT INTO {t} AS r (series_id, bucket, min, max, sum, count)
+    SELECT * FROM UNNEST(${p}::int4[], ${}::timestamptz[], ${}::float8[], ${}::float8[], ${}::float8[], ${}::int8[])
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+      min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
+      sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count
+)",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                t = b.table(),
+            )
+        })
+        .collect();
+    format!(
+        "WITH ins AS (
+    INSERT INTO readings (series_id, time, value)
+    SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])
+), {}
+SELECT 1",
+        rollups.join(", ")
+    )
+});
+
+/// The fast path without service rollups (TimescaleDB keeps them).
+const INSERT_NEW_ONLY: &str = "INSERT INTO readings (series_id, time, value)
+    SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])";
+
 /// The columns [`event_from_row`] reads.
 pub(crate) const EVENT_COLUMNS: &str =
     "id, kind, dma, sensor, station, sensors::text AS sensors, start_time, detected_at,
@@ -87,6 +130,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub(crate) struct PgStore {
     pool: PgPool,
     service_rollups: bool,
+    /// The last batch met readings stored before (a redelivery, a device re-sending an
+    /// overlapping upload): the next one goes straight to the `ON CONFLICT` path rather than
+    /// failing the fast path again. Cleared by a batch without duplicates.
+    recent_duplicates: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -121,6 +168,7 @@ impl PgStore {
         Ok(Self {
             pool,
             service_rollups: true,
+            recent_duplicates: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -302,6 +350,33 @@ impl PgStore {
         let ids: Vec<i32> = rows.iter().map(|r| r.0).collect();
         let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
         let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        let repeats_inside = rows
+            .windows(2)
+            .any(|w| (w[0].0, w[0].1) == (w[1].0, w[1].1));
+        if !repeats_inside && !self.recent_duplicates.load(Ordering::Relaxed) {
+            // Under a savepoint: a unique violation undoes only this attempt.
+            let mut attempt = (**tx).begin().await?;
+            match self
+                .insert_new(&mut attempt, &rows, &ids, &times, &values)
+                .await
+            {
+                Ok(()) => {
+                    attempt.commit().await?;
+                    return Ok(BatchOutcome {
+                        inserted: rows.len() as u64,
+                        duplicates: 0,
+                    });
+                }
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    attempt.rollback().await?;
+                    tracing::debug!(
+                        readings = rows.len(),
+                        "batch holds readings stored before; inserting it with ON CONFLICT"
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let sql: &'static str = if self.service_rollups {
             INSERT_WITH_ROLLUPS.as_str()
         } else {
@@ -313,10 +388,69 @@ impl PgStore {
             .bind(&values)
             .fetch_one(&mut **tx)
             .await?;
+        let duplicates = (rows.len() as u64).saturating_sub(inserted as u64);
+        self.recent_duplicates
+            .store(duplicates > 0, Ordering::Relaxed);
         Ok(BatchOutcome {
             inserted: inserted as u64,
-            duplicates: (rows.len() as u64).saturating_sub(inserted as u64),
+            duplicates,
         })
+    }
+
+    /// Inserts `rows` (sorted, none repeated), all of them new, and folds them into the
+    /// service's rollups. Fails with a unique violation, having written nothing that survives
+    /// the caller's savepoint, when any was stored before.
+    async fn insert_new(
+        &self,
+        conn: &mut PgConnection,
+        rows: &[(i32, DateTime<Utc>, f64)],
+        ids: &[i32],
+        times: &[DateTime<Utc>],
+        values: &[f64],
+    ) -> Result<(), sqlx::Error> {
+        if !self.service_rollups {
+            sqlx::query(INSERT_NEW_ONLY)
+                .bind(ids)
+                .bind(times)
+                .bind(values)
+                .execute(conn)
+                .await?;
+            return Ok(());
+        }
+        let micros: Vec<(i32, i64, f64)> = rows
+            .iter()
+            .map(|&(s, t, v)| (s, t.timestamp_micros(), v))
+            .collect();
+        let mut q = sqlx::query(INSERT_NEW_WITH_ROLLUPS.as_str())
+            .bind(ids)
+            .bind(times)
+            .bind(values);
+        for bucket in Bucket::ALL {
+            let parts = crate::rollup::aggregate(&micros, bucket);
+            let mut series = Vec::with_capacity(parts.len());
+            let mut starts = Vec::with_capacity(parts.len());
+            let mut mins = Vec::with_capacity(parts.len());
+            let mut maxs = Vec::with_capacity(parts.len());
+            let mut sums = Vec::with_capacity(parts.len());
+            let mut counts = Vec::with_capacity(parts.len());
+            for (&(s, start), p) in &parts {
+                series.push(s);
+                starts.push(crate::rollup::from_micros(start));
+                mins.push(p.min);
+                maxs.push(p.max);
+                sums.push(p.sum);
+                counts.push(p.count);
+            }
+            q = q
+                .bind(series)
+                .bind(starts)
+                .bind(mins)
+                .bind(maxs)
+                .bind(sums)
+                .bind(counts);
+        }
+        q.execute(conn).await?;
+        Ok(())
     }
 
     pub(crate) async fn readings(

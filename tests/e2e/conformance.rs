@@ -186,6 +186,118 @@ async fn rollups_are_exact_and_survive_redelivery_and_late_data(store: Store) {
     assert_eq!(limited.len(), 3);
 }
 
+/// A backend may write a batch of new readings one way and a batch that meets stored readings
+/// another (PostgreSQL: a plain insert with the rollups aggregated in memory, falling back to
+/// `ON CONFLICT` under a savepoint). Whichever way each batch went, the counts, the first value
+/// written, the rollups and the rest of the batch come out the same.
+async fn batches_new_or_overlapping_keep_counts_rollups_and_the_rest_exact(store: Store) {
+    let store = prepared(&store).await;
+    let t = at("2026-01-10T23:30:00Z");
+    let minutes = |m: i64| t + TimeDelta::minutes(m);
+    let batch = |rs: Vec<(i64, f64)>| Batch {
+        readings: rs
+            .into_iter()
+            .map(|(m, v)| Reading::new(sid("B-flow"), minutes(m), v))
+            .collect(),
+        ..Batch::default()
+    };
+    // New readings across an hour and a day boundary.
+    let o = store
+        .commit_batch(&batch(vec![(0, 4.0), (10, 6.0), (20, 1.0), (35, 9.0)]))
+        .await
+        .unwrap();
+    assert_eq!((o.inserted, o.duplicates), (4, 0));
+    // Overlapping (a redelivery with other values) plus new readings, and a dead letter
+    // that must survive whichever way the readings are written.
+    let mut overlapping = batch(vec![(20, 50.0), (35, 50.0), (40, 2.0), (45, 7.0)]);
+    overlapping.dead_letters.push(DeadLetter {
+        received_at: t,
+        source: "mqtt".into(),
+        topic: Some("waterline/x/up".into()),
+        reason: "test".into(),
+        payload: b"x".to_vec(),
+    });
+    let o = store.commit_batch(&overlapping).await.unwrap();
+    assert_eq!((o.inserted, o.duplicates), (2, 2));
+    assert_eq!(
+        store
+            .dead_letters(t, t + TimeDelta::seconds(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Then only new readings into the same buckets, twice (after a batch with duplicates and
+    // after one without).
+    for rs in [vec![(5, 3.0), (50, 8.0)], vec![(25, 0.5), (55, 12.0)]] {
+        let o = store.commit_batch(&batch(rs)).await.unwrap();
+        assert_eq!((o.inserted, o.duplicates), (2, 0));
+    }
+    let stored: Vec<(i64, f64)> = vec![
+        (0, 4.0),
+        (5, 3.0),
+        (10, 6.0),
+        (20, 1.0),
+        (25, 0.5),
+        (35, 9.0),
+        (40, 2.0),
+        (45, 7.0),
+        (50, 8.0),
+        (55, 12.0),
+    ];
+    let pts = store
+        .readings(&sid("B-flow"), t, minutes(60), 100)
+        .await
+        .unwrap();
+    let got: Vec<(i64, f64)> = pts
+        .iter()
+        .map(|p| ((p.time - t).num_minutes(), p.value))
+        .collect();
+    assert_eq!(got, stored, "every reading once, the first value written");
+    for bucket in Bucket::ALL {
+        let mut expected: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
+        for &(m, v) in &stored {
+            let ts = minutes(m).timestamp();
+            expected
+                .entry(ts - ts.rem_euclid(bucket.seconds()))
+                .or_default()
+                .push(v);
+        }
+        let agg = store
+            .bucketed(&sid("B-flow"), bucket, minutes(-1440), minutes(1440), 100)
+            .await
+            .unwrap();
+        let got: Vec<(i64, i64, f64, f64, f64)> = agg
+            .iter()
+            .map(|p| (p.time.timestamp(), p.count, p.min, p.max, p.avg))
+            .collect();
+        let want: Vec<(i64, i64, f64, f64, f64)> = expected
+            .iter()
+            .map(|(&start, vs)| {
+                let min = vs.iter().cloned().fold(f64::INFINITY, f64::min);
+                let max = vs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                (
+                    start,
+                    vs.len() as i64,
+                    min,
+                    max,
+                    vs.iter().sum::<f64>() / vs.len() as f64,
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "{bucket}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((g.0, g.1, g.2, g.3), (w.0, w.1, w.2, w.3), "{bucket}");
+            assert!(
+                (g.4 - w.4).abs() < 1e-9,
+                "{bucket}: mean {} vs {}",
+                g.4,
+                w.4
+            );
+        }
+    }
+}
+
 async fn dead_letters_keep_raw_bytes_and_reason(store: Store) {
     let t = at("2026-01-10T00:00:00Z");
     let payload = vec![0xFF, 0x00, b'{', 0x80];
@@ -508,6 +620,7 @@ on_every_backend!(
     duplicates_within_one_batch_count_once,
     raw_reads_are_ordered_half_open_and_limited,
     rollups_are_exact_and_survive_redelivery_and_late_data,
+    batches_new_or_overlapping_keep_counts_rollups_and_the_rest_exact,
     dead_letters_keep_raw_bytes_and_reason,
     events_round_trip_and_filter,
     tokens_authenticate_by_hash,
