@@ -529,12 +529,26 @@ async fn three_ingest_processes_share_one_subscription_store_each_message_once_a
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.count_readings().await.unwrap(), total);
 
-    let mut per_instance = Vec::new();
-    for &port in &ports {
-        let (code, body) = http_get(port, "/metrics", None).await.unwrap();
-        assert_eq!(code, 200);
-        per_instance.push(counter(&body, "waterline_ingest_messages_committed_total"));
-    }
+    // A batch's messages are counted once its last transaction commits, which may be a
+    // moment after its readings are visible (PostgreSQL writes a large batch's readings
+    // first, its devices after): wait for the counters to settle, then a little longer, so a
+    // message committed twice would show.
+    let committed = || async {
+        let mut per_instance = Vec::new();
+        for &port in &ports {
+            let (code, body) = http_get(port, "/metrics", None).await?;
+            assert_eq!(code, 200);
+            per_instance.push(counter(&body, "waterline_ingest_messages_committed_total"));
+        }
+        Some(per_instance)
+    };
+    eventually(Duration::from_secs(10), || async {
+        let c = committed().await?;
+        (c.iter().sum::<f64>() as usize >= n).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let per_instance = committed().await.unwrap();
     eprintln!("messages committed per instance: {per_instance:?}");
     assert_eq!(
         per_instance.iter().sum::<f64>() as usize,

@@ -11,7 +11,9 @@
 //! Migrations are embedded and applied by [`Store::open`]. Readings are keyed by
 //! (series, time): [`Store::commit_batch`] is idempotent, so a redelivered message adds no row,
 //! and it writes readings, rollups, dead letters, held-back uplinks and device sightings in a
-//! single transaction, so an ingest that acknowledges after it returns never loses data.
+//! single transaction (on PostgreSQL a large batch's readings first, in two concurrent
+//! transactions, and the rest once they have committed; a retry after a failure finds only
+//! keyed readings stored), so an ingest that acknowledges after it returns never loses data.
 //! (Sensors first seen in a payload are registered just before, by
 //! [`Store::register_sensors`]; that is idempotent too.)
 //!

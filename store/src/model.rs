@@ -113,7 +113,8 @@ pub struct PendingUplink {
     pub payload: Vec<u8>,
 }
 
-/// Everything one ingest batch writes, committed in one transaction.
+/// Everything one ingest batch writes, committed in one transaction (on PostgreSQL, a large
+/// batch's readings in two concurrent ones first, the rest after them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     pub readings: Vec<Reading>,
@@ -121,7 +122,7 @@ pub struct Batch {
     pub pending: Vec<PendingUplink>,
     pub devices: Vec<DeviceSeen>,
     /// Held-back uplinks (by id) whose data this batch stores: deleted in the same
-    /// transaction.
+    /// transaction (for a large batch on PostgreSQL, the one after its readings).
     pub release_pending: Vec<i64>,
     /// Device states reported (applied after the devices are registered; an older state never
     /// overwrites a newer one).

@@ -1,6 +1,8 @@
 //! PostgreSQL backend (plain, or with TimescaleDB). Batch writes use `UNNEST` arrays in one
-//! transaction; rollups are maintained in that transaction unless TimescaleDB's continuous
-//! aggregates do it.
+//! transaction (a large batch's readings in two concurrent ones, then the rest); rollups are
+//! maintained with the readings unless TimescaleDB's continuous aggregates do it. A batch is
+//! first written as all new (plain `INSERT`, rollups aggregated in memory) and falls back to
+//! `ON CONFLICT DO NOTHING` when it meets stored readings.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +118,9 @@ SELECT 1",
 /// The fast path without service rollups (TimescaleDB keeps them).
 const INSERT_NEW_ONLY: &str = "INSERT INTO readings (series_id, time, value)
     SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::float8[])";
+
+/// From this many readings a batch's readings are written by two connections at once.
+const PARALLEL_MIN_READINGS: usize = 4_000;
 
 /// The columns [`event_from_row`] reads.
 pub(crate) const EVENT_COLUMNS: &str =
@@ -314,12 +319,60 @@ impl PgStore {
         batch: &Batch,
         series: &HashMap<SensorId, i32>,
     ) -> Result<BatchOutcome, StoreError> {
+        let rows: Vec<(i32, DateTime<Utc>, f64)> = batch
+            .readings
+            .iter()
+            .map(|r| (series[&r.sensor], r.time, r.value))
+            .collect();
+        if rows.len() < PARALLEL_MIN_READINGS || self.pool.options().get_max_connections() < 2 {
+            return self.commit_in_one(batch, rows).await;
+        }
+        // A large batch's readings go in two transactions at once, so that the server puts
+        // two cores to the insert: the series of even id in one, odd in the other (disjoint
+        // readings and rollup rows, so they never wait for each other). The batch's other
+        // content follows once both have committed, so a retry after a failure repeats no
+        // dead letter or held-back uplink; a retry may only find some readings stored
+        // already, which the (series, time) key turns into duplicates.
+        let (even, odd): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.0 % 2 == 0);
+        let (a, b) = tokio::join!(self.commit_readings(even), self.commit_readings(odd));
+        let (a, b) = (a?, b?);
+        let rest = self.commit_in_one(batch, Vec::new()).await?;
+        Ok(BatchOutcome {
+            inserted: a.inserted + b.inserted + rest.inserted,
+            duplicates: a.duplicates + b.duplicates + rest.duplicates,
+        })
+    }
+
+    /// Readings alone, in a transaction of their own.
+    async fn commit_readings(
+        &self,
+        rows: Vec<(i32, DateTime<Utc>, f64)>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = self.insert_readings(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The whole batch in one transaction, with `rows` for its readings (none: the batch's
+    /// other content alone; nothing to do when it has none).
+    async fn commit_in_one(
+        &self,
+        batch: &Batch,
+        rows: Vec<(i32, DateTime<Utc>, f64)>,
+    ) -> Result<BatchOutcome, StoreError> {
+        let rest_empty = batch.devices.is_empty()
+            && batch.states.is_empty()
+            && batch.dead_letters.is_empty()
+            && batch.pending.is_empty()
+            && batch.release_pending.is_empty();
+        if rows.is_empty() && rest_empty {
+            return Ok(BatchOutcome::default());
+        }
         let mut tx = self.pool.begin().await?;
         upsert_devices(&mut tx, &batch.devices).await?;
         apply_states(&mut tx, &batch.states).await?;
-        let outcome = self
-            .insert_readings(&mut tx, &batch.readings, series)
-            .await?;
+        let outcome = self.insert_readings(&mut tx, rows).await?;
         insert_dead_letters(&mut tx, &batch.dead_letters).await?;
         insert_pending(&mut tx, &batch.pending).await?;
         if !batch.release_pending.is_empty() {
@@ -335,16 +388,11 @@ impl PgStore {
     async fn insert_readings(
         &self,
         tx: &mut Transaction<'_, Postgres>,
-        readings: &[crate::Reading],
-        series: &HashMap<SensorId, i32>,
+        mut rows: Vec<(i32, DateTime<Utc>, f64)>,
     ) -> Result<BatchOutcome, StoreError> {
-        if readings.is_empty() {
+        if rows.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        let mut rows: Vec<(i32, DateTime<Utc>, f64)> = readings
-            .iter()
-            .map(|r| (series[&r.sensor], r.time, r.value))
-            .collect();
         // One lock order for every writer: (series, time).
         rows.sort_by_key(|r| (r.0, r.1));
         let ids: Vec<i32> = rows.iter().map(|r| r.0).collect();

@@ -254,47 +254,120 @@ async fn batches_new_or_overlapping_keep_counts_rollups_and_the_rest_exact(store
         .map(|p| ((p.time - t).num_minutes(), p.value))
         .collect();
     assert_eq!(got, stored, "every reading once, the first value written");
+    let stored: Vec<(DateTime<Utc>, f64)> = stored.iter().map(|&(m, v)| (minutes(m), v)).collect();
+    rollups_match(&store, "B-flow", &stored).await;
+}
+
+/// Every rollup of `sensor` around `stored` (all its readings) is exactly their aggregate.
+async fn rollups_match(store: &Store, sensor: &str, stored: &[(DateTime<Utc>, f64)]) {
+    let (Some(first), Some(last)) = (
+        stored.iter().map(|r| r.0).min(),
+        stored.iter().map(|r| r.0).max(),
+    ) else {
+        return;
+    };
     for bucket in Bucket::ALL {
         let mut expected: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
-        for &(m, v) in &stored {
-            let ts = minutes(m).timestamp();
+        for &(t, v) in stored {
+            let ts = t.timestamp();
             expected
                 .entry(ts - ts.rem_euclid(bucket.seconds()))
                 .or_default()
                 .push(v);
         }
         let agg = store
-            .bucketed(&sid("B-flow"), bucket, minutes(-1440), minutes(1440), 100)
+            .bucketed(
+                &sid(sensor),
+                bucket,
+                first - TimeDelta::days(1),
+                last + TimeDelta::days(1),
+                100_000,
+            )
             .await
             .unwrap();
-        let got: Vec<(i64, i64, f64, f64, f64)> = agg
-            .iter()
-            .map(|p| (p.time.timestamp(), p.count, p.min, p.max, p.avg))
-            .collect();
-        let want: Vec<(i64, i64, f64, f64, f64)> = expected
-            .iter()
-            .map(|(&start, vs)| {
-                let min = vs.iter().cloned().fold(f64::INFINITY, f64::min);
-                let max = vs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                (
-                    start,
-                    vs.len() as i64,
-                    min,
-                    max,
-                    vs.iter().sum::<f64>() / vs.len() as f64,
-                )
-            })
-            .collect();
-        assert_eq!(got.len(), want.len(), "{bucket}");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!((g.0, g.1, g.2, g.3), (w.0, w.1, w.2, w.3), "{bucket}");
+        assert_eq!(agg.len(), expected.len(), "{sensor} {bucket}");
+        for (g, (&start, vs)) in agg.iter().zip(&expected) {
+            let min = vs.iter().cloned().fold(f64::INFINITY, f64::min);
+            let max = vs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(
+                (g.time.timestamp(), g.count, g.min, g.max),
+                (start, vs.len() as i64, min, max),
+                "{sensor} {bucket}"
+            );
+            let mean = vs.iter().sum::<f64>() / vs.len() as f64;
             assert!(
-                (g.4 - w.4).abs() < 1e-9,
-                "{bucket}: mean {} vs {}",
-                g.4,
-                w.4
+                (g.avg - mean).abs() < 1e-9,
+                "{sensor} {bucket}: mean {} vs {mean}",
+                g.avg
             );
         }
+    }
+}
+
+/// Large batches (PostgreSQL writes their readings over two connections at once, the batch's
+/// other content after them): new, overlapping with a dead letter, then new again.
+async fn large_batches_are_stored_once_with_exact_rollups(store: Store) {
+    let store = prepared(&store).await;
+    let t = at("2026-01-10T00:00:00Z");
+    let sensors = ["A-flow", "A-p", "B-flow", "B-p"];
+    let value = |k: usize, m: i64| ((m * 7 + k as i64 * 3) % 101) as f64;
+    let batch = |from: i64, to: i64, shift: f64| Batch {
+        readings: (from..to)
+            .flat_map(|m| {
+                sensors.iter().enumerate().map(move |(k, s)| {
+                    Reading::new(sid(s), t + TimeDelta::minutes(m), value(k, m) + shift)
+                })
+            })
+            .collect(),
+        ..Batch::default()
+    };
+    let o = store.commit_batch(&batch(0, 1500, 0.0)).await.unwrap();
+    assert_eq!((o.inserted, o.duplicates), (6000, 0));
+    // Minutes 1000–1499 again with other values (first write wins), 1500–2499 new.
+    let mut overlapping = batch(1000, 2500, 0.5);
+    for r in overlapping
+        .readings
+        .iter_mut()
+        .filter(|r| r.time >= t + TimeDelta::minutes(1500))
+    {
+        r.value -= 0.5;
+    }
+    overlapping.dead_letters.push(DeadLetter {
+        received_at: t,
+        source: "mqtt".into(),
+        topic: Some("waterline/x/up".into()),
+        reason: "test".into(),
+        payload: b"x".to_vec(),
+    });
+    let o = store.commit_batch(&overlapping).await.unwrap();
+    assert_eq!((o.inserted, o.duplicates), (4000, 2000));
+    for (from, to) in [(2500, 3500), (3500, 4500)] {
+        let o = store.commit_batch(&batch(from, to, 0.0)).await.unwrap();
+        assert_eq!((o.inserted, o.duplicates), (4000, 0));
+    }
+    assert_eq!(store.count_readings().await.unwrap(), 18_000);
+    assert_eq!(
+        store
+            .dead_letters(t, t + TimeDelta::seconds(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    for (k, sensor) in sensors.iter().enumerate() {
+        let stored: Vec<(DateTime<Utc>, f64)> = (0..4500)
+            .map(|m| (t + TimeDelta::minutes(m), value(k, m)))
+            .collect();
+        let pts = store
+            .readings(&sid(sensor), t, t + TimeDelta::days(4), 10_000)
+            .await
+            .unwrap();
+        let got: Vec<(DateTime<Utc>, f64)> = pts.iter().map(|p| (p.time, p.value)).collect();
+        assert!(
+            got == stored,
+            "{sensor}: every reading once, the first value written"
+        );
+        rollups_match(&store, sensor, &stored).await;
     }
 }
 
@@ -621,6 +694,7 @@ on_every_backend!(
     raw_reads_are_ordered_half_open_and_limited,
     rollups_are_exact_and_survive_redelivery_and_late_data,
     batches_new_or_overlapping_keep_counts_rollups_and_the_rest_exact,
+    large_batches_are_stored_once_with_exact_rollups,
     dead_letters_keep_raw_bytes_and_reason,
     events_round_trip_and_filter,
     tokens_authenticate_by_hash,
