@@ -348,6 +348,9 @@ impl PgStore {
         &self,
         rows: Vec<(i32, DateTime<Utc>, f64)>,
     ) -> Result<BatchOutcome, StoreError> {
+        if rows.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
         let mut tx = self.pool.begin().await?;
         let outcome = self.insert_readings(&mut tx, rows).await?;
         tx.commit().await?;
