@@ -210,23 +210,10 @@ async fn batches_new_or_overlapping_keep_counts_rollups_and_the_rest_exact(store
     // Overlapping (a redelivery with other values) plus new readings, and a dead letter
     // that must survive whichever way the readings are written.
     let mut overlapping = batch(vec![(20, 50.0), (35, 50.0), (40, 2.0), (45, 7.0)]);
-    overlapping.dead_letters.push(DeadLetter {
-        received_at: t,
-        source: "mqtt".into(),
-        topic: Some("waterline/x/up".into()),
-        reason: "test".into(),
-        payload: b"x".to_vec(),
-    });
+    overlapping.dead_letters.push(a_dead_letter(t));
     let o = store.commit_batch(&overlapping).await.unwrap();
     assert_eq!((o.inserted, o.duplicates), (2, 2));
-    assert_eq!(
-        store
-            .dead_letters(t, t + TimeDelta::seconds(1), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(dead_letters_in_the_second_of(&store, t).await, 1);
     // Then only new readings into the same buckets, twice (after a batch with duplicates and
     // after one without).
     for rs in [vec![(5, 3.0), (50, 8.0)], vec![(25, 0.5), (55, 12.0)]] {
@@ -256,6 +243,26 @@ async fn batches_new_or_overlapping_keep_counts_rollups_and_the_rest_exact(store
     assert_eq!(got, stored, "every reading once, the first value written");
     let stored: Vec<(DateTime<Utc>, f64)> = stored.iter().map(|&(m, v)| (minutes(m), v)).collect();
     rollups_match(&store, "B-flow", &stored).await;
+}
+
+/// How many dead letters were received in the second from `t`.
+async fn dead_letters_in_the_second_of(store: &Store, t: DateTime<Utc>) -> usize {
+    store
+        .dead_letters(t, t + TimeDelta::seconds(1), 10)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// A dead letter received at `t`, to see that a batch's other content is stored.
+fn a_dead_letter(t: DateTime<Utc>) -> DeadLetter {
+    DeadLetter {
+        received_at: t,
+        source: "mqtt".into(),
+        topic: Some("waterline/x/up".into()),
+        reason: "test".into(),
+        payload: b"x".to_vec(),
+    }
 }
 
 /// Every rollup of `sensor` around `stored` (all its readings) is exactly their aggregate.
@@ -332,13 +339,7 @@ async fn large_batches_are_stored_once_with_exact_rollups(store: Store) {
     {
         r.value -= 0.5;
     }
-    overlapping.dead_letters.push(DeadLetter {
-        received_at: t,
-        source: "mqtt".into(),
-        topic: Some("waterline/x/up".into()),
-        reason: "test".into(),
-        payload: b"x".to_vec(),
-    });
+    overlapping.dead_letters.push(a_dead_letter(t));
     let o = store.commit_batch(&overlapping).await.unwrap();
     assert_eq!((o.inserted, o.duplicates), (4000, 2000));
     for (from, to) in [(2500, 3500), (3500, 4500)] {
@@ -346,14 +347,7 @@ async fn large_batches_are_stored_once_with_exact_rollups(store: Store) {
         assert_eq!((o.inserted, o.duplicates), (4000, 0));
     }
     assert_eq!(store.count_readings().await.unwrap(), 18_000);
-    assert_eq!(
-        store
-            .dead_letters(t, t + TimeDelta::seconds(1), 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(dead_letters_in_the_second_of(&store, t).await, 1);
     for (k, sensor) in sensors.iter().enumerate() {
         let stored: Vec<(DateTime<Utc>, f64)> = (0..4500)
             .map(|m| (t + TimeDelta::minutes(m), value(k, m)))
