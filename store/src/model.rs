@@ -132,8 +132,12 @@ pub struct Batch {
 impl Batch {
     /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
-        self.readings.is_empty()
-            && self.dead_letters.is_empty()
+        self.readings.is_empty() && self.holds_only_readings()
+    }
+
+    /// Whether the batch writes nothing but readings (if any).
+    pub fn holds_only_readings(&self) -> bool {
+        self.dead_letters.is_empty()
             && self.pending.is_empty()
             && self.devices.is_empty()
             && self.release_pending.is_empty()

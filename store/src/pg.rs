@@ -364,12 +364,7 @@ impl PgStore {
         batch: &Batch,
         rows: Vec<(i32, DateTime<Utc>, f64)>,
     ) -> Result<BatchOutcome, StoreError> {
-        let rest_empty = batch.devices.is_empty()
-            && batch.states.is_empty()
-            && batch.dead_letters.is_empty()
-            && batch.pending.is_empty()
-            && batch.release_pending.is_empty();
-        if rows.is_empty() && rest_empty {
+        if rows.is_empty() && batch.holds_only_readings() {
             return Ok(BatchOutcome::default());
         }
         let mut tx = self.pool.begin().await?;
