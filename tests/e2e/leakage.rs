@@ -100,24 +100,48 @@ fn detectors_find_the_twins_abrupt_leak_in_time_close_it_at_the_repair_and_raise
 /// 20 mm carry more water than an area's whole night demand, and an error of a few m³/h in
 /// their estimated flow, divided by a flat night's small demand, once made a demand factor
 /// that the morning ramp multiplied into a `burst` day after day (31 false alarms). The
-/// factor is judged on the whole flow now.
+/// factor is judged on the whole flow now. And a leak the night detector finds in the first
+/// two weeks, before the profile judges any bucket, is taken out of the demand the profile
+/// learnt since it began (left in, 5 false alarms and one leak missed).
 #[test]
 fn open_leaks_do_not_turn_every_morning_ramp_into_a_burst() {
     let s = score_built_in_45_days(5);
-    assert!(s.found >= 6, "{s:?}");
-    assert!(s.false_alarms <= 6, "{s:?}");
+    assert_eq!(s.found, 7, "{s:?}");
+    assert!(s.false_alarms <= 4, "{s:?}");
 }
 
-/// The buckets of the run that opened (or closed) an event are learnt into the profile once
-/// the event explains them, net of the open leaks as they are then. Left out, their slots kept
-/// the week before's demand while every other slot learnt this week's, and any error in the
-/// new leak's estimated flow showed a week later in those slots alone, as a jump: on this
-/// seed 11 false alarms, 9 with them learnt.
+/// Seed 2: a leak that grew from the data's first days is repaired before the profile judges
+/// any bucket, and its event closes only at the second low night. The demand learnt in
+/// between had the leak's estimated flow taken out of it, 16 m³/h of water that was no longer
+/// lost: given back when the repair is found (left negative, that slot read every week as a
+/// `burst` at the same hour: 8 false alarms).
 #[test]
-fn a_bursts_own_buckets_are_learnt_once_it_explains_them() {
+fn a_repair_gives_back_the_demand_learnt_after_it() {
     let s = score_built_in_45_days(2);
     assert_eq!(s.found, 7, "{s:?}");
-    assert!(s.false_alarms <= 9, "{s:?}");
+    assert!(s.false_alarms <= 4, "{s:?}");
+}
+
+/// Seed 1: a 20 mm leak grows from the data's first night. The night baseline is a recent
+/// level plus each weekday's offset from the nights centred on it, so the first week's growth
+/// is not learnt as each weekday's own night use (baselines of one same-weekday night each:
+/// the leak's flow estimate shrank night by night to nothing, then bursts: 12 false alarms).
+#[test]
+fn a_leak_growing_from_the_first_day_is_not_learnt_as_weekday_night_use() {
+    let s = score_built_in_45_days(1);
+    assert_eq!(s.found, 7, "{s:?}");
+    assert!(s.false_alarms <= 4, "{s:?}");
+}
+
+/// Seed 8: a jump counts only if neither a demand factor nor an offset fitted on the buckets
+/// before explains it. An error in the open leaks' estimated flow is a constant offset, which
+/// a factor fitted on a flat night scales up along the morning ramp (factor only: 5 false
+/// alarms).
+#[test]
+fn an_error_in_an_open_leaks_flow_is_not_scaled_into_a_burst() {
+    let s = score_built_in_45_days(8);
+    assert_eq!(s.found, 7, "{s:?}");
+    assert!(s.false_alarms <= 2, "{s:?}");
 }
 
 /// The detectors' score on 45 days of the built-in network (seven random leaks) for `seed`.
