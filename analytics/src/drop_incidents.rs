@@ -40,6 +40,10 @@
 //! holds its own pressures), whose inflow rose with that outlet carrying it, the incident is
 //! that area's: its pressures did not move, the feeding area's did.
 //!
+//! A **gradual** fall (evidence built over [`IncidentConfig::gradual_hours`] or more) is no
+//! burst, whose fall is a step: of one point alone in its zone, it is that instrument drifting
+//! (a `sensor_fault`); of several together, a supply change (left out).
+//!
 //! Causal (CONTRACTS §3): the decision needs the inflow up to `s + confirm`, and the meters
 //! up to `confirm` after the quarter hour before the drop's detection (where the test for
 //! water carried across looks too), so a confirmed incident's `detected_at` is the latest of
@@ -58,7 +62,7 @@
 use std::collections::HashMap;
 
 use chrono::Datelike;
-use waterline_core::{DmaId, Event, EventKind, Network, SensorKind};
+use waterline_core::{DmaId, Event, EventKind, Network, SensorKind, Severity};
 
 use crate::clock::{DAY_MS, LocalClock};
 use crate::grid::Grid;
@@ -90,6 +94,9 @@ pub struct IncidentConfig {
     /// A rise is an operation, not a burst, when the water passing through the area changed
     /// by at least this many times the rise.
     pub transfer_ratio: f64,
+    /// A fall whose evidence took longer than this to build is gradual, not a burst (a
+    /// burst's fall is a step), hours.
+    pub gradual_hours: i64,
 }
 
 impl Default for IncidentConfig {
@@ -103,6 +110,7 @@ impl Default for IncidentConfig {
             min_sag_m: 0.2,
             min_burst_mm: 10.0,
             transfer_ratio: 2.0,
+            gradual_hours: 12,
         }
     }
 }
@@ -247,7 +255,17 @@ pub fn check_drops(
     let mut confirmed: HashMap<DmaId, Vec<Confirmed>> = HashMap::new();
     let dma_of: HashMap<&DmaId, &waterline_core::Dma> =
         network.dmas.iter().map(|d| (&d.id, d)).collect();
-    for mut d in drops {
+    let gradual: Vec<&Event> = drops.iter().filter(|d| is_gradual(d, cfg)).collect();
+    let mut gradual_faults = Vec::new();
+    for d in &gradual {
+        if let Some(fault) = lone_gradual_fall(d, &gradual, network) {
+            gradual_faults.push(fault);
+        } else {
+            out.unconfirmed += 1;
+        }
+    }
+    out.events.extend(gradual_faults);
+    for mut d in drops.into_iter().filter(|d| !is_gradual(d, cfg)) {
         let start = d.start.timestamp_millis();
         let area = d.dma.as_ref().and_then(|id| dma_of.get(id)).copied();
         // Where the meters are looked at for water carried across: the drop's start (when its
@@ -355,6 +373,47 @@ pub fn check_drops(
     out.events
         .sort_by(|a, b| (a.detected_at, a.kind.as_str()).cmp(&(b.detected_at, b.kind.as_str())));
     out
+}
+
+/// Whether a drop's evidence took longer than [`IncidentConfig::gradual_hours`] to build.
+fn is_gradual(drop: &Event, cfg: &IncidentConfig) -> bool {
+    (drop.detected_at - drop.start).num_hours() >= cfg.gradual_hours
+}
+
+/// A gradual fall of one pressure point while no other point of its zone (of three or more)
+/// fell gradually by then is the instrument drifting: a `sensor_fault`. Several points falling
+/// slowly together are a supply change, and a zone of one or two points cannot tell them
+/// apart: `None` (neither is a burst). Only falls detected by then count (causal).
+fn lone_gradual_fall(drop: &Event, gradual: &[&Event], network: &Network) -> Option<Event> {
+    let dma = drop.dma.as_ref()?;
+    let points = network
+        .sensors
+        .values()
+        .filter(|x| x.kind == SensorKind::Pressure && x.dma.as_ref() == Some(dma))
+        .count();
+    let others = gradual.iter().any(|o| {
+        o.sensor != drop.sensor
+            && o.dma.as_ref() == Some(dma)
+            && o.detected_at <= drop.detected_at
+            && o.start < drop.detected_at
+            && drop.start < o.detected_at
+    });
+    if points < 3 || others {
+        return None;
+    }
+    let hours = (drop.detected_at - drop.start).num_hours();
+    let mut e = Event::new(EventKind::SensorFault, drop.start, drop.detected_at);
+    e.sensor = drop.sensor.clone();
+    e.dma = drop.dma.clone();
+    e.severity = Some(Severity::Warning);
+    e.value = drop.value;
+    e.confidence = Some(0.7);
+    e.message = Some(format!(
+        "drift: fell {:.2} m over {hours} h while none of the zone's other {} pressure points did (a burst's fall is a step, felt across the zone)",
+        drop.value.unwrap_or(0.0),
+        points - 1
+    ));
+    Some(e)
 }
 
 /// A drop the inflow confirmed, waiting to be grouped into its incident.
@@ -748,6 +807,51 @@ mod tests {
         let mut e = Event::new(kind, at(start), at(start));
         e.dma = Some(DmaId::parse(dma).unwrap());
         e
+    }
+
+    /// L-Town seed 6: n54 drifted 2.4 m down over two days in the data's first week, which
+    /// the drop detector found as a fall and the inflow (against the days before, a weekend)
+    /// "confirmed" as a burst. A fall that slow is no burst; of one point alone, a drift.
+    #[test]
+    fn a_slow_fall_of_one_point_alone_is_a_drift_and_of_several_a_supply_change() {
+        let zone = |points: &[&str]| {
+            let mut toml = String::from(
+                "timezone = \"UTC\"\n[[dma]]\nid = \"A\"\ninlets = [\"in\"]\n\
+                 [[sensor]]\nid = \"in\"\nkind = \"flow\"\nunit = \"m3/h\"\ndma = \"A\"\n",
+            );
+            for p in points {
+                toml += &format!(
+                    "[[sensor]]\nid = \"{p}\"\nkind = \"pressure\"\nunit = \"m\"\ndma = \"A\"\n"
+                );
+            }
+            Network::parse(&toml).unwrap()
+        };
+        let net = zone(&["p1", "p2", "p3"]);
+        let fall = |sensor: &str, start: &str, detected: &str| {
+            let mut e = event(EventKind::PressureDrop, "A", start);
+            e.detected_at = at(detected);
+            e.sensor = Some(SensorId::parse(sensor).unwrap());
+            e.value = Some(2.4);
+            e
+        };
+        let cfg = IncidentConfig::default();
+        let sudden = fall("p1", "2018-01-05T23:50:00Z", "2018-01-06T00:35:00Z");
+        assert!(!is_gradual(&sudden, &cfg));
+        let slow = fall("p1", "2018-01-05T23:50:00Z", "2018-01-08T00:35:00Z");
+        assert!(is_gradual(&slow, &cfg));
+        let fault = lone_gradual_fall(&slow, &[&slow], &net).expect("a lone slow fall");
+        assert_eq!(fault.kind, EventKind::SensorFault);
+        assert_eq!(fault.sensor, slow.sensor);
+        let m = fault.message.as_deref().unwrap();
+        assert!(m.starts_with("drift: fell 2.40 m over 48 h"), "{m}");
+        // Another point of the zone falling slowly by then: a supply change, no fault.
+        let other = fall("p2", "2018-01-06T10:00:00Z", "2018-01-07T12:00:00Z");
+        assert!(lone_gradual_fall(&slow, &[&slow, &other], &net).is_none());
+        // One found only afterwards is not known yet (causal).
+        let later = fall("p2", "2018-01-06T10:00:00Z", "2018-01-09T12:00:00Z");
+        assert!(lone_gradual_fall(&slow, &[&slow, &later], &net).is_some());
+        // A zone of two points cannot tell a drift from a supply change.
+        assert!(lone_gradual_fall(&slow, &[&slow], &zone(&["p1", "p2"])).is_none());
     }
 
     #[test]

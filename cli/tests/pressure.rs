@@ -198,3 +198,64 @@ fn evaluate_pressure_scores_the_simulated_faults_and_bursts() {
     assert_ne!(code, 0);
     assert!(stderr.contains("give --dir or --network"), "{stderr}");
 }
+
+/// L-Town seed 6's first days with one instrument fault: n54 drifts down 5 m over four days.
+/// Two days in, the drop detector has found it falling 2.4 m, and the inflow against the days
+/// before (a weekend) rose with it: it was reported as a `pressure_drop`, a burst. A fall
+/// that built over two days is no burst; of one point alone in a zone of many, it is the
+/// instrument drifting.
+#[test]
+fn a_slow_fall_of_one_point_is_its_drift_not_a_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+start = "2018-01-01T00:00:00Z"
+timezone = "UTC"
+
+[[sensor_fault]]
+type = "drift"
+sensor = "n54"
+start = "2018-01-05T19:05:00Z"
+end = "2018-01-10T02:15:00Z"
+"#,
+    )
+    .unwrap();
+    let inp = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/l-town/L-TOWN.inp");
+    let export = dir.path().join("export");
+    let (code, _, stderr) = run(&[
+        "sim",
+        "--network",
+        inp.to_str().unwrap(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--days",
+        "10",
+        "--seed",
+        "6",
+        "--export",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let events = dir.path().join("events.jsonl");
+    let (code, stdout, stderr) = run(&[
+        "evaluate",
+        "pressure",
+        "--dir",
+        export.to_str().unwrap(),
+        "--out",
+        events.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let events = std::fs::read_to_string(&events).unwrap();
+    assert!(
+        stdout.contains("instrument faults found: 1/1"),
+        "{stdout}\n{events}"
+    );
+    assert!(!events.contains("\"pressure_drop\""), "{events}");
+    assert!(
+        events.contains("\"sensor\":\"n54\"") && events.contains("drift: fell"),
+        "{events}"
+    );
+}
