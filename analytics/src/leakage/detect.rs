@@ -328,18 +328,6 @@ impl DmaDetector {
             } else {
                 1.0
             };
-            let mut gaps: Vec<f64> = self
-                .recent
-                .iter()
-                .rev()
-                .take(FACTOR_BUCKETS)
-                .map(|(d, p)| d - p)
-                .collect();
-            let offset = if gaps.len() == FACTOR_BUCKETS {
-                median(&mut gaps).unwrap_or(0.0)
-            } else {
-                0.0
-            };
             let expected = (factor * (pred + open) - open).max(0.1 * pred);
             let resid = demand - expected;
             // The same buckets read as an offset instead: an error in the open leaks'
@@ -349,11 +337,17 @@ impl DmaDetector {
             // the factor, which follows the day's demand level (the smaller of the two
             // underestimated a burst on a day of 5 % more demand, and the rest read as a
             // second burst once the factor window restarted).
-            let resid_add = demand - (pred + offset).max(0.1 * pred);
-            let (resid_high, resid_low) = (resid.min(resid_add), resid.max(resid_add));
+            // (Read only when the factor's residual is beyond the threshold either way: both
+            // must be.)
             let scale = self.rel_scale.unwrap_or(0.05) * expected;
             let sigma = 1.25 * scale + jitter;
             let threshold = (self.cfg.burst_sigma * sigma).max(self.cfg.min_burst_m3h);
+            let resid_add = if resid.abs() > threshold {
+                demand - (pred + self.recent_offset()).max(0.1 * pred)
+            } else {
+                resid
+            };
+            let (resid_high, resid_low) = (resid.min(resid_add), resid.max(resid_add));
             if resid_high > threshold {
                 self.run_high.push(RunBucket {
                     start: b.start,
@@ -433,6 +427,23 @@ impl DmaDetector {
                     self.blind.pop_front();
                 }
             }
+        }
+    }
+
+    /// The median gap between the flow and the profile plus the open leaks over the ordinary
+    /// buckets just before (0 until there are enough of them), m³/h.
+    fn recent_offset(&self) -> f64 {
+        let mut gaps: Vec<f64> = self
+            .recent
+            .iter()
+            .rev()
+            .take(FACTOR_BUCKETS)
+            .map(|(d, p)| d - p)
+            .collect();
+        if gaps.len() == FACTOR_BUCKETS {
+            median(&mut gaps).unwrap_or(0.0)
+        } else {
+            0.0
         }
     }
 
