@@ -99,7 +99,7 @@ pub struct IncidentConfig {
     /// A rise is an operation, not a burst, when the water passing through the area changed
     /// by at least this many times the rise.
     pub transfer_ratio: f64,
-    /// A fall whose evidence took longer than this to build is gradual, not a burst (a
+    /// A fall whose evidence took this long or longer to build is gradual, not a burst (a
     /// burst's fall is a step), hours.
     pub gradual_hours: i64,
 }
@@ -380,7 +380,7 @@ pub fn check_drops(
     out
 }
 
-/// Whether a drop's evidence took longer than [`IncidentConfig::gradual_hours`] to build.
+/// Whether a drop's evidence took [`IncidentConfig::gradual_hours`] or more to build.
 fn is_gradual(drop: &Event, cfg: &IncidentConfig) -> bool {
     (drop.detected_at - drop.start).num_hours() >= cfg.gradual_hours
 }

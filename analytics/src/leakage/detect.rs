@@ -9,10 +9,12 @@
 //!   deviations and `min_burst_m3h` for `burst_buckets` buckets in a row; a sudden lasting drop
 //!   of the same size closes the open leak it matches (a repair);
 //! - every night (at the end of the night window): a **leak** detector runs a one-sided CUSUM
-//!   on the net night flow against a baseline (median of recent clean nights of the same weekday;
-//!   no alarm in the first week, which only teaches the spread; robust spread of the residuals)
+//!   on the net night flow against a baseline (the recent clean nights' level plus the weekday's
+//!   offset from the nights around it; no alarm in the first week, which only teaches the
+//!   spread; robust spread of the residuals)
 //!   and opens a `leak` when the evidence of a lasting rise exceeds `cusum_h`; nights well below the
-//!   expected level close the matching open leak.
+//!   expected level close the matching open leak (a repair, which also gives back to the
+//!   profile and the baseline what they learnt net of the leak after it).
 //!
 //! Both share the DMA's open events: the flow of every open leak is added to the expected
 //! level, so one leak is reported once, and a second leak in the same DMA is a further rise
@@ -512,6 +514,7 @@ impl DmaDetector {
         let mut offsets: Vec<Vec<f64>> = vec![Vec::new(); 7];
         for j in (3..nights.len().saturating_sub(3)).rev() {
             let (d, x) = nights[j];
+            let d = d % 7;
             if offsets[d].len() >= self.cfg.profile_weeks {
                 continue;
             }
@@ -528,7 +531,7 @@ impl DmaDetector {
             .iter()
             .rev()
             .take(7)
-            .map(|(d, x)| x - offset[*d])
+            .map(|(d, x)| x - offset[*d % 7])
             .collect();
         median(&mut level).map(|l| l + offset[weekday % 7])
     }
