@@ -73,7 +73,7 @@ use crate::clock::{DAY_MS, LocalClock};
 use crate::grid::Grid;
 use crate::quality::utc;
 use crate::readings::{Readings, SensorSeries};
-use crate::stats::median;
+use crate::stats::{line_fit, median};
 use crate::timefmt::EpochMillis;
 
 /// Tuning of the inflow check.
@@ -260,17 +260,15 @@ pub fn check_drops(
     let mut confirmed: HashMap<DmaId, Vec<Confirmed>> = HashMap::new();
     let dma_of: HashMap<&DmaId, &waterline_core::Dma> =
         network.dmas.iter().map(|d| (&d.id, d)).collect();
-    let gradual: Vec<&Event> = drops.iter().filter(|d| is_gradual(d, cfg)).collect();
-    let mut gradual_faults = Vec::new();
+    let (gradual, sudden): (Vec<Event>, Vec<Event>) =
+        drops.into_iter().partition(|d| is_gradual(d, cfg));
     for d in &gradual {
-        if let Some(fault) = lone_gradual_fall(d, &gradual, network) {
-            gradual_faults.push(fault);
-        } else {
-            out.unconfirmed += 1;
+        match lone_gradual_fall(d, &gradual, network) {
+            Some(fault) => out.events.push(fault),
+            None => out.unconfirmed += 1,
         }
     }
-    out.events.extend(gradual_faults);
-    for mut d in drops.into_iter().filter(|d| !is_gradual(d, cfg)) {
+    for mut d in sudden {
         let start = d.start.timestamp_millis();
         let area = d.dma.as_ref().and_then(|id| dma_of.get(id)).copied();
         // Where the meters are looked at for water carried across: the drop's start (when its
@@ -389,7 +387,7 @@ fn is_gradual(drop: &Event, cfg: &IncidentConfig) -> bool {
 /// fell gradually by then is the instrument drifting: a `sensor_fault`. Several points falling
 /// slowly together are a supply change, and a zone of one or two points cannot tell them
 /// apart: `None` (neither is a burst). Only falls detected by then count (causal).
-fn lone_gradual_fall(drop: &Event, gradual: &[&Event], network: &Network) -> Option<Event> {
+fn lone_gradual_fall(drop: &Event, gradual: &[Event], network: &Network) -> Option<Event> {
     let dma = drop.dma.as_ref()?;
     let points = network
         .sensors
@@ -810,16 +808,10 @@ fn flow_response(
     if points.len() < 48 {
         return None;
     }
-    let k = points.len() as f64;
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / k;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / k;
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
     // Falling with the flow, and clearly following it (a tank's level drives a tank-fed
     // area's pressures instead: no response to judge by).
-    let fits = sxx > 0.0 && syy > 0.0 && sxy < 0.0 && sxy * sxy / (sxx * syy) >= MIN_RESPONSE_R2;
-    fits.then(|| -sxy / sxx)
+    let (b, r2) = line_fit(&points)?;
+    (b < 0.0 && r2 >= MIN_RESPONSE_R2).then_some(-b)
 }
 
 /// How far `sensor` sagged at `s` beyond its usual course at that time of day, m, when that is
@@ -906,19 +898,22 @@ mod tests {
         assert!(!is_gradual(&sudden, &cfg));
         let slow = fall("p1", "2018-01-05T23:50:00Z", "2018-01-08T00:35:00Z");
         assert!(is_gradual(&slow, &cfg));
-        let fault = lone_gradual_fall(&slow, &[&slow], &net).expect("a lone slow fall");
+        let fault =
+            lone_gradual_fall(&slow, std::slice::from_ref(&slow), &net).expect("a lone slow fall");
         assert_eq!(fault.kind, EventKind::SensorFault);
         assert_eq!(fault.sensor, slow.sensor);
         let m = fault.message.as_deref().unwrap();
         assert!(m.starts_with("drift: fell 2.40 m over 48 h"), "{m}");
         // Another point of the zone falling slowly by then: a supply change, no fault.
         let other = fall("p2", "2018-01-06T10:00:00Z", "2018-01-07T12:00:00Z");
-        assert!(lone_gradual_fall(&slow, &[&slow, &other], &net).is_none());
+        assert!(lone_gradual_fall(&slow, &[slow.clone(), other], &net).is_none());
         // One found only afterwards is not known yet (causal).
         let later = fall("p2", "2018-01-06T10:00:00Z", "2018-01-09T12:00:00Z");
-        assert!(lone_gradual_fall(&slow, &[&slow, &later], &net).is_some());
+        assert!(lone_gradual_fall(&slow, &[slow.clone(), later], &net).is_some());
         // A zone of two points cannot tell a drift from a supply change.
-        assert!(lone_gradual_fall(&slow, &[&slow], &zone(&["p1", "p2"])).is_none());
+        assert!(
+            lone_gradual_fall(&slow, std::slice::from_ref(&slow), &zone(&["p1", "p2"])).is_none()
+        );
     }
 
     #[test]

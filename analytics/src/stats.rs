@@ -35,6 +35,12 @@ pub(crate) fn mad_sigma(values: &[f64], center: f64) -> f64 {
 
 /// Least-squares slope of `(x, y)` points; `None` when the x values do not vary.
 pub(crate) fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    line_fit(points).map(|(b, _)| b)
+}
+
+/// Least-squares slope of `(x, y)` points and the share of y's variance it explains (R²,
+/// 0 when y does not vary); `None` when the x values do not vary.
+pub(crate) fn line_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     if points.is_empty() {
         return None;
     }
@@ -43,7 +49,13 @@ pub(crate) fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let my = points.iter().map(|p| p.1).sum::<f64>() / k;
     let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
     let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    (sxx > 0.0).then(|| sxy / sxx)
+    let syy: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
+    let r2 = if syy > 0.0 {
+        sxy * sxy / (sxx * syy)
+    } else {
+        0.0
+    };
+    (sxx > 0.0).then(|| (sxy / sxx, r2))
 }
 
 /// A sliding window that keeps its values in arrival order and, beside them, sorted: a value
@@ -217,6 +229,11 @@ mod tests {
         assert!((mad_sigma(&[1.0, 2.0, 3.0, 4.0, 100.0], 3.0) - 1.4826).abs() < 1e-12);
         assert_eq!(slope(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]), Some(2.0));
         assert_eq!(slope(&[(1.0, 1.0), (1.0, 3.0)]), None);
+        assert_eq!(
+            line_fit(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]),
+            Some((2.0, 1.0))
+        );
+        assert_eq!(line_fit(&[(0.0, 1.0), (1.0, 1.0)]), Some((0.0, 0.0)));
         assert_eq!(select_median(&mut []), 0.0);
         assert_eq!(select_median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(select_median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);

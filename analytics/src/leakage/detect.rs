@@ -227,11 +227,11 @@ impl DmaDetector {
         flow: f64,
         trend: f64,
         conf: f64,
-        learnt: Option<Ramp>,
+        learnt_since: Option<EpochMillis>,
     ) {
-        // `learnt`: the new event's flow in the demand the profile learnt before it was found.
-        if let Some(r) = learnt {
-            self.adjust_profile(&r, -1.0);
+        // The profile learnt the new event's flow as demand from `learnt_since` until now.
+        if let Some(t) = learnt_since {
+            self.adjust_profile(&Ramp(vec![(t, flow)]), -1.0);
         }
         self.events.push(Tracked {
             kind,
@@ -390,7 +390,7 @@ impl DmaDetector {
                     size,
                     0.0,
                     1.0 - (-z / 4.0).exp(),
-                    Some(Ramp(vec![(onset, size)])),
+                    Some(onset),
                 );
                 // The jump is now explained; forget the pre-burst factor window.
                 self.recent.clear();
@@ -472,12 +472,6 @@ impl DmaDetector {
         }
         self.blind.clear();
         earliest
-    }
-
-    /// A leak of `level` m³/h found by the night detector, as learnt into the unjudged
-    /// buckets since its onset (see [`Self::blind_onset`]).
-    fn blind_leak(&mut self, level: f64) -> Option<Ramp> {
-        self.blind_onset(level).map(|t| Ramp(vec![(t, level)]))
     }
 
     /// Adds one week's `demand` to a (weekday, slot) of the profile.
@@ -635,7 +629,7 @@ impl DmaDetector {
             // lasting jump above its forecast is a new leak.
             if enough && z >= self.cfg.cusum_h + self.cfg.cusum_k && lasting {
                 let onset = previous_night_end.unwrap_or(n.mnf_start);
-                let learnt = self.blind_leak(excess);
+                let learnt_since = self.blind_onset(excess);
                 self.open(
                     EventKind::Leak,
                     onset,
@@ -643,7 +637,7 @@ impl DmaDetector {
                     excess,
                     0.0,
                     1.0 - (-z / 4.0).exp(),
-                    learnt,
+                    learnt_since,
                 );
             } else {
                 let e = &mut self.events[g];
@@ -685,7 +679,7 @@ impl DmaDetector {
             } else {
                 0.0
             };
-            let learnt = self.blind_leak(excess);
+            let learnt_since = self.blind_onset(excess);
             self.open(
                 EventKind::Leak,
                 onset,
@@ -693,7 +687,7 @@ impl DmaDetector {
                 excess,
                 trend,
                 confidence,
-                learnt,
+                learnt_since,
             );
             self.previous_excess = Some(0.0);
             return;
@@ -816,6 +810,14 @@ mod tests {
         det.events()
     }
 
+    /// The one `leak` event that `flows` raise (asserts there is exactly one).
+    fn the_one_leak(flows: &[f64]) -> Event {
+        let events = run_nights(flows);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, EventKind::Leak, "{events:?}");
+        events.into_iter().next().unwrap()
+    }
+
     /// A quiet area's night flow: about zero with a little noise.
     fn quiet(day: usize) -> f64 {
         0.1 * ((day * 7 % 5) as f64 - 2.0) / 2.0
@@ -827,10 +829,7 @@ mod tests {
         let flows: Vec<f64> = (0..40)
             .map(|d| quiet(d) + 0.5 * (d.saturating_sub(8) as f64))
             .collect();
-        let events = run_nights(&flows);
-        assert_eq!(events.len(), 1, "{events:?}");
-        let e = &events[0];
-        assert_eq!(e.kind, EventKind::Leak);
+        let e = the_one_leak(&flows);
         let detected_day = e.detected_at.timestamp_millis() / DAY;
         assert!((9..=13).contains(&detected_day), "{e:?}");
         assert!(e.start <= e.detected_at);
@@ -850,10 +849,9 @@ mod tests {
                 quiet(d) + leak
             })
             .collect();
-        let events = run_nights(&flows);
-        assert_eq!(events.len(), 1, "{events:?}");
-        let end = events[0].end.expect("repaired").timestamp_millis() / DAY;
-        assert!((33..=35).contains(&end), "{:?}", events[0]);
+        let e = the_one_leak(&flows);
+        let end = e.end.expect("repaired").timestamp_millis() / DAY;
+        assert!((33..=35).contains(&end), "{e:?}");
     }
 
     #[test]
@@ -865,10 +863,7 @@ mod tests {
         let flows: Vec<f64> = (0..42)
             .map(|d| quiet(d) + 3.5 * (d.min(6) as f64))
             .collect();
-        let events = run_nights(&flows);
-        assert_eq!(events.len(), 1, "{events:?}");
-        let e = &events[0];
-        assert_eq!(e.kind, EventKind::Leak);
+        let e = the_one_leak(&flows);
         assert!(e.end.is_none(), "{e:?}");
         // Its flow estimate stays that of a leak (it had shrunk to 0 and the event closed
         // as if repaired); it is low, as the first week's growth is in the baseline.
@@ -885,9 +880,8 @@ mod tests {
         let flows: Vec<f64> = (0..42)
             .map(|d| quiet(d) + weekend(d) + if d >= 24 { 3.0 } else { 0.0 })
             .collect();
-        let events = run_nights(&flows);
-        assert_eq!(events.len(), 1, "{events:?}");
-        let day = events[0].detected_at.timestamp_millis() / DAY;
-        assert!((24..=27).contains(&day), "{:?}", events[0]);
+        let e = the_one_leak(&flows);
+        let day = e.detected_at.timestamp_millis() / DAY;
+        assert!((24..=27).contains(&day), "{e:?}");
     }
 }
