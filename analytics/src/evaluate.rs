@@ -8,6 +8,10 @@
 //! a found leak is `detected_at − start`. The economic score follows BattLeDIM: water saved
 //! (the leak's flow from detection to the leak's end, at a price per m³) minus a cost per false
 //! alarm.
+//!
+//! Two detectors that find different leaks have medians over different leaks: one that finds
+//! only the easiest leak can show a shorter median delay than one that finds them all.
+//! [`paired_delays`] compares them like for like, on the leaks both found.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -82,6 +86,8 @@ pub struct Score {
     /// Median delay over found leaks by profile (`abrupt`, `incipient`, `all`), hours.
     pub median_delay_h: BTreeMap<String, f64>,
     pub water_saved_m3: f64,
+    /// Per truth leak (in the truth's order), the detection that claimed it.
+    pub claimed: Vec<Option<DateTime<Utc>>>,
     /// Saved water × price − false alarms × cost, €.
     pub economic_score: f64,
 }
@@ -164,7 +170,43 @@ pub fn score(
             .filter_map(|(k, mut v)| median(&mut v).map(|m| (k, m)))
             .collect(),
         water_saved_m3: saved,
+        claimed,
         economic_score: saved * econ.price_per_m3 - false_alarms as f64 * econ.false_alarm_cost,
+    }
+}
+
+/// Detection delays of two detectors on the leaks both found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedDelays {
+    /// Leaks both detectors found.
+    pub both: usize,
+    /// Median delay of each over those leaks, hours (`None` when there are none).
+    pub median_h: Option<(f64, f64)>,
+    /// Of those leaks, how many the first detector found earlier, and how many later.
+    pub earlier: usize,
+    pub later: usize,
+}
+
+/// Compares the delays of `a` and `b` (scored on the same `truth`) on the leaks both found.
+pub fn paired_delays(truth: &[TruthLeak], a: &Score, b: &Score) -> PairedDelays {
+    let mut da = Vec::new();
+    let mut db = Vec::new();
+    let (mut earlier, mut later) = (0, 0);
+    for ((t, ca), cb) in truth.iter().zip(&a.claimed).zip(&b.claimed) {
+        let (Some(ca), Some(cb)) = (ca, cb) else {
+            continue;
+        };
+        let hours = |at: &DateTime<Utc>| (*at - t.start).num_seconds() as f64 / 3_600.0;
+        da.push(hours(ca));
+        db.push(hours(cb));
+        earlier += usize::from(ca < cb);
+        later += usize::from(ca > cb);
+    }
+    PairedDelays {
+        both: da.len(),
+        median_h: median(&mut da).zip(median(&mut db)),
+        earlier,
+        later,
     }
 }
 
@@ -242,6 +284,56 @@ mod tests {
         );
         assert_eq!((s.found, s.false_alarms), (1, 0));
         assert_eq!(s.median_delay_h["abrupt"], 2.0);
+    }
+
+    #[test]
+    fn paired_delays_compare_only_the_leaks_both_found() {
+        let leak = |dma: &str, start: &str| TruthLeak {
+            kind: "leak".into(),
+            start: t(start),
+            end: None,
+            dma: Some(dma.into()),
+            pipe: None,
+            profile: Some("incipient".into()),
+            flow_m3h: Some(1.0),
+        };
+        let truth = vec![
+            leak("A", "2018-01-01T00:00:00Z"),
+            leak("B", "2018-01-01T00:00:00Z"),
+            leak("C", "2018-01-01T00:00:00Z"),
+        ];
+        let horizon = t("2018-01-20T00:00:00Z");
+        // `a` finds all three (after 10, 60 and 90 h), `b` only B, after 50 h: b's own median
+        // (50 h) is shorter than a's (60 h), but on the one leak both found a was 10 h later.
+        let a = score(
+            &truth,
+            &[
+                event("A", "2018-01-01T10:00:00Z"),
+                event("B", "2018-01-03T12:00:00Z"),
+                event("C", "2018-01-04T18:00:00Z"),
+            ],
+            horizon,
+            Economics::default(),
+        );
+        let b = score(
+            &truth,
+            &[event("B", "2018-01-03T02:00:00Z")],
+            horizon,
+            Economics::default(),
+        );
+        assert_eq!(a.median_delay_h["all"], 60.0);
+        assert_eq!(b.median_delay_h["all"], 50.0);
+        let p = paired_delays(&truth, &a, &b);
+        assert_eq!(p.both, 1);
+        assert_eq!(p.median_h, Some((60.0, 50.0)));
+        assert_eq!((p.earlier, p.later), (0, 1));
+        assert_eq!(paired_delays(&truth, &b, &a).earlier, 1);
+        let none = paired_delays(
+            &truth,
+            &a,
+            &score(&truth, &[], horizon, Economics::default()),
+        );
+        assert_eq!((none.both, none.median_h), (0, None));
     }
 
     #[test]

@@ -380,5 +380,14 @@ pub fn evaluate(cmd: EvaluateCommand) -> anyhow::Result<()> {
     );
     print_score("waterline", &ours);
     print_score("leakdb", &base);
+    let paired = evaluate::paired_delays(&truth, &ours, &base);
+    match paired.median_h {
+        Some((a, b)) => println!(
+            "on the {} leak(s) both found: median delay waterline {a:.1} h, leakdb {b:.1} h; \
+             waterline earlier on {}, later on {}",
+            paired.both, paired.earlier, paired.later
+        ),
+        None => println!("no leak was found by both detectors"),
+    }
     Ok(())
 }

@@ -207,4 +207,9 @@ fn evaluate_scores_ours_and_the_baseline() {
         "{stdout}"
     );
     assert!(stdout.lines().any(|l| l.starts_with("leakdb")), "{stdout}");
+    // Both find the one leak: the like-for-like line compares their delays on it.
+    assert!(
+        stdout.contains("on the 1 leak(s) both found: median delay waterline"),
+        "{stdout}"
+    );
 }

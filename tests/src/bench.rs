@@ -1,4 +1,5 @@
-//! What the benchmark binaries share: whole-number flags and the peak resident set.
+//! What the benchmark binaries share: whole-number flags, the peak resident set and the CPU
+//! time used.
 
 use anyhow::Context;
 
@@ -34,4 +35,17 @@ pub fn print_peak_rss() {
         Some(mib) => println!("peak RSS:        {mib:.0} MiB"),
         None => println!("peak RSS:        unknown (no /proc/self/status)"),
     }
+}
+
+/// CPU seconds (user + system, all threads) this process has used, when the platform tells
+/// (Linux: `/proc/self/stat`, in ticks of 1/100 s). Less disturbed than the wall clock by
+/// whatever else the machine runs, so it is what to compare two builds by.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }

@@ -23,7 +23,7 @@ use waterline_analytics::pressure::{self, PressureConfig};
 use waterline_analytics::{LoadOptions, Readings};
 use waterline_core::Network;
 use waterline_core::testing::XorShift;
-use waterline_tests::bench::{arg, print_peak_rss, reset_peak_rss};
+use waterline_tests::bench::{arg, cpu_seconds, print_peak_rss, reset_peak_rss};
 
 const STEP_MS: i64 = 5 * 60_000;
 /// 2018-01-01T00:00:00Z.
@@ -103,9 +103,11 @@ fn main() -> anyhow::Result<()> {
 
     // The peak resident set covers the analysis only.
     reset_peak_rss();
+    let cpu0 = cpu_seconds();
     let t = Instant::now();
     let (readings, report) = Readings::load(&csv, &network, LoadOptions::default())?;
     let load_s = t.elapsed().as_secs_f64();
+    let cpu1 = cpu_seconds();
     let t2 = Instant::now();
     println!("readings:        {}", report.kept);
     println!("DMAs, days:      {dmas}, {days}");
@@ -124,9 +126,14 @@ fn main() -> anyhow::Result<()> {
     }
     let analyse_s = t2.elapsed().as_secs_f64();
     let total_s = t.elapsed().as_secs_f64();
-    println!("load CSV:        {load_s:.2} s");
-    println!("analyse:         {analyse_s:.2} s");
-    println!("end to end:      {total_s:.2} s");
+    let cpu2 = cpu_seconds();
+    let cpu = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b)
+            .map_or_else(String::new, |(a, b)| format!(" ({:.2} s CPU)", b - a))
+    };
+    println!("load CSV:        {load_s:.2} s{}", cpu(cpu0, cpu1));
+    println!("analyse:         {analyse_s:.2} s{}", cpu(cpu1, cpu2));
+    println!("end to end:      {total_s:.2} s{}", cpu(cpu0, cpu2));
     print_peak_rss();
     Ok(())
 }
