@@ -794,9 +794,8 @@ fn flow_response(
     for h in 1..=(7 * 24) {
         let a = s - h * HOUR_MS;
         let mut p = values_between(&series, a, a + HOUR_MS);
-        let bucket = |t: EpochMillis| ((t - inflow.start).max(0) / inflow.step) as usize;
-        let to = bucket(a + HOUR_MS).min(inflow.values.len());
-        let mut q: Vec<f64> = inflow.values[bucket(a).min(to)..to]
+        let mut q: Vec<f64> = inflow
+            .between(a, a + HOUR_MS)
             .iter()
             .flatten()
             .copied()

@@ -45,6 +45,16 @@ impl Grid {
         (i >= 0 && (i as usize) < self.values.len()).then_some(i as usize)
     }
 
+    /// The buckets from the one holding `from` up to the one holding `to` (not included),
+    /// clamped to the grid.
+    pub fn between(&self, from: EpochMillis, to: EpochMillis) -> &[Option<f64>] {
+        let at = |t: EpochMillis| {
+            (((t - self.start).max(0) / self.step) as usize).min(self.values.len())
+        };
+        let to = at(to);
+        &self.values[at(from).min(to)..to]
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }
@@ -205,5 +215,19 @@ unit = "m3/h"
             vec![Some(0.5), Some(2.5), Some(4.5), Some(6.5)]
         );
         assert!(m[&id("in2")].values.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn between_takes_the_buckets_of_a_span_clamped_to_the_grid() {
+        let mut g = Grid::empty(60 * MIN, 240 * MIN, 60 * MIN);
+        for (i, v) in g.values.iter_mut().enumerate() {
+            *v = Some(i as f64);
+        }
+        assert_eq!(g.between(60 * MIN, 180 * MIN), &[Some(0.0), Some(1.0)]);
+        assert_eq!(g.between(90 * MIN, 150 * MIN), &[Some(0.0)]);
+        assert_eq!(g.between(0, 120 * MIN), &[Some(0.0)]);
+        assert_eq!(g.between(200 * MIN, 900 * MIN), &[Some(2.0), Some(3.0)]);
+        assert!(g.between(900 * MIN, 960 * MIN).is_empty());
+        assert!(g.between(180 * MIN, 120 * MIN).is_empty());
     }
 }

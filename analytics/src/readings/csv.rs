@@ -277,6 +277,65 @@ fn parse_piece(
     }
 }
 
+/// Where a line's field separators are: its first two commas (as byte offsets in the text the
+/// line lies in), how many commas it has and whether it holds a quote.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cuts {
+    commas: [usize; 2],
+    n_commas: usize,
+    quoted: bool,
+}
+
+impl Cuts {
+    /// Takes note of the comma or quote at `at`.
+    fn see(&mut self, byte: u8, at: usize) {
+        if byte == b'"' {
+            self.quoted = true;
+        } else {
+            if self.n_commas < 2 {
+                self.commas[self.n_commas] = at;
+            }
+            self.n_commas += 1;
+        }
+    }
+}
+
+/// Whether a line holds only white space (only one that starts with white space, ASCII or
+/// not, is looked at further).
+fn is_blank(line: &str) -> bool {
+    line.as_bytes()
+        .first()
+        .is_none_or(|b| b.is_ascii_whitespace() || !b.is_ascii())
+        && line.trim().is_empty()
+}
+
+/// One line of the canonical layout, `text[start..end]` (its line end taken off) cut at
+/// `cuts`; `None` for a blank line.
+fn canonical_line<'r, 'a: 'r>(
+    rows: &mut RowParser<'_, 'a>,
+    fields: &'r mut Vec<String>,
+    layout: Layout,
+    text: &'a str,
+    (start, end): (usize, usize),
+    cuts: Cuts,
+) -> Option<Result<Row<'r>, String>> {
+    let line = &text[start..end];
+    if is_blank(line) {
+        return None;
+    }
+    Some(if cuts.quoted {
+        parse_general(rows.table, layout, line, fields)
+    } else if cuts.n_commas == 2 {
+        let [a, b] = cuts.commas;
+        rows.parse(&text[start..a], &text[a + 1..b], &text[b + 1..end])
+    } else {
+        Err(format!(
+            "expected 3 fields (time,sensor,value), found {}",
+            cuts.n_commas + 1
+        ))
+    })
+}
+
 /// [`parse_piece`] for a piece of valid UTF-8 in the canonical layout: one scan for line ends,
 /// commas and quotes over the whole piece, rather than several per line.
 fn parse_canonical_piece(
@@ -289,60 +348,32 @@ fn parse_canonical_piece(
     let mut rows = RowParser::new(table);
     let mut fields = Vec::new();
     let mut number = 0usize;
-    // The line being scanned: where it starts, its first two commas, how many commas it has
-    // and whether it holds a quote.
+    // The line being scanned: where it starts, and its cuts so far.
     let mut start = 0usize;
-    let mut commas = [0usize; 2];
-    let mut n_commas = 0usize;
-    let mut quoted = false;
-    let mut line = |start: usize, end: usize, commas: [usize; 2], n_commas: usize, quoted| {
+    let mut cuts = Cuts::default();
+    let mut line = |start: usize, end: usize, cuts: Cuts| {
         number += 1;
         let end = if end > start && bytes[end - 1] == b'\r' {
             end - 1
         } else {
             end
         };
-        let line = &text[start..end];
-        // Only a line that starts with white space (perhaps not ASCII) can be blank.
-        let may_be_blank = line
-            .as_bytes()
-            .first()
-            .is_none_or(|b| b.is_ascii_whitespace() || !b.is_ascii());
-        if may_be_blank && line.trim().is_empty() {
-            return Ok(());
+        match canonical_line(&mut rows, &mut fields, layout, text, (start, end), cuts) {
+            Some(parsed) => out.row(number, parsed),
+            None => Ok(()),
         }
-        let parsed = if quoted {
-            parse_general(table, layout, line, &mut fields)
-        } else if n_commas == 2 {
-            let [a, b] = commas;
-            rows.parse(&text[start..a], &text[a + 1..b], &text[b + 1..end])
-        } else {
-            Err(format!(
-                "expected 3 fields (time,sensor,value), found {}",
-                n_commas + 1
-            ))
-        };
-        out.row(number, parsed)
     };
     for at in memchr::memchr3_iter(b'\n', b',', b'"', bytes) {
-        match bytes[at] {
-            b',' => {
-                if n_commas < 2 {
-                    commas[n_commas] = at;
-                }
-                n_commas += 1;
-            }
-            b'"' => quoted = true,
-            _ => {
-                line(start, at, commas, n_commas, quoted)?;
-                start = at + 1;
-                n_commas = 0;
-                quoted = false;
-            }
+        if bytes[at] == b'\n' {
+            line(start, at, cuts)?;
+            start = at + 1;
+            cuts = Cuts::default();
+        } else {
+            cuts.see(bytes[at], at);
         }
     }
     if start < bytes.len() {
-        line(start, bytes.len(), commas, n_commas, quoted)?;
+        line(start, bytes.len(), cuts)?;
     }
     Ok(number)
 }
@@ -373,25 +404,16 @@ fn parse_piece_by_line(
                 continue;
             }
         };
-        if text.trim().is_empty() {
-            continue;
-        }
-        // Fast path: three plain fields.
-        if layout.is_canonical() && memchr::memchr(b'"', raw).is_none() {
-            // Commas are ASCII: the cuts fall between characters.
-            let comma = |from: usize| memchr::memchr(b',', &raw[from..]).map(|at| from + at);
-            let first = comma(0);
-            let second = first.and_then(|a| comma(a + 1));
-            let third = second.and_then(|b| comma(b + 1));
-            let parsed = match (first, second, third) {
-                (Some(a), Some(b), None) => rows.parse(&text[..a], &text[a + 1..b], &text[b + 1..]),
-                _ => Err(format!(
-                    "expected 3 fields (time,sensor,value), found {}",
-                    text.split(',').count()
-                )),
-            };
-            out.row(number, parsed)?;
-        } else {
+        if layout.is_canonical() {
+            let mut cuts = Cuts::default();
+            for at in memchr::memchr2_iter(b',', b'"', raw) {
+                cuts.see(raw[at], at);
+            }
+            let span = (0, text.len());
+            if let Some(parsed) = canonical_line(&mut rows, &mut fields, layout, text, span, cuts) {
+                out.row(number, parsed)?;
+            }
+        } else if !is_blank(text) {
             let parsed = parse_general(table, layout, text, &mut fields);
             out.row(number, parsed)?;
         }
