@@ -333,8 +333,9 @@ fn analyze_sensor(
     // (`None` as the verdict: it was excluded).
     let mut last_counted: Option<(i64, Option<bool>)> = None;
     let mut drops = DropDetector::new(spec.resolution, cfg.drops);
-    // The drop detector sees a reading one reading later, once it is known not a spike.
-    let mut held: Option<(i64, f64)> = None;
+    // The drop detector sees a reading one reading later, once it is known not a spike
+    // (with its local day and minute).
+    let mut held: Option<(i64, f64, (i64, u32))> = None;
     for (&t, &v) in series.times.iter().zip(series.values) {
         // A jump the zone's other sensors made too is the water: no spike, no floor (still an
         // impossible value or a flatline), and no burst's step for the drop detector either.
@@ -357,8 +358,8 @@ fn analyze_sensor(
                 }
             }
         }
-        if let Some((th, xh)) = held.take() {
-            drops.step(&mut clock, th, xh);
+        if let Some((th, xh, local)) = held.take() {
+            drops.step(local, th, xh);
         }
         let Some(x) = verdict.value else {
             bounds.interrupt();
@@ -366,9 +367,10 @@ fn analyze_sensor(
             continue;
         };
         bounds.step(t, x);
-        held = (!zone_jump).then_some((t, x));
+        let local = clock.day_and_minute(t);
+        held = (!zone_jump).then_some((t, x, local));
         let ok = x >= low && high.is_none_or(|h| x <= h);
-        let date = clock.day_and_minute(t).0;
+        let date = local.0;
         let day = days.get(date);
         if excluded.iter().any(|&(a, b)| a <= t && t < b) {
             day.excluded += 1;
@@ -379,8 +381,8 @@ fn analyze_sensor(
             last_counted = Some((date, Some(ok)));
         }
     }
-    if let Some((th, xh)) = held {
-        drops.step(&mut clock, th, xh);
+    if let Some((th, xh, local)) = held {
+        drops.step(local, th, xh);
     }
     drops.finish();
     faults.finish();

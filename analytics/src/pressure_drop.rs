@@ -15,7 +15,7 @@
 
 use waterline_core::Event;
 
-use crate::clock::{LocalClock, weekday_of_day};
+use crate::clock::weekday_of_day;
 use crate::stats::SortedWindow;
 use crate::timefmt::EpochMillis;
 
@@ -101,9 +101,9 @@ impl DropDetector {
         }
     }
 
-    /// Feeds one trusted reading (m) at `t`.
-    pub fn step(&mut self, clock: &mut LocalClock, t: EpochMillis, x: f64) {
-        let (day, minute) = clock.day_and_minute(t);
+    /// Feeds one trusted reading (m) at `t`, which falls on local `day` at local `minute`
+    /// ([`crate::clock::LocalClock::day_and_minute`]).
+    pub fn step(&mut self, (day, minute): (i64, u32), t: EpochMillis, x: f64) {
         let weekend = weekday_of_day(day) >= 5;
         let slot = usize::from(weekend) * 96 + (minute / 15) as usize % 96;
         let hist = &self.profile[slot];
@@ -194,19 +194,12 @@ impl DropDetector {
         if self.newest.len() > RECENT_SKIP
             && let Some(old) = self.newest.pop_front()
         {
-            self.older.push_back(old);
-            if self.older.len() > RESIDUALS - RECENT_SKIP {
-                self.older.pop_front();
-            }
+            self.older.push_capped(old, RESIDUALS - RECENT_SKIP);
         }
     }
 
     fn learn(&mut self, slot: usize, x: f64) {
-        let h = &mut self.profile[slot];
-        if h.len() == PROFILE_LEN {
-            h.pop_front();
-        }
-        h.push_back(x);
+        self.profile[slot].push_capped(x, PROFILE_LEN);
         if let Some(s) = &mut self.stats[slot] {
             s.2 += 1;
         }

@@ -276,6 +276,97 @@ impl Collector {
     }
 }
 
+/// Bounds of `parts` ranges of sensors with about equal rows (sensor `s` has the rows
+/// `starts[s]..starts[s + 1]`): range `k` is `bounds[k]..bounds[k + 1]`, the last ending at the
+/// last sensor.
+fn sensor_ranges(starts: &[usize], parts: usize) -> Vec<usize> {
+    let n_sensors = starts.len() - 1;
+    let rows = starts[n_sensors];
+    let mut bounds: Vec<usize> = (0..parts)
+        .map(|k| {
+            starts
+                .partition_point(|&x| x < rows * k / parts)
+                .min(n_sensors)
+        })
+        .collect();
+    bounds.push(n_sensors);
+    bounds
+}
+
+/// The `sensor` column (each row's sensor index) of rows placed by `starts`, one core filling
+/// each range of sensors.
+fn sensor_column(bounds: &[usize], starts: &[usize]) -> Vec<u32> {
+    let mut sensor = vec![0u32; starts[starts.len() - 1]];
+    std::thread::scope(|scope| {
+        let mut rest = &mut sensor[..];
+        for range in bounds.windows(2) {
+            let (lo, hi) = (range[0], range[1]);
+            let (part, after) = std::mem::take(&mut rest).split_at_mut(starts[hi] - starts[lo]);
+            rest = after;
+            scope.spawn(move || {
+                for s in lo..hi {
+                    part[starts[s] - starts[lo]..starts[s + 1] - starts[lo]].fill(s as u32);
+                }
+            });
+        }
+    });
+    sensor
+}
+
+/// One sensor's rows from one piece of the file: its index, times and values.
+type Run = (u32, Vec<EpochMillis>, Vec<f64>);
+
+/// Gathers the rows of `sensors` from `runs` (in file order) into `time` and `value`, which
+/// hold exactly those sensors' rows from `starts[sensors.start]` on; sorts each sensor's rows by
+/// time (stable: the first row of a repeated time wins) and drops repeats, each sensor's kept
+/// rows left at the front of its place and their count in `kept`. Returns the repeats dropped.
+fn gather(
+    runs: Vec<Run>,
+    starts: &[usize],
+    sensors: std::ops::Range<usize>,
+    time: &mut [EpochMillis],
+    value: &mut [f64],
+    kept: &mut [usize],
+) -> usize {
+    let base = starts[sensors.start];
+    let mut next: Vec<usize> = starts[sensors.clone()].iter().map(|&s| s - base).collect();
+    for (s, t, v) in runs {
+        let k = s as usize - sensors.start;
+        let at = next[k];
+        time[at..at + t.len()].copy_from_slice(&t);
+        value[at..at + v.len()].copy_from_slice(&v);
+        next[k] += t.len();
+    }
+    let mut repeats = 0;
+    for (k, s) in sensors.enumerate() {
+        let (a, b) = (starts[s] - base, starts[s + 1] - base);
+        if !time[a..b].is_sorted() {
+            let mut pairs: Vec<(i64, f64)> = time[a..b]
+                .iter()
+                .copied()
+                .zip(value[a..b].iter().copied())
+                .collect();
+            pairs.sort_by_key(|p| p.0);
+            for (i, (t, v)) in pairs.into_iter().enumerate() {
+                time[a + i] = t;
+                value[a + i] = v;
+            }
+        }
+        let mut write = a;
+        for i in a..b {
+            if write > a && time[write - 1] == time[i] {
+                repeats += 1;
+                continue;
+            }
+            time[write] = time[i];
+            value[write] = value[i];
+            write += 1;
+        }
+        kept[k] = write - a;
+    }
+    repeats
+}
+
 impl Readings {
     /// Loads a CSV or Parquet readings file (by extension: `.parquet` is Parquet).
     pub fn load(
@@ -442,13 +533,12 @@ impl Readings {
     /// columns in a frame.
     fn assemble(
         table: SensorTable,
-        mut pieces: Vec<Columns>,
+        pieces: Vec<Columns>,
         mut report: LoadReport,
         path: &str,
     ) -> Result<(Readings, LoadReport), ReadingsError> {
         let n_sensors = table.ids.len();
-        // Rows per sensor, then each piece's rows copied to its sensor's place in file order
-        // (each piece's rows freed once copied).
+        // Rows per sensor, and where each sensor's rows go.
         let mut starts = vec![0usize; n_sensors + 1];
         for piece in &pieces {
             for (&s, t) in piece.sensors.iter().zip(&piece.time) {
@@ -461,64 +551,61 @@ impl Readings {
         let n = starts[n_sensors];
         let mut time = vec![0i64; n];
         let mut value = vec![0f64; n];
-        let mut next = starts.clone();
-        for piece in &mut pieces {
-            for (slot, &s) in piece.sensors.iter().enumerate() {
-                let t = std::mem::take(&mut piece.time[slot]);
-                let v = std::mem::take(&mut piece.value[slot]);
-                let at = next[s as usize];
-                time[at..at + t.len()].copy_from_slice(&t);
-                value[at..at + v.len()].copy_from_slice(&v);
-                next[s as usize] += t.len();
+        // One range of sensors per core, each gathered, sorted and cleared of repeats on its own.
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let bounds = sensor_ranges(&starts, cores);
+        // Each range's rows, in file order, handed to the core that gathers (and frees) them.
+        let mut runs: Vec<Vec<Run>> = (1..bounds.len()).map(|_| Vec::new()).collect();
+        for piece in pieces {
+            for ((s, time), value) in piece.sensors.into_iter().zip(piece.time).zip(piece.value) {
+                let range = bounds.partition_point(|&b| b <= s as usize) - 1;
+                runs[range].push((s, time, value));
             }
         }
-        drop(pieces);
-        // Per sensor: sort by time when needed (stable: the first row of a repeated time
-        // wins), then drop repeats, compacting in place.
+        let mut kept = vec![0usize; n_sensors];
+        std::thread::scope(|scope| {
+            let (mut time_rest, mut value_rest) = (&mut time[..], &mut value[..]);
+            let mut kept_rest = &mut kept[..];
+            let mut jobs = Vec::new();
+            for (range, runs) in bounds.windows(2).zip(runs) {
+                let (lo, hi) = (range[0], range[1]);
+                let rows = starts[hi] - starts[lo];
+                let (t, tr) = std::mem::take(&mut time_rest).split_at_mut(rows);
+                let (v, vr) = std::mem::take(&mut value_rest).split_at_mut(rows);
+                let (k, kr) = std::mem::take(&mut kept_rest).split_at_mut(hi - lo);
+                (time_rest, value_rest, kept_rest) = (tr, vr, kr);
+                let starts = &starts;
+                jobs.push(scope.spawn(move || gather(runs, starts, lo..hi, t, v, k)));
+            }
+            for job in jobs {
+                report.duplicates += job.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
+        });
+        // Each sensor's kept rows moved up behind the previous sensor's (nothing moves when
+        // there were no repeats).
         let mut out_starts = vec![0usize; n_sensors + 1];
         let mut write = 0usize;
         for s in 0..n_sensors {
-            let (a, b) = (starts[s], starts[s + 1]);
-            if !time[a..b].is_sorted() {
-                let mut pairs: Vec<(i64, f64)> = time[a..b]
-                    .iter()
-                    .copied()
-                    .zip(value[a..b].iter().copied())
-                    .collect();
-                pairs.sort_by_key(|p| p.0);
-                for (k, (t, v)) in pairs.into_iter().enumerate() {
-                    time[a + k] = t;
-                    value[a + k] = v;
-                }
+            let from = starts[s];
+            if from != write {
+                time.copy_within(from..from + kept[s], write);
+                value.copy_within(from..from + kept[s], write);
             }
             out_starts[s] = write;
-            for i in a..b {
-                if write > out_starts[s] && time[write - 1] == time[i] {
-                    report.duplicates += 1;
-                    continue;
-                }
-                time[write] = time[i];
-                value[write] = value[i];
-                write += 1;
-            }
+            write += kept[s];
         }
         out_starts[n_sensors] = write;
         time.truncate(write);
         value.truncate(write);
         report.kept = write;
-        let mut sensor = Vec::with_capacity(write);
-        for s in 0..n_sensors {
-            sensor.extend(std::iter::repeat_n(
-                s as u32,
-                out_starts[s + 1] - out_starts[s],
-            ));
-        }
+        let sensor = sensor_column(&bounds, &out_starts);
+        // The columns are handed over, not copied.
         let frame = DataFrame::new(
             write,
             vec![
-                Column::new("sensor".into(), sensor),
-                Column::new("time".into(), time),
-                Column::new("value".into(), value),
+                UInt32Chunked::from_vec("sensor".into(), sensor).into_column(),
+                Int64Chunked::from_vec("time".into(), time).into_column(),
+                Float64Chunked::from_vec("value".into(), value).into_column(),
             ],
         )
         .map_err(|source| ReadingsError::Polars {
@@ -672,6 +759,74 @@ unit = "bar"
         assert_eq!(report.missing_values, 1);
         assert_eq!(report.unknown_sensors.get("zz9"), Some(&2));
         assert_eq!(r.frame().height(), 3);
+    }
+
+    #[test]
+    fn sensor_ranges_cover_every_sensor_with_about_equal_rows() {
+        assert_eq!(sensor_ranges(&[0], 2), [0, 0, 0]);
+        // Rows 5, 5, 0, 0: two ranges of 5 rows, the empty sensors in the last.
+        assert_eq!(sensor_ranges(&[0, 5, 10, 10, 10], 2), [0, 1, 4]);
+        assert_eq!(sensor_ranges(&[0, 5, 10, 10, 10], 1), [0, 4]);
+        // More parts than sensors: some ranges are empty.
+        assert_eq!(sensor_ranges(&[0, 3, 6], 4), [0, 1, 1, 2, 2]);
+        assert_eq!(sensor_column(&[0, 1, 4], &[0, 2, 3, 3, 5]), [0, 0, 1, 3, 3]);
+    }
+
+    #[test]
+    fn pieces_are_joined_sorted_and_cleared_of_repeats_sensor_by_sensor() {
+        // Nine sensors (the cores split them into ranges), three pieces, times out of order
+        // and repeated within and across pieces; sensor 4 has no rows.
+        let mut text = String::from("timezone = \"UTC\"\n");
+        for i in 0..9 {
+            text.push_str(&format!(
+                "[[sensor]]\nid = \"s{i}\"\nkind = \"pressure\"\nunit = \"m\"\n"
+            ));
+        }
+        let network = Network::parse(&text).unwrap();
+        let table = SensorTable::new(&network);
+        let mut x = 7u64;
+        let mut pieces = Vec::new();
+        let mut all: Vec<(u32, i64, f64)> = Vec::new();
+        for p in 0..3 {
+            let mut cols = Columns::new(table.ids.len());
+            for k in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let s = (x % 9) as u32;
+                if table.ids[s as usize].as_str() == "s4" {
+                    continue;
+                }
+                let (t, v) = ((x >> 8) as i64 % 40 * 60_000, f64::from(p * 1000 + k));
+                cols.push(s, t, v);
+                all.push((s, t, v));
+            }
+            pieces.push(cols);
+        }
+        let (r, report) = Readings::assemble(table, pieces, LoadReport::default(), "t").unwrap();
+        // Sensor by sensor in file order, stably sorted by time, the first of a repeat kept.
+        all.sort_by_key(|&(s, t, _)| (s, t));
+        let before = all.len();
+        all.dedup_by_key(|&mut (s, t, _)| (s, t));
+        assert_eq!(report.duplicates, before - all.len());
+        assert_eq!(report.kept, all.len());
+        let sensor = r.frame().column("sensor").unwrap().u32().unwrap();
+        let got: Vec<(u32, i64, f64)> = sensor
+            .into_no_null_iter()
+            .zip(r.time_slice().iter().copied())
+            .zip(r.value_slice().iter().copied())
+            .map(|((s, t), v)| (s, t, v))
+            .collect();
+        assert_eq!(got, all);
+        for (i, id) in r.sensors.iter().enumerate() {
+            let series = r.series(id);
+            let want: Vec<i64> = all
+                .iter()
+                .filter(|row| row.0 == i as u32)
+                .map(|row| row.1)
+                .collect();
+            assert_eq!(series.times, want, "{id}");
+        }
     }
 
     #[test]

@@ -27,6 +27,31 @@ pub(crate) fn select_median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// The median of the magnitudes `|x|` of `values`, exactly as [`select_median`] of them gives
+/// it, but selected on their bit patterns (which for floats without a sign order as the
+/// numbers do, NaN last as in the total order): integer comparisons instead of float ones, for
+/// a hot path that takes the median of a few hundred magnitudes again and again (the spike
+/// scale). `scratch` is reused between calls; 0 when empty.
+pub(crate) fn median_magnitude(
+    values: impl IntoIterator<Item = f64>,
+    scratch: &mut Vec<u64>,
+) -> f64 {
+    scratch.clear();
+    scratch.extend(values.into_iter().map(|x| x.abs().to_bits()));
+    let n = scratch.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let (lower, m, _) = scratch.select_nth_unstable(n / 2);
+    let m = f64::from_bits(*m);
+    if n % 2 == 1 {
+        m
+    } else {
+        let below = lower.iter().copied().max().map_or(m, f64::from_bits);
+        (below + m) / 2.0
+    }
+}
+
 /// A robust standard deviation: 1.4826 × the median absolute deviation from `center`.
 pub(crate) fn mad_sigma(values: &[f64], center: f64) -> f64 {
     let mut dev: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
@@ -58,10 +83,13 @@ pub(crate) fn line_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     (sxx > 0.0).then(|| (sxy / sxx, r2))
 }
 
-/// A sliding window that keeps its values in arrival order and, beside them, sorted: a value
-/// joins or leaves in O(n) moves without any comparison sort, and the median is read directly
-/// — exactly [`select_median`] of the same values. For short windows whose median is read
-/// again and again (the drop detector's profile slots and day offset).
+/// A sliding window that keeps its values in arrival order and, beside them, sorted: a new
+/// value's place is found by counting the values below it, and it joins or replaces the
+/// oldest by moving the values between the two places one step, without a comparison sort or
+/// a branch per value; the median is read directly — exactly [`select_median`] of the same
+/// values. For short windows of finite values whose median is read again and again (the drop
+/// detector's profile slots and day offset). A −0 is kept as 0 (the two compare equal, and
+/// counting needs values that sort one way only).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SortedWindow {
     arrival: VecDeque<f64>,
@@ -85,25 +113,50 @@ impl SortedWindow {
         self.sorted.clear();
     }
 
+    /// How many values are below `x` (plain comparisons, which vectorise).
+    #[inline]
+    fn rank(&self, x: f64) -> usize {
+        self.sorted.iter().map(|&y| usize::from(y < x)).sum()
+    }
+
     /// Adds the newest value.
     #[inline]
     pub(crate) fn push_back(&mut self, x: f64) {
+        debug_assert!(x.is_finite(), "a sorted window holds finite values");
+        let x = x + 0.0;
         self.arrival.push_back(x);
-        let at = self
-            .sorted
-            .partition_point(|y| y.total_cmp(&x) == Ordering::Less);
+        let at = self.rank(x);
         self.sorted.insert(at, x);
     }
 
-    /// Removes the oldest value.
+    /// Adds the newest value, and when the window then holds more than `cap` values removes
+    /// the oldest — moving only the values between the two places.
     #[inline]
-    pub(crate) fn pop_front(&mut self) -> Option<f64> {
-        let x = self.arrival.pop_front()?;
-        let at = self
-            .sorted
-            .partition_point(|y| y.total_cmp(&x) == Ordering::Less);
-        self.sorted.remove(at);
-        Some(x)
+    pub(crate) fn push_capped(&mut self, x: f64, cap: usize) {
+        if self.arrival.len() < cap {
+            self.push_back(x);
+            return;
+        }
+        let Some(old) = self.arrival.pop_front() else {
+            // A window of capacity 0 keeps nothing.
+            return;
+        };
+        debug_assert!(x.is_finite(), "a sorted window holds finite values");
+        let x = x + 0.0;
+        self.arrival.push_back(x);
+        // The oldest value's place (the first of its equals will do) and how many values are
+        // below the new one.
+        let from = self.rank(old);
+        let below = self.rank(x);
+        let s = &mut self.sorted;
+        if x > old {
+            // The old value was one of those below: the ones after it move down a place.
+            s.copy_within(from + 1..below, from);
+            s[below - 1] = x;
+        } else {
+            s.copy_within(below..from, below + 1);
+            s[below] = x;
+        }
     }
 
     /// The median (the mean of the middle two of an even count); 0 when empty.
@@ -247,20 +300,31 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                ((x % 41) as f64 - 20.0) / 8.0
+                let v = ((x % 41) as f64 - 20.0) / 8.0;
+                // Both zeros, which the total order tells apart.
+                if v == 0.0 && x & 1 == 1 { -0.0 } else { v }
             })
             .collect()
     }
 
     #[test]
     fn a_sorted_window_has_the_median_and_spread_of_selection() {
-        for cap in [1, 2, 5, 12, 30] {
+        for cap in [0, 1, 2, 5, 12, 30] {
             let mut w = SortedWindow::with_capacity(cap);
+            // The same window kept naively: in arrival order, sorted when looked at.
+            let mut naive = VecDeque::new();
             for (i, x) in values(400, cap as u64 + 1).into_iter().enumerate() {
-                w.push_back(x);
-                if w.len() > cap {
-                    w.pop_front();
+                w.push_capped(x, cap);
+                // A −0 is kept as 0.
+                naive.push_back(x + 0.0);
+                if naive.len() > cap {
+                    naive.pop_front();
                 }
+                let mut sorted: Vec<f64> = naive.iter().copied().collect();
+                sorted.sort_by(f64::total_cmp);
+                assert_eq!(w.arrival, naive, "cap {cap} step {i}");
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&w.sorted), bits(&sorted), "cap {cap} step {i}");
                 let mut v: Vec<f64> = w.arrival.iter().copied().collect();
                 let m = select_median(&mut v);
                 assert_eq!(w.median().to_bits(), m.to_bits(), "cap {cap} step {i}");
@@ -271,6 +335,21 @@ mod tests {
                     mad.to_bits(),
                     "cap {cap} step {i}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_median_magnitude_is_the_median_of_the_absolute_values() {
+        let mut scratch = Vec::new();
+        for n in [0, 1, 2, 3, 24, 287, 288] {
+            for seed in 1..4 {
+                let mut v: Vec<f64> = values(n, seed * 31 + n as u64);
+                v.extend([f64::INFINITY, -1e-300].iter().take(n.min(2)));
+                let mut abs: Vec<f64> = v.iter().map(|x| x.abs()).collect();
+                let want = select_median(&mut abs);
+                let got = median_magnitude(v.iter().copied(), &mut scratch);
+                assert_eq!(got.to_bits(), want.to_bits(), "n {n} seed {seed}");
             }
         }
     }

@@ -33,18 +33,21 @@ pub fn common_jumps(readings: &Readings, network: &Network) -> HashMap<SensorId,
     // Per DMA: every jump, and its pressure sensors.
     let mut per_dma: HashMap<&waterline_core::DmaId, (Vec<Jump<'_>>, Vec<&SensorId>)> =
         HashMap::new();
-    for sensor in network.sensors.values() {
-        let (SensorKind::Pressure, Some(dma)) = (sensor.kind, sensor.dma.as_ref()) else {
-            continue;
-        };
-        let series = readings.series(&sensor.id);
+    let zoned: Vec<(&SensorId, &waterline_core::DmaId)> = network
+        .sensors
+        .values()
+        .filter(|s| s.kind == SensorKind::Pressure)
+        .filter_map(|s| Some((&s.id, s.dma.as_ref()?)))
+        .collect();
+    let ids: Vec<&SensorId> = zoned.iter().map(|(id, _)| *id).collect();
+    let found = crate::parallel::map_in_parallel(&ids, |id| {
+        let series = readings.series(id);
+        jumps(series.times, series.values)
+    });
+    for ((id, dma), found) in zoned.into_iter().zip(found) {
         let (list, sensors) = per_dma.entry(dma).or_default();
-        sensors.push(&sensor.id);
-        list.extend(
-            jumps(series.times, series.values)
-                .into_iter()
-                .map(|(t, up)| (t, up, &sensor.id)),
-        );
+        sensors.push(id);
+        list.extend(found.into_iter().map(|(t, up)| (t, up, id)));
     }
     let mut out: HashMap<SensorId, Vec<EpochMillis>> = HashMap::new();
     // Zones with fewer than two jumps have none together (the usual case: no interval needed).
@@ -79,9 +82,9 @@ pub fn common_jumps(readings: &Readings, network: &Network) -> HashMap<SensorId,
 fn jumps(times: &[EpochMillis], values: &[f64]) -> Vec<(EpochMillis, bool)> {
     let mut out = Vec::new();
     for i in 3..values.len() {
-        let mut before = [values[i - 3], values[i - 2], values[i - 1]];
-        before.sort_by(f64::total_cmp);
-        let level = before[1];
+        let (a, b, c) = (values[i - 3], values[i - 2], values[i - 1]);
+        // The middle of the three (readings are finite).
+        let level = a.min(b).max(a.max(b).min(c));
         let change = values[i] - level;
         if change.abs() >= MIN_JUMP_M.max(MIN_JUMP_SHARE * level.abs()) {
             out.push((times[i], change > 0.0));

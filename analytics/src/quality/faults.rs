@@ -148,7 +148,7 @@ pub struct FaultTracker {
     /// Recent absolute step-to-step changes, for the spike scale.
     diffs: VecDeque<f64>,
     /// Scratch space for the spike scale's median.
-    scratch: Vec<f64>,
+    scratch: Vec<u64>,
     diff_scale: f64,
     diffs_since_scale: usize,
     /// Current run of unchanged values: its value, first time and length in steps.
@@ -372,9 +372,7 @@ impl FaultTracker {
         if self.diffs.is_empty() {
             return;
         }
-        self.scratch.clear();
-        self.scratch.extend(self.diffs.iter().copied());
-        let m = crate::stats::select_median(&mut self.scratch);
+        let m = crate::stats::median_magnitude(self.diffs.iter().copied(), &mut self.scratch);
         self.diff_scale = (1.4826 * m).max(self.spec.resolution);
     }
 
