@@ -9,7 +9,8 @@
 //! cargo run --release -p waterline-tests --bin bench-analytics -- --dmas 10 --pressure-sensors 300
 //! ```
 //!
-//! The CSV is generated first into a temporary directory (not timed); the peak resident set is
+//! The CSV is generated first into a temporary directory (not timed; `--keep-csv DIR` keeps it
+//! in DIR and reads it again on later runs with the same settings); the peak resident set is
 //! reset (`/proc/self/clear_refs`) before the timed part, so it measures the analysis alone.
 
 use std::fmt::Write as _;
@@ -62,9 +63,23 @@ fn main() -> anyhow::Result<()> {
     let pressure_sensors = arg("--pressure-sensors", 0)?;
     anyhow::ensure!(dmas > 0 && days > 0, "--dmas and --days must be positive");
     let dir = tempfile::tempdir()?;
-    let csv = dir.path().join("readings.csv");
     let (toml, series) = workload(dmas, pressure_sensors);
     let network = Network::parse(&toml).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `--keep-csv DIR`: the generated file is kept in DIR under a name that gives the settings
+    // and, when it is there already, read again instead of generated (for repeated timings).
+    let kept = keep_csv()?.map(|d| {
+        d.join(format!(
+            "bench-readings-{dmas}dmas-{pressure_sensors}pressure-{days}days.csv"
+        ))
+    });
+    let csv = match kept {
+        Some(path) if path.exists() => {
+            eprintln!("reading the CSV kept at {}", path.display());
+            return run(&path, &network, dmas, days, pressure_sensors);
+        }
+        Some(path) => path,
+        None => dir.path().join("readings.csv"),
+    };
 
     let started = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&csv)?);
@@ -100,19 +115,42 @@ fn main() -> anyhow::Result<()> {
         series.len(),
         started.elapsed().as_secs_f64()
     );
+    run(&csv, &network, dmas, days, pressure_sensors)
+}
 
+/// The directory after `--keep-csv`, if given.
+fn keep_csv() -> anyhow::Result<Option<std::path::PathBuf>> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--keep-csv") {
+        None => Ok(None),
+        Some(i) => Ok(Some(
+            args.get(i + 1)
+                .context("--keep-csv needs a directory")?
+                .into(),
+        )),
+    }
+}
+
+/// The timed part: load `csv` and analyse it.
+fn run(
+    csv: &std::path::Path,
+    network: &Network,
+    dmas: i64,
+    days: i64,
+    pressure_sensors: i64,
+) -> anyhow::Result<()> {
     // The peak resident set covers the analysis only.
     reset_peak_rss();
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let (readings, report) = Readings::load(&csv, &network, LoadOptions::default())?;
+    let (readings, report) = Readings::load(csv, network, LoadOptions::default())?;
     let load_s = t.elapsed().as_secs_f64();
     let cpu1 = cpu_seconds();
     let t2 = Instant::now();
     println!("readings:        {}", report.kept);
     println!("DMAs, days:      {dmas}, {days}");
     if pressure_sensors > 0 {
-        let result = pressure::analyze(&readings, &network, &PressureConfig::default())?;
+        let result = pressure::analyze(&readings, network, &PressureConfig::default())?;
         println!("pressure points: {pressure_sensors}");
         println!(
             "point-days:      {}",
@@ -120,7 +158,7 @@ fn main() -> anyhow::Result<()> {
         );
         println!("events:          {}", result.events.len());
     } else {
-        let result = leakage::analyze(&readings, &network, &LeakageConfig::default())?;
+        let result = leakage::analyze(&readings, network, &LeakageConfig::default())?;
         println!("DMA-days:        {}", result.days.len());
         println!("events:          {}", result.events.len());
     }
