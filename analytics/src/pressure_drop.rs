@@ -6,6 +6,10 @@
 //! [`MIN_SPREAD_M`] and the resolution). Demand moves a whole day's pressures up or down, so
 //! the residual from the profile is taken against the day's own offset (the median residual
 //! of the last three hours but the newest half hour): a drop is a sudden step, not a low day.
+//! When the day type changes (at midnight into and out of a weekend), the profile of the day
+//! type coming into use is moved by the level the other one learnt while it was idle (the
+//! median change of the other's slot medians, when at least [`MIN_DROP_M`]): a zone whose
+//! pressure fell slowly over the week while leaks grew is no drop at midnight on Saturday.
 //! The standardised step feeds an EWMA (λ = 0.3), the univariate burst detector that did best
 //! in published comparisons; a drop opens when the EWMA falls below −[`DropConfig::sigmas`]
 //! and the step is at least [`MIN_DROP_M`] deep, and closes when the EWMA is back above −1.
@@ -76,6 +80,11 @@ pub struct DropDetector {
     newest: std::collections::VecDeque<f64>,
     /// The residuals before those: the day's own level.
     older: SortedWindow,
+    /// The day type of the newest reading (`true`: weekend).
+    weekend: Option<bool>,
+    /// Per day type, the other day type's slot medians when this one was last left (what the
+    /// other has learnt since is the level this one missed).
+    left_at: [Option<Vec<Option<f64>>>; 2],
     /// When the EWMA last left the normal band (the onset estimate).
     below_since: Option<EpochMillis>,
     open: Option<Drop>,
@@ -95,6 +104,8 @@ impl DropDetector {
             ewma: 0.0,
             newest: std::collections::VecDeque::with_capacity(RECENT_SKIP + 1),
             older: SortedWindow::with_capacity(RESIDUALS - RECENT_SKIP),
+            weekend: None,
+            left_at: [None, None],
             below_since: None,
             open: None,
             drops: Vec::new(),
@@ -105,7 +116,11 @@ impl DropDetector {
     /// ([`crate::clock::LocalClock::day_and_minute`]).
     pub fn step(&mut self, (day, minute): (i64, u32), t: EpochMillis, x: f64) {
         let weekend = weekday_of_day(day) >= 5;
-        let slot = usize::from(weekend) * 96 + (minute / 15) as usize % 96;
+        let quarter = (minute / 15) as usize % 96;
+        let slot = usize::from(weekend) * 96 + quarter;
+        if self.weekend.replace(weekend).is_some_and(|w| w != weekend) {
+            self.catch_up(weekend);
+        }
         let hist = &self.profile[slot];
         if hist.len() < PROFILE_LEN / 2 {
             self.learn(slot, x);
@@ -179,6 +194,7 @@ impl DropDetector {
                     self.below_since = None;
                     self.newest.clear();
                     self.older.clear();
+                    self.left_at = [None, None];
                 }
             }
         }
@@ -196,6 +212,40 @@ impl DropDetector {
         {
             self.older.push_capped(old, RESIDUALS - RECENT_SKIP);
         }
+    }
+
+    /// The medians of one day type's slots (`None`: a slot that has not learnt enough).
+    fn medians(&self, weekend: bool) -> Vec<Option<f64>> {
+        let base = usize::from(weekend) * 96;
+        self.profile[base..base + 96]
+            .iter()
+            .map(|h| (h.len() >= PROFILE_LEN / 2).then(|| h.median()))
+            .collect()
+    }
+
+    /// The day type changed to `weekend`: its profile is moved by the level the other day
+    /// type's profile learnt since this one was last in use, when that is at least
+    /// [`MIN_DROP_M`] (less cannot make a drop).
+    fn catch_up(&mut self, weekend: bool) {
+        let other = !weekend;
+        let now = self.medians(other);
+        if let Some(then) = &self.left_at[usize::from(weekend)] {
+            let mut moved: Vec<f64> = now
+                .iter()
+                .zip(then)
+                .filter_map(|(a, b)| Some((*a)? - (*b)?))
+                .collect();
+            let shift = crate::stats::median(&mut moved).unwrap_or(0.0);
+            if shift.abs() >= MIN_DROP_M {
+                let base = usize::from(weekend) * 96;
+                for slot in base..base + 96 {
+                    self.profile[slot].shift(shift);
+                    self.stats[slot] = None;
+                }
+            }
+        }
+        // What this day type's profile knows now, for when the other comes back.
+        self.left_at[usize::from(other)] = Some(self.medians(weekend));
     }
 
     fn learn(&mut self, slot: usize, x: f64) {
@@ -230,5 +280,43 @@ impl Drop {
         }
         e.message = Some(m);
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::DAY_MS;
+
+    /// Three weeks of 5-minute readings from a Monday, the level of each moment given by
+    /// `level` (days since the start); the drops found.
+    fn run(level: impl Fn(f64) -> f64) -> Vec<Drop> {
+        let monday = 4 + 7 * 2_900;
+        let mut d = DropDetector::new(0.01, DropConfig::default());
+        let mut noise = 0x2545_f491_u64;
+        for k in 0..21 * 288 {
+            let (day, minute) = (monday + k / 288, (k % 288) as u32 * 5);
+            noise ^= noise << 13;
+            noise ^= noise >> 7;
+            noise ^= noise << 17;
+            let jitter = (noise % 21) as f64 / 100.0 - 0.1;
+            let x = level(k as f64 / 288.0) + jitter;
+            d.step((day, minute), day * DAY_MS + i64::from(minute) * 60_000, x);
+        }
+        d.finish();
+        d.drops
+    }
+
+    #[test]
+    fn a_level_the_weekdays_learnt_is_no_drop_on_the_first_weekend_day() {
+        // Two weeks at 40 m, then down to 26 m over three days (too slow for a drop), which
+        // the weekday profile learns; the weekend profile still knows 40 m on Saturday.
+        let drops = run(|day| 40.0 - 14.0 * ((day - 14.0) / 3.0).clamp(0.0, 1.0));
+        assert!(drops.is_empty(), "{drops:?}");
+        // A sudden fall of the same size on the Saturday is a drop, found at once.
+        let drops = run(|day| if day < 19.5 { 40.0 } else { 26.0 });
+        assert_eq!(drops.len(), 1, "{drops:?}");
+        let found = drops[0].detected_at - drops[0].start;
+        assert!(found <= 15 * 60_000, "{drops:?}");
     }
 }

@@ -159,6 +159,13 @@ impl SortedWindow {
         }
     }
 
+    /// Moves every value by `by` (the order stays).
+    pub(crate) fn shift(&mut self, by: f64) {
+        for x in self.arrival.iter_mut().chain(self.sorted.iter_mut()) {
+            *x += by;
+        }
+    }
+
     /// The median (the mean of the middle two of an even count); 0 when empty.
     pub(crate) fn median(&self) -> f64 {
         let (s, n) = (&self.sorted, self.sorted.len());
