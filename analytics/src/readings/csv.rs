@@ -3,10 +3,10 @@
 //! The file is read in blocks of whole lines (the next block read while one is parsed); each
 //! block is cut at line ends into one piece per core and the pieces are parsed side by side,
 //! then appended in file order, so the result (which row of a repeated pair comes first, which
-//! bad row is reported) is the same as reading line by line. A year of 5-minute data for 300 sensors is a 1.2 GB file: parsing is the part
-//! of `analyze` that grows with the data, so it is done by hand: no allocation per row, the last
-//! timestamp and sensor name remembered (a file written time by time or sensor by sensor repeats
-//! one of them on every row).
+//! bad row is reported) is the same as reading line by line. A year of 5-minute data for 300
+//! sensors is a 1.2 GB file: parsing is the part of `analyze` that grows with the data, so it
+//! is done by hand: no allocation per row, the last timestamp and sensor name remembered (a
+//! file written time by time or sensor by sensor repeats one of them on every row).
 
 use std::io::Read;
 
