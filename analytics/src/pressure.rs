@@ -25,7 +25,8 @@
 //!   the inflow rose with it, the drops of several sensors at one burst as one incident.
 //!
 //! - `sensor_fault` drift: a sensor drifting away from its zone's other pressure points
-//!   ([`crate::pressure_drift`]).
+//!   ([`crate::pressure_drift`]), unless a `pressure_drop` incident of its zone started
+//!   while the drift's evidence built (a burst moves the points unevenly).
 //! - `transient`: surges in high-rate data (readings seconds apart), one event per surge with
 //!   its swing, extremes, largest |dP/dt| and duration ([`crate::transients`]); read from the
 //!   raw readings (a surge is what the spike check calls a spike).
@@ -203,6 +204,7 @@ pub fn analyze_with(
         );
         report.events = checked.events;
         report.unconfirmed_drops = checked.unconfirmed;
+        pressure_drift::retract_burst_moved(&mut report.events);
     }
     report
         .events
