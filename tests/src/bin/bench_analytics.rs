@@ -77,12 +77,20 @@ fn main() -> anyhow::Result<()> {
             eprintln!("reading the CSV kept at {}", path.display());
             return run(&path, &network, dmas, days, pressure_sensors);
         }
-        Some(path) => path,
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("--keep-csv: creating {}", parent.display()))?;
+            }
+            path
+        }
         None => dir.path().join("readings.csv"),
     };
 
     let started = Instant::now();
-    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&csv)?);
+    let file = std::fs::File::create(&csv)
+        .with_context(|| format!("creating the benchmark CSV {}", csv.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
     writeln!(out, "time,sensor,value")?;
     let mut rng = XorShift(0x00c0_ffee);
     let steps = days * 86_400_000 / STEP_MS;
