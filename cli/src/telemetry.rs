@@ -5,13 +5,22 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the log subscriber: `WATERLINE_LOG` (or `RUST_LOG`) filters, default `info`.
+/// The log filter when neither `WATERLINE_LOG` nor `RUST_LOG` is set. The demo's embedded
+/// broker (rumqttd) is off: it logs a client's clean disconnect and its own shutdown as
+/// `ERROR` ("router-drop error=Recv(Disconnected)", "no-connection id 0 is already gone"),
+/// which is no error of the operator's; the ingest side logs real MQTT trouble itself.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,rumqttd=off,rumqttc=warn";
+
+/// Installs the log subscriber: `WATERLINE_LOG` (or `RUST_LOG`) filters, default
+/// [`DEFAULT_LOG_FILTER`]; colours only on a terminal (a log file or journal gets plain text).
 pub fn init_logging() {
+    use std::io::IsTerminal;
     let filter = std::env::var("WATERLINE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=warn,rumqttd=warn,rumqttc=warn".into());
+        .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

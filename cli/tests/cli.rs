@@ -242,16 +242,29 @@ async fn demo_serves_readings_within_a_minute_and_stops_cleanly_on_ctrl_c() {
         .args(["demo", "--http", "127.0.0.1:0", "--backfill-hours", "3"])
         .arg("--data-dir")
         .arg(dir.path())
-        .env("WATERLINE_LOG", "warn")
+        // The default log filter: a clean run logs no error (the embedded broker logged its
+        // clients' clean disconnects and its own shutdown as errors).
+        .env_remove("WATERLINE_LOG")
+        .env_remove("RUST_LOG")
         // Analytics every 10 s: the run after the back-fill must come at its interval even
         // while readings keep arriving (arrivals never push a run past its schedule).
         .env("WATERLINE_ANALYTICS__INTERVAL_SECS", "10")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let errors = tokio::spawn(async move {
+        let mut errors = Vec::new();
+        while let Ok(Some(line)) = log.next_line().await {
+            if line.contains("ERROR") {
+                errors.push(line);
+            }
+        }
+        errors
+    });
     let started = std::time::Instant::now();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut port, mut token) = (None, None);
@@ -354,6 +367,8 @@ async fn demo_serves_readings_within_a_minute_and_stops_cleanly_on_ctrl_c() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(rest.contains("Stopped cleanly"), "{rest}");
+    let errors = errors.await.unwrap();
+    assert!(errors.is_empty(), "errors logged: {errors:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
