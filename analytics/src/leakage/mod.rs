@@ -2,7 +2,8 @@
 //! burst detection ([`detect`]) and the LeakDB reference rule ([`baseline`]).
 //!
 //! [`analyze`] runs the whole chain over a [`Readings`] table: polars builds the regular
-//! balance-flow and pressure grids, then each DMA's days and detector run in time order.
+//! balance-flow and pressure grids, then each DMA's days and detector run in time order (the
+//! DMAs shared out over the cores).
 
 pub mod baseline;
 pub mod days;
@@ -85,7 +86,12 @@ pub fn analyze(
     grid_sensors.dedup();
     let grids = sensor_means(readings, &grid_sensors, t0, t1, step)?;
 
-    for (dma, inflow) in network.dmas.iter().zip(&inflows) {
+    // Each DMA's days and detector are independent of the others': one DMA per core at a
+    // time, the results in the network's order.
+    let zones: Vec<(&waterline_core::Dma, &crate::grid::Grid)> =
+        network.dmas.iter().zip(&inflows).collect();
+    let zone_refs: Vec<&(&waterline_core::Dma, &crate::grid::Grid)> = zones.iter().collect();
+    let per_zone = crate::parallel::map_in_parallel(&zone_refs, |&(dma, inflow)| {
         let inputs = days::DmaInputs {
             dma,
             inflow,
@@ -102,10 +108,13 @@ pub fn analyze(
                 .collect(),
         };
         let dma_days = days::dma_days(&inputs, network.timezone, &cfg.days);
-        report
-            .events
-            .extend(run_detector(dma, inflow, &dma_days, network, cfg));
-        report.months.extend(months::dma_months(dma, &dma_days));
+        let events = run_detector(dma, inflow, &dma_days, network, cfg);
+        let months = months::dma_months(dma, &dma_days);
+        (dma_days, events, months)
+    });
+    for (dma_days, events, months) in per_zone {
+        report.events.extend(events);
+        report.months.extend(months);
         report.days.extend(dma_days);
     }
     report.events.sort_by_key(|e| e.detected_at);
