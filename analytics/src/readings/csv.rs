@@ -487,9 +487,13 @@ struct LineBlocks<R> {
     carry: Vec<u8>,
 }
 
+/// The longest line a readings file may have: a row is a time, a sensor id and a value, a
+/// few dozen bytes; a megabyte without a line end is not a readings CSV.
+const MAX_LINE_BYTES: usize = 1 << 20;
+
 impl<R: Read> LineBlocks<R> {
     /// Fills `block` with the next whole lines (the file's last line even without its line
-    /// end); `false` when nothing is left.
+    /// end); `false` when nothing is left. A line longer than [`MAX_LINE_BYTES`] is an error.
     fn fill(&mut self, block: &mut Vec<u8>) -> std::io::Result<bool> {
         block.clear();
         block.append(&mut self.carry);
@@ -498,16 +502,28 @@ impl<R: Read> LineBlocks<R> {
                 .size
                 .saturating_sub(block.len())
                 .max(self.size.div_ceil(2));
+            // Only what is read now can hold a line end: the carried line has none.
+            let before = block.len();
             let got = self.reader.by_ref().take(want as u64).read_to_end(block)?;
             if got == 0 {
                 return Ok(!block.is_empty());
             }
             // Keep the unfinished last line for the next block; a block without a line end
-            // (one very long line) reads on.
-            if let Some(end) = memchr::memrchr(b'\n', block) {
+            // (one long line) reads on, up to the longest line allowed.
+            if let Some(end) = memchr::memrchr(b'\n', &block[before..]).map(|i| before + i) {
                 self.carry.extend_from_slice(&block[end + 1..]);
                 block.truncate(end + 1);
                 return Ok(true);
+            }
+            if block.len() > MAX_LINE_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a line runs on for more than {} MiB without a line end (not a \
+                         `time,sensor,value` CSV)",
+                        MAX_LINE_BYTES >> 20
+                    ),
+                ));
             }
         }
     }
@@ -899,6 +915,37 @@ mod tests {
         let bytes: &[u8] = b"time,sensor,value\n2019-01-01T00:00:00Z,p1,1\xff\n";
         let err = read_csv_in_pieces(bytes, "t.csv", &table, &mut c, 2).unwrap_err();
         assert!(err.to_string().contains("line 2: not UTF-8 text"), "{err}");
+    }
+
+    #[test]
+    fn a_line_of_more_than_a_megabyte_is_refused_by_name() {
+        // Read on until a line end, it would be held in memory whole, however long.
+        let table = table();
+        let mut text = b"time,sensor,value\n2019-01-01T00:00:00Z,p1,1\n".to_vec();
+        text.extend(std::iter::repeat_n(b'7', 3 << 20));
+        for piece in [7, 4096] {
+            let mut c = Collector::new(LoadOptions::default(), table.ids.len());
+            let err = read_csv_in_pieces(&text[..], "t.csv", &table, &mut c, piece).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("cannot read t.csv: a line runs on for more than 1 MiB"),
+                "piece {piece}: {err}"
+            );
+        }
+        // Inside one block, it is the row it is.
+        let mut c = Collector::new(LoadOptions::default(), table.ids.len());
+        let err = read_csv_in_pieces(&text[..], "t.csv", &table, &mut c, 1 << 22).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.csv line 3: expected 3 fields"),
+            "{err}"
+        );
+        // A long line that ends is read (and judged as a row).
+        let mut text = b"time,sensor,value\n2019-01-01T00:00:00Z,p1,".to_vec();
+        text.extend(std::iter::repeat_n(b'7', 1000));
+        text.extend(b"\n");
+        let err = read(std::str::from_utf8(&text).unwrap(), 64, false).unwrap_err();
+        assert!(err.contains("t.csv line 2"), "{err}");
     }
 
     /// A reader that gives `good` and then fails.
