@@ -293,16 +293,32 @@ fn sensor_ranges(starts: &[usize], parts: usize) -> Vec<usize> {
     bounds
 }
 
+/// `data` cut into consecutive parts of the given lengths, one per range of sensors, for the
+/// cores to fill side by side.
+fn split_lengths<T>(mut data: &mut [T], lengths: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut parts = Vec::new();
+    for n in lengths {
+        let (part, rest) = std::mem::take(&mut data).split_at_mut(n);
+        parts.push(part);
+        data = rest;
+    }
+    parts
+}
+
+/// The rows of each range of sensors `bounds` makes, sensor `s` holding the rows
+/// `starts[s]..starts[s + 1]`.
+fn range_rows<'a>(bounds: &'a [usize], starts: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    bounds.windows(2).map(|r| starts[r[1]] - starts[r[0]])
+}
+
 /// The `sensor` column (each row's sensor index) of rows placed by `starts`, one core filling
 /// each range of sensors.
 fn sensor_column(bounds: &[usize], starts: &[usize]) -> Vec<u32> {
     let mut sensor = vec![0u32; starts[starts.len() - 1]];
+    let parts = split_lengths(&mut sensor, range_rows(bounds, starts));
     std::thread::scope(|scope| {
-        let mut rest = &mut sensor[..];
-        for range in bounds.windows(2) {
+        for (range, part) in bounds.windows(2).zip(parts) {
             let (lo, hi) = (range[0], range[1]);
-            let (part, after) = std::mem::take(&mut rest).split_at_mut(starts[hi] - starts[lo]);
-            rest = after;
             scope.spawn(move || {
                 for s in lo..hi {
                     part[starts[s] - starts[lo]..starts[s + 1] - starts[lo]].fill(s as u32);
@@ -563,17 +579,14 @@ impl Readings {
             }
         }
         let mut kept = vec![0usize; n_sensors];
+        let times = split_lengths(&mut time, range_rows(&bounds, &starts));
+        let values = split_lengths(&mut value, range_rows(&bounds, &starts));
+        let kepts = split_lengths(&mut kept, bounds.windows(2).map(|r| r[1] - r[0]));
         std::thread::scope(|scope| {
-            let (mut time_rest, mut value_rest) = (&mut time[..], &mut value[..]);
-            let mut kept_rest = &mut kept[..];
             let mut jobs = Vec::new();
-            for (range, runs) in bounds.windows(2).zip(runs) {
+            let parts = times.into_iter().zip(values).zip(kepts);
+            for ((range, runs), ((t, v), k)) in bounds.windows(2).zip(runs).zip(parts) {
                 let (lo, hi) = (range[0], range[1]);
-                let rows = starts[hi] - starts[lo];
-                let (t, tr) = std::mem::take(&mut time_rest).split_at_mut(rows);
-                let (v, vr) = std::mem::take(&mut value_rest).split_at_mut(rows);
-                let (k, kr) = std::mem::take(&mut kept_rest).split_at_mut(hi - lo);
-                (time_rest, value_rest, kept_rest) = (tr, vr, kr);
                 let starts = &starts;
                 jobs.push(scope.spawn(move || gather(runs, starts, lo..hi, t, v, k)));
             }
