@@ -230,10 +230,7 @@ impl DmaDetector {
         conf: f64,
         learnt_since: Option<EpochMillis>,
     ) {
-        // The profile learnt the new event's flow as demand from `learnt_since` until now.
-        if let Some(t) = learnt_since {
-            self.adjust_profile(&Ramp(vec![(t, flow)]), -1.0);
-        }
+        self.leak_flow_added(flow, learnt_since);
         self.events.push(Tracked {
             kind,
             start,
@@ -249,8 +246,16 @@ impl DmaDetector {
         self.cusum = 0.0;
         self.cusum_start = None;
         self.cusum_excess.clear();
-        // The demand factor of the buckets before counted the new leak as demand: with the
-        // leak now subtracted, it would read the next buckets as a drop (a repair).
+    }
+
+    /// `flow` m³/h more of the open events' flow is now known (a new event, or an open one
+    /// that rose): the profile learnt it as demand from `learnt_since` until now, and the
+    /// demand factor of the buckets before counted it as demand — with it now subtracted, the
+    /// factor would read the next buckets as a drop (a repair).
+    fn leak_flow_added(&mut self, flow: f64, learnt_since: Option<EpochMillis>) {
+        if let Some(t) = learnt_since {
+            self.adjust_profile(&Ramp(vec![(t, flow)]), -1.0);
+        }
         self.recent.clear();
         self.run_low.clear();
     }
@@ -258,16 +263,12 @@ impl DmaDetector {
     /// The open event `i`, found last night, rose by `rise` m³/h more since: it was found
     /// part-way up its rise and is tracked as growing (Holt's trend starts at the rise).
     fn still_rising(&mut self, i: usize, rise: f64) {
-        if let Some(t) = self.blind_onset(rise) {
-            self.adjust_profile(&Ramp(vec![(t, rise)]), -1.0);
-        }
+        let learnt_since = self.blind_onset(rise);
+        self.leak_flow_added(rise, learnt_since);
         let e = &mut self.events[i];
         e.trend = rise;
         e.level += rise;
         e.growing = true;
-        // As when a leak opens: the demand factor counted the rise as demand.
-        self.recent.clear();
-        self.run_low.clear();
     }
 
     /// Closes the open event whose flow best matches a drop of `drop` m³/h and returns it.
