@@ -1,16 +1,25 @@
-//! What the benchmark binaries share: whole-number flags, the peak resident set and the CPU
-//! time used.
+//! What the benchmark binaries share: flags, the peak resident set and the CPU time used.
 
 use anyhow::Context;
 
-/// The whole-number value of `--name N`, or `default`.
-pub fn arg(name: &str, default: i64) -> anyhow::Result<i64> {
+/// The value of `--name VALUE`, if the flag is given.
+pub fn text_arg(name: &str) -> anyhow::Result<Option<String>> {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == name) {
-        None => Ok(default),
+        None => Ok(None),
         Some(i) => args
             .get(i + 1)
-            .with_context(|| format!("{name} needs a value"))?
+            .cloned()
+            .map(Some)
+            .with_context(|| format!("{name} needs a value")),
+    }
+}
+
+/// The whole-number value of `--name N`, or `default`.
+pub fn arg(name: &str, default: i64) -> anyhow::Result<i64> {
+    match text_arg(name)? {
+        None => Ok(default),
+        Some(v) => v
             .parse()
             .with_context(|| format!("{name} must be a whole number")),
     }

@@ -24,7 +24,7 @@ use waterline_analytics::pressure::{self, PressureConfig};
 use waterline_analytics::{LoadOptions, Readings};
 use waterline_core::Network;
 use waterline_core::testing::XorShift;
-use waterline_tests::bench::{arg, cpu_seconds, print_peak_rss, reset_peak_rss};
+use waterline_tests::bench::{arg, cpu_seconds, print_peak_rss, reset_peak_rss, text_arg};
 
 const STEP_MS: i64 = 5 * 60_000;
 /// 2018-01-01T00:00:00Z.
@@ -67,8 +67,8 @@ fn main() -> anyhow::Result<()> {
     let network = Network::parse(&toml).map_err(|e| anyhow::anyhow!("{e}"))?;
     // `--keep-csv DIR`: the generated file is kept in DIR under a name that gives the settings
     // and, when it is there already, read again instead of generated (for repeated timings).
-    let kept = keep_csv()?.map(|d| {
-        d.join(format!(
+    let kept = text_arg("--keep-csv")?.map(|d| {
+        std::path::Path::new(&d).join(format!(
             "bench-readings-{dmas}dmas-{pressure_sensors}pressure-{days}days.csv"
         ))
     });
@@ -124,19 +124,6 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     run(&csv, &network, dmas, days, pressure_sensors)
-}
-
-/// The directory after `--keep-csv`, if given.
-fn keep_csv() -> anyhow::Result<Option<std::path::PathBuf>> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--keep-csv") {
-        None => Ok(None),
-        Some(i) => Ok(Some(
-            args.get(i + 1)
-                .context("--keep-csv needs a directory")?
-                .into(),
-        )),
-    }
 }
 
 /// The timed part: load `csv` and analyse it.
