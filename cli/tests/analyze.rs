@@ -3,10 +3,9 @@
 //! non-zero exit with a one-line reason on bad input, unknown sensors reported once.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 mod process;
-use process::run;
+use process::{Noise, run, write};
 
 const NETWORK: &str = r#"
 timezone = "Asia/Shanghai"
@@ -25,29 +24,19 @@ unit = "L/s"
 fn readings_csv() -> String {
     let mut s = String::from("time,sensor,value\n");
     let t0 = chrono::DateTime::parse_from_rfc3339("2018-03-05T00:00:00Z").unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut noise = Noise::new();
     for k in 0..21 * 288 {
         let t = t0 + chrono::TimeDelta::minutes(5 * k);
         let local_h = ((k % 288) as f64 / 12.0 + 8.0) % 24.0;
         let shape = 1.0 + 0.7 * (std::f64::consts::TAU * (local_h - 10.0) / 24.0).sin();
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let noise = (state % 1000) as f64 / 1000.0 - 0.5;
         let burst = if k >= 15 * 288 + 12 { 5.0 } else { 0.0 };
-        let value = 20.0 * shape + 0.2 * noise + burst;
+        let value = 20.0 * shape + 0.2 * noise.next() + burst;
         let _ = writeln!(s, "{},A-in,{value:.3}", t.format("%Y-%m-%dT%H:%M:%SZ"));
         if k % 100 == 0 {
             let _ = writeln!(s, "{},ghost,1.0", t.format("%Y-%m-%dT%H:%M:%SZ"));
         }
     }
     s
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
 }
 
 #[test]

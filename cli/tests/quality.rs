@@ -3,10 +3,9 @@
 //! bad input, row-wise scores against a truth file or labelled rows.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 mod process;
-use process::run;
+use process::{Noise, run, write};
 
 const NETWORK: &str = r#"
 timezone = "Asia/Shanghai"
@@ -35,13 +34,8 @@ role = "context"
 fn readings_csv(incident: bool) -> String {
     let mut s = String::from("time,sensor,value\n");
     let t0 = chrono::DateTime::parse_from_rfc3339("2026-03-02T00:00:00Z").unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut noise = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 1000) as f64 / 1000.0 - 0.5
-    };
+    let mut noise = Noise::new();
+    let mut noise = || noise.next();
     for k in 0..6 * 144 {
         let t = t0 + chrono::TimeDelta::minutes(10 * k);
         let hour = (k % 144) as f64 / 6.0;
@@ -56,12 +50,6 @@ fn readings_csv(incident: bool) -> String {
         let _ = writeln!(s, "{stamp},S-temp,{:.1}", 12.0 + noise());
     }
     s
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
 }
 
 const TRUTH: &str = "{\"kind\":\"quality_event\",\"incident\":\"qi1\",\"type\":\"contamination\",\
