@@ -234,6 +234,11 @@ fn zone_with_burst(net: &Network, inflow_rise: f64, sag_m: f64) -> Readings {
 /// [`zone_with_burst`] with the pressures' daily swing scaled by `swing` (a zone close to a
 /// strong source, whose pressures hardly follow its demand, has a small one).
 fn zone_with_sag(net: &Network, inflow_rise: f64, sag_m: f64, swing: f64) -> Readings {
+    zone_with_sags(net, inflow_rise, [(sag_m, swing), (sag_m, swing)])
+}
+
+/// As [`zone_with_sag`], with each point's own sag and daily swing (A-p1, A-p2).
+fn zone_with_sags(net: &Network, inflow_rise: f64, points: [(f64, f64); 2]) -> Readings {
     let mut rng = XorShift(0x5eed_0b57);
     let mut noise = move |sd: f64| ((rng.next_u64() % 1000) as f64 / 1000.0 - 0.5) * sd;
     let burst = (BURST_DAY * DAY + 10 * HOUR, BURST_DAY * DAY + 16 * HOUR);
@@ -243,11 +248,11 @@ fn zone_with_sag(net: &Network, inflow_rise: f64, sag_m: f64, swing: f64) -> Rea
         let hour = (off % DAY) as f64 / HOUR as f64;
         let weekend = matches!((off / DAY) % 7, 5 | 6);
         let (amp, peak) = if weekend { (2.0, 17.0) } else { (3.0, 15.0) };
-        let amp = amp * swing;
         let shape = (std::f64::consts::TAU * (hour - peak) / 24.0).cos();
         let bursting = (burst.0..burst.1).contains(&off);
-        for (id, base) in [("A-p1", 30.0), ("A-p2", 36.0)] {
-            let mut p = base + amp * shape + noise(0.3);
+        for ((id, base), (sag_m, swing)) in [("A-p1", 30.0), ("A-p2", 36.0)].into_iter().zip(points)
+        {
+            let mut p = base + amp * swing * shape + noise(0.3);
             if bursting {
                 p -= sag_m;
             }
@@ -387,6 +392,11 @@ fn a_sag_far_beyond_what_the_rise_does_to_the_pressures_is_the_supply_not_a_burs
     // The same sag and rise in a zone whose pressures follow its demand (3 m a day): a burst.
     let steep = drops(zone_with_sag(&net, 4.0, 0.9, 1.0));
     assert_eq!(steep.len(), 1, "{steep:#?}");
+    // The deepest point's pressure does not follow the flow at all (fed near the source): the
+    // next one is judged, and its sag is still thirty times its response (the 2018 year,
+    // 25 March: 15 points sagged up to 0.69 m with a rise of 3 m³/h, the deepest unjudged).
+    let unjudged_deepest = drops(zone_with_sags(&net, 4.0, [(0.8, 0.0), (0.75, 0.05)]));
+    assert!(unjudged_deepest.is_empty(), "{unjudged_deepest:#?}");
 }
 
 /// A dispatcher excluded zone A on day 2 from 09:00 to 13:00 (a declared source shortage): the
