@@ -393,7 +393,7 @@ fn a_sag_far_beyond_what_the_rise_does_to_the_pressures_is_the_supply_not_a_burs
     let steep = drops(zone_with_sag(&net, 4.0, 0.9, 1.0));
     assert_eq!(steep.len(), 1, "{steep:#?}");
     // The deepest point's pressure does not follow the flow at all (fed near the source): the
-    // next one is judged, and its sag is still thirty times its response (the 2018 year,
+    // next one is judged, and its sag is still over twenty times its response (the 2018 year,
     // 25 March: 15 points sagged up to 0.69 m with a rise of 3 m³/h, the deepest unjudged).
     let unjudged_deepest = drops(zone_with_sags(&net, 4.0, [(0.8, 0.0), (0.75, 0.05)]));
     assert!(unjudged_deepest.is_empty(), "{unjudged_deepest:#?}");
